@@ -1,0 +1,170 @@
+"""Read recipe and target YAML into pydantic models, with errors that say file, line, key and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Optional, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from edgecv.config.recipe import Recipe
+from edgecv.config.target import Target
+from edgecv.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+# Where `--target NAME` is looked up, in order, after an explicit path.
+PACKAGE_TARGETS = Path(__file__).resolve().parents[2] / "targets"
+
+
+def _line_of(node: Optional[yaml.Node], loc: tuple) -> Optional[int]:
+    """1-based line of the YAML node at `loc` (the deepest one that exists)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = next((v for k, v in node.value if k.value == str(part)), None)
+            if nxt is None:  # the key itself is wrong (extra key): point at it
+                key = next((k for k, _ in node.value if k.value == str(part)), None)
+                return key.start_mark.line + 1 if key is not None else line
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the sub-model that holds `loc[-1]`, for 'unknown key' messages."""
+    current: Any = model
+    for part in loc[:-1]:
+        field = getattr(current, "model_fields", {}).get(str(part))
+        if field is None:
+            return []
+        ann = field.annotation
+        # unwrap Optional[...] / list[...] down to a model class
+        for arg in (ann, *getattr(ann, "__args__", ())):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                current = arg
+                break
+        else:
+            if isinstance(part, int):
+                continue
+            return []
+    return [n for n, f in current.model_fields.items() if not f.exclude]
+
+
+def format_validation_error(err: ValidationError, model: type[BaseModel], file: Path, node) -> str:
+    lines = [f"{file}: {err.error_count()} problem(s):"]
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if p != "__root__")
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        line = _line_of(node, loc)
+        where = f"line {line}, " if line else ""
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, loc)
+            msg = f"unknown key `{loc[-1]}`" + (f"; allowed keys here: {', '.join(allowed)}" if allowed else "")
+        elif e["type"] == "missing":
+            msg = "required key is missing: add it"
+        lines.append(f"  - {where}key `{key}`: {msg}")
+    return "\n".join(lines)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict, overrides: Iterable[str], file: Path) -> dict:
+    """Apply `--set key.path=value` overrides; values are parsed as YAML (numbers, lists, bools)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: write it as key.path=value, e.g. --set train.warmup.epochs=1")
+        path, value = item.split("=", 1)
+        keys = path.strip().split(".")
+        cursor = data
+        for k in keys[:-1]:
+            nxt = cursor.setdefault(k, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {item!r}: `{k}` in {file} is a value, not a section")
+            cursor = nxt
+        cursor[keys[-1]] = _parse_value(value)
+    return data
+
+
+def _read_yaml(path: Path) -> tuple[dict, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    text = path.read_text()
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, found {type(data).__name__}")
+    return data, node
+
+
+def _validate(model: type[M], data: dict, path: Path, node, **extra) -> M:
+    try:
+        return model.model_validate({**data, **extra})
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, model, path, node)) from None
+
+
+def load_recipe(path: Path | str, overrides: Iterable[str] = ()) -> Recipe:
+    path = Path(path).resolve()
+    data, node = _read_yaml(path)
+    data = apply_overrides(data, overrides, path)
+    return _validate(Recipe, data, path, node, base_dir=path.parent)
+
+
+def target_search_dirs(recipe_dir: Optional[Path] = None) -> list[Path]:
+    dirs = [Path.cwd() / "targets"]
+    if recipe_dir is not None:
+        dirs += [recipe_dir / "targets"]
+    dirs.append(PACKAGE_TARGETS)
+    seen, out = set(), []
+    for d in dirs:
+        if d.resolve() not in seen:
+            seen.add(d.resolve())
+            out.append(d)
+    return out
+
+
+def find_target(name: str, recipe_dir: Optional[Path] = None) -> Path:
+    candidate = Path(name)
+    if candidate.suffix in (".yaml", ".yml"):
+        if candidate.is_file():
+            return candidate
+        raise ConfigError(f"target file {candidate} not found")
+    for d in target_search_dirs(recipe_dir):
+        p = d / f"{name}.yaml"
+        if p.is_file():
+            return p
+    known = sorted({p.stem for d in target_search_dirs(recipe_dir) if d.is_dir() for p in d.glob("*.yaml")})
+    raise ConfigError(f"unknown target {name!r}; known targets: {', '.join(known) or 'none'} (see `edgecv targets`)")
+
+
+def load_target(name_or_path: str, recipe_dir: Optional[Path] = None) -> Target:
+    path = find_target(name_or_path, recipe_dir).resolve()
+    data, node = _read_yaml(path)
+    data.setdefault("name", path.stem)
+    return _validate(Target, data, path, node)
+
+
+def list_targets(recipe_dir: Optional[Path] = None) -> list[tuple[str, Path]]:
+    found: dict[str, Path] = {}
+    for d in target_search_dirs(recipe_dir):
+        if d.is_dir():
+            for p in sorted(d.glob("*.yaml")):
+                found.setdefault(p.stem, p)
+    return sorted(found.items())

@@ -1,0 +1,126 @@
+"""The project recipe (`edgecv.yaml`): what to train and on which data.
+
+Every model forbids unknown keys so a typo is an error, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(Strict):
+    root: Optional[Path] = Field(None, description="image folder with one sub-folder per class; split by val_fraction")
+    train: Optional[Path] = Field(None, description="explicit training image folder (use with val)")
+    val: Optional[Path] = Field(None, description="explicit validation image folder (use with train)")
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = 0
+    cache: Literal["memory", "none"] = "memory"
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> "DataConfig":
+        if self.root is not None and (self.train is not None or self.val is not None):
+            raise ValueError("give either `root` (split automatically) or `train` and `val`, not both")
+        if self.root is None and (self.train is None or self.val is None):
+            raise ValueError("give `root` (one folder, split by val_fraction) or both `train` and `val`")
+        return self
+
+
+class InputConfig(Strict):
+    size: tuple[int, int] = Field((224, 224), description="model input height, width in pixels")
+    resize: Literal["center_crop", "resize", "pad"] = Field(
+        "center_crop",
+        description="center_crop keeps aspect and drops borders (photos of one centred object); "
+        "resize stretches (images already at the right aspect); pad letterboxes (nothing may be cut off)",
+    )
+
+    @model_validator(mode="after")
+    def _size_positive(self) -> "InputConfig":
+        if min(self.size) < 8:
+            raise ValueError(f"size {list(self.size)} is too small: use at least 8x8 pixels")
+        return self
+
+
+class HeadConfig(Strict):
+    pooling: Literal["avg", "max"] = "avg"
+    hidden_units: list[int] = Field(default_factory=list)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+
+
+class ModelConfig(Strict):
+    backbone: str = "MobileNetV2"
+    alpha: Optional[float] = Field(None, description="width multiplier (MobileNet families)")
+    weights: str = Field("imagenet", description="imagenet | none | path to a keras-applications h5 (no_top)")
+    head: HeadConfig = HeadConfig()
+
+
+class AugmentConfig(Strict):
+    flip: Literal["none", "horizontal", "vertical", "both"] = "horizontal"
+    rotation: float = Field(0.0, ge=0.0, le=0.5, description="fraction of a full turn")
+    zoom: float = Field(0.0, ge=0.0, lt=1.0)
+    translate: float = Field(0.0, ge=0.0, lt=1.0)
+    contrast: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class PhaseConfig(Strict):
+    epochs: int = Field(0, ge=0)
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0.0)
+
+
+class UnfreezeConfig(Strict):
+    layers: Optional[int] = Field(None, ge=0, description="unfreeze this many layers from the top of the backbone")
+    from_layer: Optional[str] = Field(None, description="unfreeze this backbone layer and every layer after it")
+    all: bool = False
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> "UnfreezeConfig":
+        given = [self.layers is not None, self.from_layer is not None, self.all]
+        if sum(given) > 1:
+            raise ValueError("give one of `layers`, `from_layer` or `all: true`")
+        return self
+
+
+class FinetuneConfig(PhaseConfig):
+    learning_rate: float = Field(1e-5, gt=0.0)
+    unfreeze: UnfreezeConfig = UnfreezeConfig(layers=40)
+
+
+class TrainConfig(Strict):
+    batch_size: int = Field(32, ge=1)
+    seed: int = 0
+    warmup: PhaseConfig = PhaseConfig(epochs=3)
+    finetune: FinetuneConfig = FinetuneConfig(epochs=3)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    mixed_precision: Literal["auto", "on", "off"] = Field("auto", description="auto: on when a GPU is present")
+    deterministic: bool = Field(True, description="deterministic ops: same data and seed give the same model")
+
+
+class CalibrationConfig(Strict):
+    size: int = Field(200, ge=1, description="images drawn from the training split, stratified by class")
+    seed: int = 0
+    list: Optional[Path] = Field(None, description="pin the set: a text file of image paths (train split only)")
+
+
+class Recipe(Strict):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    task: Literal["classification"] = "classification"
+    data: DataConfig
+    input: InputConfig = InputConfig()
+    model: ModelConfig = ModelConfig()
+    augment: AugmentConfig = AugmentConfig()
+    train: TrainConfig = TrainConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+
+    # Where the recipe file lives; relative data paths resolve against it. Not a YAML key.
+    base_dir: Path = Field(Path("."), exclude=True)
+
+    def resolve(self, path: Union[str, Path]) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p).resolve()

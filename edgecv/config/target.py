@@ -1,0 +1,72 @@
+"""A target file (`targets/NAME.yaml`): which artifacts a device gets, how they are measured, gates."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, model_validator
+
+from edgecv.config.recipe import Strict
+
+Precision = Literal["fp32", "fp16", "int8"]
+
+
+class Gates(Strict):
+    """Limits an artifact must meet; a missing limit is not checked."""
+
+    accuracy_min: Optional[float] = Field(None, ge=0, le=100, description="task accuracy, percent")
+    accuracy_drop_max: Optional[float] = Field(None, ge=0, description="points below the float reference")
+    top1_agreement_min: Optional[float] = Field(None, ge=0, le=1)
+    latency_p50_ms_max: Optional[float] = Field(None, gt=0)
+    latency_p90_ms_max: Optional[float] = Field(None, gt=0)
+    size_mb_max: Optional[float] = Field(None, gt=0)
+
+
+class RuntimeSettings(Strict):
+    threads: Optional[int] = Field(None, ge=1, description="CPU threads the runtime may use")
+    batch: int = Field(1, ge=1, description="batch size for latency")
+
+
+class ArtifactSpec(Strict):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    format: str = Field(..., description="exporter name: see `edgecv formats`")
+    precision: Precision = "fp32"
+    io_dtype: Optional[Literal["uint8", "int8", "float32"]] = Field(
+        None, description="input/output type (int8 TFLite); default uint8 for int8, float32 otherwise"
+    )
+    allow_float_ops: bool = Field(False, description="int8: accept float ops the converter could not quantize")
+    options: dict = Field(default_factory=dict, description="exporter-specific settings")
+    passes: list[dict] = Field(default_factory=list, description="model passes before export: [{name: prune, ...}]")
+    gates: Optional[Gates] = Field(None, description="overrides the target's gates for this artifact")
+
+    @model_validator(mode="after")
+    def _io_dtype_fits(self) -> "ArtifactSpec":
+        if self.io_dtype in ("uint8", "int8") and self.precision != "int8":
+            raise ValueError(f"io_dtype {self.io_dtype} needs precision int8, not {self.precision}")
+        return self
+
+    @property
+    def resolved_io_dtype(self) -> str:
+        return self.io_dtype or ("uint8" if self.precision == "int8" else "float32")
+
+
+class Target(Strict):
+    name: str
+    description: str
+    artifacts: list[ArtifactSpec] = Field(..., min_length=1)
+    runtime: RuntimeSettings = RuntimeSettings()
+    gates: Gates = Gates()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Target":
+        names = [a.name for a in self.artifacts]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"artifact names must be unique; repeated: {dupes}")
+        return self
+
+    def gates_for(self, artifact: ArtifactSpec) -> Gates:
+        if artifact.gates is None:
+            return self.gates
+        merged = self.gates.model_dump() | artifact.gates.model_dump(exclude_none=True)
+        return Gates(**merged)

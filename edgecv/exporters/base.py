@@ -1,0 +1,89 @@
+"""Exporter interface: a task model plus an artifact spec in, an artifact file out.
+
+Adding a format means one exporter module here and one runtime module in `edgecv.runtimes`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, ClassVar, Iterator, Optional
+
+import numpy as np
+
+EXPORTER_MODULES: dict[str, str] = {
+    "tflite": "edgecv.exporters.tflite",
+    "savedmodel": "edgecv.exporters.savedmodel",
+}
+EXPORTERS: dict[str, type["Exporter"]] = {}
+
+
+@dataclass
+class ExportContext:
+    """What an exporter may need beyond the model: calibration images, names, provenance."""
+
+    model_name: str
+    calibration: Optional[Callable[[], Iterator[np.ndarray]]] = None  # yields 1xHxWx3 uint8 batches
+    calibration_sha256: Optional[str] = None
+    metadata: dict = field(default_factory=dict)  # recipe hash, edgecv version ...
+
+
+@dataclass
+class Artifact:
+    name: str
+    format: str
+    precision: str
+    path: Path
+    runtime_format: str  # which runtime loads it
+    checks: dict = field(default_factory=dict)  # e.g. integer-only check results
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def size_bytes(self) -> int:
+        p = self.path
+        return p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+    def sha256(self) -> str:
+        h = hashlib.sha256()
+        files = [self.path] if self.path.is_file() else sorted(f for f in self.path.rglob("*") if f.is_file())
+        for f in files:
+            if self.path.is_dir():
+                h.update(str(f.relative_to(self.path)).encode())
+            h.update(f.read_bytes())
+        return h.hexdigest()
+
+
+class NotBuiltHere(Exception):
+    """This machine cannot finish the artifact (e.g. no TensorRT/GPU). Everything that could be
+    prepared is at `prepared`; `how_to_finish` is the exact command to run on the device."""
+
+    def __init__(self, reason: str, prepared: Optional[Path] = None, how_to_finish: str = ""):
+        super().__init__(reason)
+        self.reason, self.prepared, self.how_to_finish = reason, prepared, how_to_finish
+
+
+class Exporter(ABC):
+    format: ClassVar[str]
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    needs_calibration: ClassVar[tuple[str, ...]] = ()  # precisions that need the calibration set
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if getattr(cls, "format", None):
+            EXPORTERS[cls.format] = cls
+
+    @abstractmethod
+    def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
+        """Write the artifact for `spec` into out_dir (atomically) and describe it."""
+
+
+def get_exporter(fmt: str) -> type[Exporter]:
+    if fmt not in EXPORTERS:
+        module = EXPORTER_MODULES.get(fmt)
+        if module is None:
+            raise KeyError(f"unknown artifact format {fmt!r}; known: {', '.join(sorted(EXPORTER_MODULES))}")
+        importlib.import_module(module)
+    return EXPORTERS[fmt]

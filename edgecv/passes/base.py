@@ -1,0 +1,71 @@
+"""Pass interface: a task model in, a task model out (pruning, QAT, backbone swap, ...).
+
+A pass declares what it needs (calibration data, training data, a teacher) and which precisions
+it suits, so a bad combination is rejected while planning, before any training. Target files
+choose passes per artifact: `passes: [{name: prune, sparsity: 0.5}]`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Optional
+
+from pydantic import BaseModel, ConfigDict
+
+PASS_MODULES: dict[str, str] = {}  # pass name -> module that defines it (imported on use)
+PASSES: dict[str, type["Pass"]] = {}
+
+
+class PassConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+
+
+@dataclass
+class PassContext:
+    """What a pass may use. Datasets are factories so a pass that needs none pays nothing."""
+
+    recipe: Any
+    index: Any  # DataIndex
+    train_dataset: Callable[..., Any]  # (batch_size, augment: bool) -> tf.data.Dataset of (images, one-hot)
+    val_dataset: Callable[..., Any]
+    calibration: Optional[Callable[[], Any]] = None  # yields 1xHxWx3 uint8 batches
+    teacher: Any = None  # the reference TaskModel
+    console: Any = None
+    work_dir: Any = None
+    report: dict = field(default_factory=dict)  # a pass writes what it measured here
+
+
+class Pass(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    config: ClassVar[type[PassConfig]] = PassConfig
+    needs: ClassVar[frozenset[str]] = frozenset()  # subset of {"calibration", "train_data", "teacher"}
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if getattr(cls, "name", None):
+            PASSES[cls.name] = cls
+
+    @abstractmethod
+    def run(self, model, cfg: PassConfig, ctx: PassContext):
+        """Return a new TaskModel; put measurements in ctx.report."""
+
+
+def get_pass(name: str) -> type[Pass]:
+    if name not in PASSES:
+        module = PASS_MODULES.get(name)
+        if module is None:
+            raise KeyError(f"unknown pass {name!r}; known: {', '.join(sorted(PASS_MODULES)) or 'none'}")
+        importlib.import_module(module)
+    return PASSES[name]
+
+
+def parse_pass_config(raw: dict) -> tuple[type[Pass], PassConfig]:
+    if "name" not in raw:
+        raise ValueError("each pass needs a `name`")
+    cls = get_pass(raw["name"])
+    return cls, cls.config.model_validate(raw)

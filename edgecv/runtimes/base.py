@@ -1,0 +1,104 @@
+"""Runtime interface: load an artifact, predict on uint8 RGB pixel batches, time itself.
+
+Every runtime takes the same input (N x H x W x 3 uint8 pixels at the model's input size) and
+returns float outputs by name, so the comparator never asks which format it is looking at.
+Runtimes are imported lazily by format: a device with only `ai-edge-litert` and numpy can run
+`edgecv bench` on a .tflite without TensorFlow installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar, Optional
+
+import numpy as np
+
+# format -> module defining its Runtime subclass (imported only when that format is used)
+RUNTIME_MODULES: dict[str, str] = {
+    "tflite": "edgecv.runtimes.tflite",
+    "savedmodel": "edgecv.runtimes.savedmodel",
+}
+RUNTIMES: dict[str, type["Runtime"]] = {}
+
+
+class RuntimeUnavailable(RuntimeError):
+    """The library or hardware this runtime needs is missing here (say which and how to get it)."""
+
+
+class Runtime(ABC):
+    format: ClassVar[str]
+    library: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if getattr(cls, "format", None):
+            RUNTIMES[cls.format] = cls
+
+    def __init__(self, path: Path | str, threads: Optional[int] = None, **options):
+        self.path = Path(path)
+        self.threads = threads
+        self.options = options
+        t0 = time.perf_counter()
+        self._load()
+        self.load_seconds = time.perf_counter() - t0
+
+    @abstractmethod
+    def _load(self) -> None: ...
+
+    @property
+    @abstractmethod
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) the artifact takes."""
+
+    @property
+    def input_dtype(self) -> str:
+        return "uint8"
+
+    @abstractmethod
+    def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """images: N x H x W x 3 uint8 RGB pixels. Returns float32 outputs by name."""
+
+    def describe(self) -> dict:
+        return {"format": self.format, "library": self.library, "threads": self.threads, **self.options}
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def detect_format(path: Path) -> str:
+    path = Path(path)
+    if path.suffix == ".tflite":
+        return "tflite"
+    if path.is_dir() and (path / "saved_model.pb").is_file():
+        return "savedmodel"
+    if path.is_dir():  # TF Serving layout: <model>/<version>/saved_model.pb
+        versions = sorted((p for p in path.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+        if versions and (versions[-1] / "saved_model.pb").is_file():
+            return "savedmodel"
+    for fmt, suffixes in {"onnx": (".onnx",), "tensorrt": (".engine", ".plan"), "coreml": (".mlpackage", ".mlmodel")}.items():
+        if path.suffix in suffixes:
+            return fmt
+    raise ValueError(f"cannot tell the format of {path}: expected .tflite, .onnx, .engine, .mlpackage or a SavedModel folder")
+
+
+def get_runtime(fmt: str) -> type[Runtime]:
+    if fmt not in RUNTIMES:
+        module = RUNTIME_MODULES.get(fmt)
+        if module is None:
+            raise ValueError(f"no runtime for format {fmt!r}; known: {', '.join(sorted(RUNTIME_MODULES))}")
+        importlib.import_module(module)
+    return RUNTIMES[fmt]
+
+
+def load_runtime(path: Path | str, fmt: Optional[str] = None, threads: Optional[int] = None, **options) -> Runtime:
+    fmt = fmt or detect_format(Path(path))
+    return get_runtime(fmt)(path, threads=threads, **options)

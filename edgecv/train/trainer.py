@@ -1,0 +1,125 @@
+"""Fine-tune the task model: warm up the head on a frozen backbone, then unfreeze the top.
+
+Batch-norm layers stay frozen (inference mode) in both phases: re-normalizing with small-batch
+statistics wrecks pretrained features (the Keras transfer-learning advice). The best weights by
+validation accuracy across both phases are what the reference model keeps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from rich.console import Console
+
+from edgecv._keras import keras, tf
+from edgecv.data.index import DataIndex
+from edgecv.data.pipeline import augmentation, image_dataset
+from edgecv.errors import ConfigError
+from edgecv.models.build import TaskModel, build_classifier
+from edgecv.train.progress import RichProgress
+from edgecv.train.strategy import make_strategy, set_precision_policy
+
+
+@dataclass
+class TrainResult:
+    model: TaskModel
+    history: list[dict] = field(default_factory=list)  # one row per epoch: phase, epoch, metrics
+    best_val_accuracy: float = 0.0
+    seconds: float = 0.0
+    precision_policy: str = "float32"
+    strategy: str = ""
+
+
+def _optimizer(phase):
+    lr = phase.learning_rate
+    return {
+        "adam": lambda: keras.optimizers.Adam(lr),
+        "adamw": lambda: keras.optimizers.AdamW(lr),
+        "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9),
+        "rmsprop": lambda: keras.optimizers.RMSprop(lr),
+    }[phase.optimizer]()
+
+
+def set_trainable(task_model: TaskModel, unfreeze) -> int:
+    """Freeze the backbone, then unfreeze its top per the rule; BN always frozen. Returns the count."""
+    model = task_model.keras_model
+    names = task_model.backbone_layers
+    if unfreeze is None:
+        chosen: list[str] = []
+    elif unfreeze.all:
+        chosen = names
+    elif unfreeze.from_layer is not None:
+        if unfreeze.from_layer not in names:
+            raise ConfigError(f"train.finetune.unfreeze.from_layer: no backbone layer {unfreeze.from_layer!r}; "
+                              f"the last ones are: {', '.join(names[-8:])}")
+        chosen = names[names.index(unfreeze.from_layer):]
+    else:
+        chosen = names[len(names) - min(unfreeze.layers or 0, len(names)):]
+    chosen_set = set(chosen)
+    for name in names:
+        layer = model.get_layer(name)
+        layer.trainable = name in chosen_set and not isinstance(layer, keras.layers.BatchNormalization)
+    return sum(1 for n in chosen if model.get_layer(n).trainable_weights)
+
+
+class _KeepBest(keras.callbacks.Callback):
+    """Remember the weights with the best validation accuracy (kept in memory, restored at the end)."""
+
+    def __init__(self, state: dict):
+        super().__init__()
+        self.state = state
+
+    def on_epoch_end(self, epoch, logs=None):
+        acc = (logs or {}).get("val_accuracy", -1.0)
+        if acc > self.state["best"]:
+            self.state["best"] = acc
+            self.state["weights"] = self.model.get_weights()
+
+
+def train(recipe, index: DataIndex, console: Console | None = None) -> TrainResult:
+    console = console or Console(stderr=True)
+    cfg = recipe.train
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    policy = set_precision_policy(cfg.mixed_precision)
+    strategy = make_strategy()
+    size, n_cls = recipe.input.size, len(index.classes)
+    train_ds = image_dataset(index.train, size, recipe.input.resize, cfg.batch_size, n_cls, shuffle=True,
+                             augment=augmentation(recipe.augment, cfg.seed), seed=cfg.seed,
+                             cache=recipe.data.cache == "memory")
+    val_ds = image_dataset(index.val, size, recipe.input.resize, cfg.batch_size, n_cls,
+                           cache=recipe.data.cache == "memory")
+    steps = math.ceil(len(index.train) / cfg.batch_size)
+    with strategy.scope():
+        task_model = build_classifier(recipe, index.classes)
+    model = task_model.keras_model
+    state = {"best": -1.0, "weights": None}
+    history: list[dict] = []
+    t0 = time.perf_counter()
+    phases = [("warm-up", cfg.warmup, None), ("fine-tune", cfg.finetune, cfg.finetune.unfreeze)]
+    if cfg.warmup.epochs + cfg.finetune.epochs == 0:
+        raise ConfigError("train: warmup.epochs and finetune.epochs are both 0; train at least one epoch")
+    for phase_name, phase, unfreeze in phases:
+        if phase.epochs == 0:
+            continue
+        n = set_trainable(task_model, unfreeze)
+        console.print(f"[bold]{phase_name}[/]: {phase.epochs} epoch(s), {phase.optimizer} lr {phase.learning_rate:g}, "
+                      f"{n} backbone layer(s) trainable, {len(index.train)} train / {len(index.val)} val images")
+        with strategy.scope():
+            model.compile(optimizer=_optimizer(phase),
+                          loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+                          metrics=["accuracy"])
+        hist = model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, verbose=0,
+                         callbacks=[RichProgress(phase_name, phase.epochs, steps, console), _KeepBest(state)])
+        for e in range(phase.epochs):
+            history.append({"phase": phase_name, "epoch": e + 1,
+                            **{k: float(v[e]) for k, v in hist.history.items()}})
+    if state["weights"] is not None:
+        model.set_weights(state["weights"])
+    for layer in model.layers:  # ready for later fine-tuning passes: everything but batch norm trainable
+        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+    return TrainResult(task_model, history, float(state["best"]), time.perf_counter() - t0, policy,
+                       type(strategy).__name__)

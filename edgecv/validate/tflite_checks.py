@@ -1,0 +1,62 @@
+"""Check that a TFLite file really has the precision it claims.
+
+A "dynamic range" model (int8 weights, float compute) must not be reported as int8: list every op
+that still computes in float, and check the input follows the pixel contract.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+# Boundary ops that legitimately touch float when the model's own input/output is float
+_BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
+EXPECTED_INPUT_QUANT = {"uint8": (1.0, 0), "int8": (1.0, -128)}
+
+
+def inspect_tflite(path: Path, precision: str, io_dtype: str = "float32", allow_float_ops: bool = False) -> dict:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    ops = interp._get_ops_details()
+    tensors = interp.get_tensor_details()
+    inp = interp.get_input_details()[0]
+    dtype_counts = Counter(np.dtype(t["dtype"]).name for t in tensors)
+    op_counts = Counter(op["op_name"] for op in ops)
+    float_ops = []
+    for op in ops:
+        types = [np.dtype(t).name for t in list(op["operand_types"]) + list(op["result_types"])]
+        if "float32" in types and not (op["op_name"] in _BOUNDARY_OPS and io_dtype == "float32"):
+            float_ops.append(op["op_name"])
+    result = {
+        "precision_claimed": precision,
+        "op_counts": dict(op_counts),
+        "tensor_dtypes": dict(dtype_counts),
+        "input_dtype": np.dtype(inp["dtype"]).name,
+        "input_quantization": [float(inp["quantization"][0]), int(inp["quantization"][1])],
+        "float_ops": dict(Counter(float_ops)),
+        "passed": True,
+        "message": "",
+    }
+    problems = []
+    if precision == "int8":
+        result["integer_only"] = not float_ops
+        if float_ops and not allow_float_ops:
+            problems.append(f"claimed int8 but {len(float_ops)} op(s) compute in float: {dict(Counter(float_ops))}")
+        if result["input_dtype"] != io_dtype:
+            problems.append(f"input is {result['input_dtype']}, the target asked for {io_dtype}")
+        expected = EXPECTED_INPUT_QUANT.get(io_dtype)
+        scale, zero = inp["quantization"]
+        if expected and not (abs(scale - expected[0]) < 1e-6 and zero == expected[1]):
+            problems.append(f"input quantization is (scale {scale}, zero point {zero}), not {expected}: "
+                            "the integer input would not be the pixel value")
+    elif precision == "fp16":
+        result["float16_tensors"] = dtype_counts.get("float16", 0)
+        if not dtype_counts.get("float16"):
+            problems.append("claimed fp16 but no float16 weights were produced")
+    if problems:
+        result["passed"] = False
+        result["message"] = "; ".join(problems)
+    return result
