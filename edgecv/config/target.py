@@ -25,6 +25,7 @@ class Gates(Strict):
 class RuntimeSettings(Strict):
     threads: Optional[int] = Field(None, ge=1, description="CPU threads the runtime may use")
     batch: int = Field(1, ge=1, description="batch size for latency")
+    options: dict = Field(default_factory=dict, description="runtime-specific settings, e.g. ONNX Runtime providers")
 
 
 class ArtifactSpec(Strict):
