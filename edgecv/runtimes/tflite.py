@@ -32,6 +32,8 @@ class TFLiteRuntime(Runtime):
         self._in = self.interpreter.get_input_details()[0]
         self._outs = self.interpreter.get_output_details()
         self._batch = int(self._in["shape"][0])
+        # a model exported with a fixed batch (most third-party ones) cannot be resized: loop instead
+        self._fixed_batch = int(self._in["shape_signature"][0]) if int(self._in["shape_signature"][0]) > 0 else None
         self.float_range = tuple(self.options.get("float_range", (0.0, 255.0)))
 
     @property
@@ -51,6 +53,15 @@ class TFLiteRuntime(Runtime):
             self._batch = n
 
     def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        fixed = self._fixed_batch
+        if fixed and len(images) != fixed:
+            if len(images) % fixed:
+                raise ValueError(f"{self.path.name} has a fixed batch of {fixed}; got {len(images)} images")
+            parts = [self._predict(images[i:i + fixed]) for i in range(0, len(images), fixed)]
+            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return self._predict(images)
+
+    def _predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
         self._ensure_batch(len(images))
         self.interpreter.set_tensor(self._in["index"], pixels_to_input(images, self._in["dtype"], self.float_range))
         self.interpreter.invoke()
