@@ -15,7 +15,7 @@ def test_targets_lists_descriptions():
 
 def test_bad_recipe_exits_2_with_the_key(tmp_path):
     recipe = tmp_path / "edgecv.yaml"
-    recipe.write_text("name: x\ndata: {root: d}\nmodel: {backbone: NoSuchNet}\n")
+    recipe.write_text("name: x\ndata: {root: d}\nmodel: {backbone: TinyCNN, weights: none}\n")
     r = runner.invoke(app, ["build", "--target", "raspberry-pi-4", "--recipe", str(recipe), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2
     assert "does not exist" in r.output  # data root checked first

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
@@ -23,8 +23,18 @@ class Gates(Strict):
 
 
 class RuntimeSettings(Strict):
+    @property
+    def batches(self) -> list[int]:
+        return [self.batch] if isinstance(self.batch, int) else list(self.batch)
+
+    @model_validator(mode="after")
+    def _positive_batches(self) -> "RuntimeSettings":
+        if not self.batches or min(self.batches) < 1:
+            raise ValueError(f"batch must be a positive size or a list of them, not {self.batch}")
+        return self
+
     threads: Optional[int] = Field(None, ge=1, description="CPU threads the runtime may use")
-    batch: int = Field(1, ge=1, description="batch size for latency")
+    batch: Union[int, list[int]] = Field(1, description="batch size(s) for latency: 1 or [1, 8]")
     options: dict = Field(default_factory=dict, description="runtime-specific settings, e.g. ONNX Runtime providers")
 
 

@@ -15,7 +15,8 @@ import numpy as np
 
 from edgecv._keras import keras
 from edgecv.errors import ConfigError
-from edgecv.models.backbones import Normalization, get_backbone, normalization
+from edgecv.models.backbones import Normalization, normalization
+from edgecv.models.check import check_model_config
 
 NORMALIZE_LAYER = "normalize"
 
@@ -70,17 +71,6 @@ def normalization_layer(norm: Normalization) -> Optional[keras.layers.Layer]:
     return keras.layers.Rescaling(scale.tolist(), bias.tolist(), name=NORMALIZE_LAYER)
 
 
-def resolve_weights(weights: str, resolve) -> Optional[str]:
-    if weights == "none":
-        return None
-    if weights == "imagenet":
-        return "imagenet"
-    path = resolve(weights)
-    if not path.is_file():
-        raise ConfigError(f"model.weights: {path} not found; give `imagenet`, `none` or the path of an h5 file")
-    return str(path)
-
-
 def _load_reference_backbone(spec, weights: str, alpha, input_shape):
     try:
         return spec.build(weights=weights, alpha=alpha, input_shape=input_shape)
@@ -98,16 +88,8 @@ def _load_reference_backbone(spec, weights: str, alpha, input_shape):
 
 def build_classifier(recipe, class_names: list[str]) -> TaskModel:
     m = recipe.model
-    try:
-        spec = get_backbone(m.backbone)
-    except KeyError as e:
-        raise ConfigError(f"model.backbone: {e.args[0]}") from None
-    if m.alpha is not None and not spec.takes_alpha:
-        raise ConfigError(f"model.alpha: {spec.name} has no width multiplier; remove `alpha`")
+    spec, weights = check_model_config(recipe)
     h, w = recipe.input.size
-    if min(h, w) < spec.min_size:
-        raise ConfigError(f"input.size {h}x{w}: {spec.name} needs at least {spec.min_size}x{spec.min_size}")
-    weights = resolve_weights(m.weights, recipe.resolve)
     norm = normalization(spec.normalization)
 
     inputs = keras.Input((h, w, 3), name="image")

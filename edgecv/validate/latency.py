@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -19,9 +19,12 @@ class Latency:
     mean_ms: float
     min_ms: float
     throughput_ips: float  # images per second at this batch size
+    samples_ms: list = field(default_factory=list, repr=False)  # every run, in order
 
     def to_json(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("samples_ms")
+        return d
 
 
 def measure_latency(predict, images: np.ndarray, batch: int = 1, warmup: int = 5,
@@ -44,4 +47,4 @@ def measure_latency(predict, images: np.ndarray, batch: int = 1, warmup: int = 5
     ms = np.array(times) * 1000
     return Latency(batch, len(ms), warmup, float(np.percentile(ms, 50)), float(np.percentile(ms, 90)),
                    float(np.percentile(ms, 99)), float(ms.mean()), float(ms.min()),
-                   float(batch / (ms.mean() / 1000)))
+                   float(batch / (ms.mean() / 1000)), ms.tolist())

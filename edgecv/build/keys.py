@@ -1,0 +1,97 @@
+"""Stage keys: each is a hash of everything the stage reads, computed without doing the work.
+
+Keys come from cheap facts (file sizes and modification times, recipe sections, target specs,
+library versions), so `edgecv build --dry-run` can say which stages would run without decoding an
+image or importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import edgecv
+from edgecv.build.cache import stable_hash
+from edgecv.data.images import IMAGE_EXTENSIONS
+from edgecv.report.environment import library_versions
+
+# Libraries whose version can change what a stage produces
+TRAIN_LIBS = ("tensorflow", "tf-keras")
+EXPORT_LIBS = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "tf2onnx", "onnx",
+               "onnxruntime", "coremltools", "tensorrt")
+
+
+def versions(names) -> dict:
+    v = library_versions()
+    return {"edgecv": edgecv.__version__, **{n: v.get(n, "absent") for n in names}}
+
+
+def folder_digest(root: Path) -> str:
+    """Paths, sizes and mtimes of every image file under root (a stat per file, no decoding)."""
+    h = hashlib.sha256()
+    root = Path(root)
+    if not root.is_dir():
+        return "missing:" + str(root)
+    for dirpath, dirnames, filenames in sorted(os.walk(root)):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                p = Path(dirpath) / name
+                st = p.stat()
+                h.update(f"{p}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=32)
+def file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def file_key(path: Path) -> str:
+    st = Path(path).stat()
+    return file_sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
+def index_key(recipe) -> str:
+    d = recipe.data
+    roots = [d.root] if d.root is not None else [d.train, d.val]
+    return stable_hash({"stage": "index", "data": d.model_dump(mode="json"),
+                        "folders": [folder_digest(recipe.resolve(r)) for r in roots], "edgecv": edgecv.__version__})
+
+
+def train_key(recipe, idx_key: str) -> str:
+    sections = recipe.model_dump(mode="json", include={"task", "input", "model", "augment", "train"})
+    weights = recipe.model.weights
+    if weights not in ("imagenet", "none") and recipe.resolve(weights).is_file():
+        sections["model"]["weights"] = file_key(recipe.resolve(weights))  # the bytes, not the path
+    return stable_hash({"stage": "train", "recipe": sections, "index": idx_key, "versions": versions(TRAIN_LIBS)})
+
+
+def calibration_key(recipe, idx_key: str) -> str:
+    cfg = recipe.calibration.model_dump(mode="json")
+    if recipe.calibration.list is not None and recipe.resolve(recipe.calibration.list).is_file():
+        cfg["list"] = file_key(recipe.resolve(recipe.calibration.list))
+    return stable_hash({"stage": "calibration", "config": cfg, "index": idx_key})
+
+
+def reference_key(recipe, t_key: str, idx_key: str) -> str:
+    return stable_hash({"stage": "reference", "train": t_key, "index": idx_key,
+                        "input": recipe.input.model_dump(mode="json")})
+
+
+def passes_key(model_key: str, passes: list, calib_key: str) -> str:
+    return stable_hash({"stage": "passes", "model": model_key, "passes": passes, "calibration": calib_key,
+                        "versions": versions(EXPORT_LIBS)})
+
+
+def export_key(model_key: str, spec, calib_key: str, model_name: str) -> str:
+    fields = spec.model_dump(mode="json", exclude={"gates", "passes"})
+    return stable_hash({"stage": "export", "model": model_key, "spec": fields, "calibration": calib_key,
+                        "name": model_name, "versions": versions(EXPORT_LIBS)})
+
+
+def validate_key(exp_key: str, ref_key: str, runtime_settings: dict) -> str:
+    return stable_hash({"stage": "validate", "export": exp_key, "reference": ref_key, "runtime": runtime_settings,
+                        "versions": versions(EXPORT_LIBS)})
