@@ -59,6 +59,22 @@ def atomic_path(final: Path, is_dir: bool = False) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def tree_sha256(path: Path) -> str:
+    """sha256 of a file, or of a folder's files (relative names and bytes, in sorted order)."""
+    import hashlib
+
+    path = Path(path)
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:

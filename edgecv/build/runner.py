@@ -25,7 +25,7 @@ from rich.console import Console
 import edgecv
 from edgecv.build import keys
 from edgecv.build.cache import StageCache
-from edgecv.build.files import atomic_path, atomic_write_bytes, atomic_write_text, ensure_dir
+from edgecv.build.files import atomic_path, atomic_write_bytes, atomic_write_text, ensure_dir, tree_sha256
 from edgecv.build.lock import BuildLock
 from edgecv.config import Recipe, Target, load_recipe, load_target
 from edgecv.data.calibration import CalibrationSet, select_calibration
@@ -373,7 +373,7 @@ class Build:
             return entry
         meta = json.loads((exp_dir / "artifact.json").read_text())
         path = out_dir / meta["path"]
-        entry.update({"path": meta["path"], "sha256": artifact_sha256(path), "checks": meta["checks"],
+        entry.update({"path": meta["path"], "sha256": tree_sha256(path), "checks": meta["checks"],
                       "artifact_metadata": meta["metadata"]})
         entry.update(self.validate(spec, target, akeys, path, meta["runtime_format"], index))
         if "size_bytes" not in entry:
@@ -465,16 +465,6 @@ class Build:
                 except EdgecvError as e:
                     outcomes.append(TargetOutcome(target.name, None, "failed", [str(e)]))
             return BuildResult(outcomes, self.stages)
-
-
-def artifact_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
-    for f in files:
-        if path.is_dir():
-            h.update(str(f.relative_to(path)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 def write_sidecars(out_dir: Path, class_names: list[str], recipe: Recipe, calib: CalibrationSet, normalization: dict) -> None:

@@ -27,25 +27,66 @@ def _fail(e: EdgecvError) -> None:
 
 @app.command()
 def build(
-    target: List[str] = typer.Option(..., "--target", "-t", help="target name (targets/NAME.yaml) or path; repeatable"),
+    target: List[str] = typer.Option([], "--target", "-t", help="target name (targets/NAME.yaml) or path; repeatable"),
+    all_targets: bool = typer.Option(False, "--all", help="build every known target"),
     recipe: Path = typer.Option(Path("edgecv.yaml"), "--recipe", "-r", help="project recipe"),
     out_dir: Path = typer.Option(Path("build"), "--out", "-o", help="build folder: <out>/<target>/"),
     set_: List[str] = typer.Option([], "--set", help="override a recipe key: --set train.warmup.epochs=1"),
     no_gates: bool = typer.Option(False, "--no-gates", help="report gates without failing the build"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan (each stage: cached or to run) and stop"),
+    force: List[str] = typer.Option([], "--force", help="re-run a stage even if cached: index, train, reference, "
+                                    "passes, export, validate or all; repeatable"),
+    regen_reference: bool = typer.Option(False, "--regen-reference", help="recompute the float reference outputs"),
+    wait: float = typer.Option(0.0, "--wait", help="seconds to wait for another build of the same --out to finish"),
 ):
     """Train the recipe's model and build, validate and gate every artifact of the target(s)."""
-    from edgecv.build.runner import run_build
+    from edgecv.build.runner import load_build
+    from edgecv.config import list_targets
 
     try:
-        result = run_build(recipe, target, out_dir, set_, console, gates=not no_gates)
+        names = [n for n, _ in list_targets(recipe.parent)] if all_targets else target
+        if not names:
+            raise EdgecvError("name at least one --target (see `edgecv targets`) or pass --all")
+        b = load_build(recipe, names, out_dir, set_, console, gates=not no_gates, force=frozenset(force),
+                       regen_reference=regen_reference)
+        if dry_run:
+            print_plan(b.plan())
+            raise typer.Exit(0)
+        result = b.run(wait)
     except EdgecvError as e:
         _fail(e)
+    ran = {s.stage for s in result.stages if not s.hit}
+    console.print(f"stages run: {', '.join(sorted(ran)) or 'none (everything cached)'}")
     for o in result.outcomes:
         style = {"ok": "green", "gates_failed": "red", "failed": "red"}[o.status]
         console.print(f"[{style}]{o.target}: {o.status}[/]" + (f" — report: {o.report_path}" if o.report_path else ""))
         for m in o.messages:
             console.print(f"  [{style}]{m}[/]")
     raise typer.Exit(result.exit_code)
+
+
+def print_plan(rows) -> None:
+    t = Table(title="build plan")
+    for col in ("stage", "target", "artifact", "key", "status"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r.stage, r.target or "", r.artifact or "", r.key[:12], "[green]cached[/]" if r.hit else "[yellow]run[/]")
+    out.print(t)
+
+
+@app.command()
+def clean(
+    out_dir: Path = typer.Option(Path("build"), "--out", "-o", help="build folder whose cache to prune"),
+    all_: bool = typer.Option(False, "--all", help="delete the whole cache, not only entries no build uses"),
+):
+    """Prune the stage cache: entries no current target's manifest refers to (or everything with --all)."""
+    from edgecv.build.clean import prune_cache
+
+    try:
+        removed, kept, freed = prune_cache(out_dir, everything=all_)
+    except EdgecvError as e:
+        _fail(e)
+    out.print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'} ({freed / 1e6:.1f} MB), kept {kept}")
 
 
 @app.command()
@@ -84,6 +125,100 @@ def validate(
         console.print(f"[yellow]skipped unreadable image[/] {p}: {why}")
     if json_out:
         json_out.write_text(json.dumps(res.__dict__, indent=2, default=str))
+
+
+@app.command()
+def bench(
+    artifact: Path = typer.Argument(..., help=".tflite, .onnx, SavedModel folder, ... (edgecv's or a third party's)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="images (class sub-folders also give accuracy)"),
+    random_inputs: bool = typer.Option(False, "--random", help="random uint8 images at the artifact's input size"),
+    threads: Optional[int] = typer.Option(None, "--threads"),
+    batch: List[int] = typer.Option([1], "--batch", help="batch size; repeatable"),
+    labels: Optional[Path] = typer.Option(None, "--labels"),
+    resize: str = typer.Option("center_crop", "--resize"),
+    runs: int = typer.Option(50, "--runs", help="at least this many timed runs per batch size"),
+    seconds: float = typer.Option(2.0, "--seconds", help="and at least this long"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the result (merge it with `edgecv report --merge`)"),
+):
+    """Measure an artifact on this machine: latency percentiles, memory, load time, accuracy with --data."""
+    from edgecv.validate.bench import bench as run_bench
+
+    try:
+        if not artifact.exists():
+            raise EdgecvError(f"{artifact}: no such file or folder")
+        res = run_bench(artifact, data, random_inputs, threads, batch, labels, resize, runs, seconds)
+    except (EdgecvError, ValueError) as e:
+        _fail(e if isinstance(e, EdgecvError) else EdgecvError(str(e)))
+    t = Table(title=f"{artifact.name} on {res['device']['cpu']} ({res['device']['cpu_count']} cores), "
+                    f"{res['runtime'].get('library')}, threads {threads or 'default'}")
+    for col in ("batch", "runs", "p50 ms", "p90 ms", "p99 ms", "mean ms", "images/s"):
+        t.add_column(col, justify="right")
+    for lat in res["latency_by_batch"]:
+        t.add_row(str(lat["batch"]), str(lat["runs"]), f"{lat['p50_ms']:.3f}", f"{lat['p90_ms']:.3f}",
+                  f"{lat['p99_ms']:.3f}", f"{lat['mean_ms']:.3f}", f"{lat['throughput_ips']:.1f}")
+    out.print(t)
+    mem = res["memory"]
+    out.print(f"load {res['load_seconds'] * 1000:.1f} ms; size {res['artifact']['size_bytes'] / 1e6:.3f} MB "
+              f"(gzip {res['artifact']['gzip_bytes'] / 1e6:.3f} MB); peak RSS "
+              + ("-" if mem["peak_rss_mb"] is None else f"{mem['peak_rss_mb']:.1f} MB"))
+    if res["accuracy"]:
+        out.print(f"accuracy top-1 {res['accuracy']['top1']:.2f}%, top-5 {res['accuracy']['top5']:.2f}% "
+                  f"on {res['accuracy']['images']} images")
+    if json_out:
+        json_out.write_text(json.dumps(res, indent=2))
+        out.print(f"wrote {json_out}")
+
+
+@app.command()
+def report(
+    report_json: Path = typer.Argument(..., help="a target's report.json from `edgecv build`"),
+    merge: List[Path] = typer.Option([], "--merge", help="`edgecv bench --json` result from a device; repeatable"),
+):
+    """Fold device benchmark results into a build's report and re-check its gates with the device numbers."""
+    from edgecv.report.merge import merge_files
+
+    try:
+        if not merge:
+            raise EdgecvError("nothing to do: pass --merge RESULT.json")
+        failures = merge_files(report_json, merge)
+    except EdgecvError as e:
+        _fail(e)
+    for f in failures:
+        console.print(f"[red]gate failed[/] {f}")
+    out.print(f"merged {len(merge)} result(s) into {report_json} (and its junit.xml, summary.md, report.html)")
+    raise typer.Exit(1 if failures else 0)
+
+
+@app.command()
+def gate(
+    report_json: Path = typer.Option(..., "--report", help="the new report.json"),
+    baseline: Path = typer.Option(..., "--baseline", help="the accepted report.json"),
+    max_accuracy_drop: float = typer.Option(0.5, "--max-accuracy-drop", help="points"),
+    max_latency_growth: float = typer.Option(10.0, "--max-latency-growth", help="percent"),
+    max_size_growth: float = typer.Option(5.0, "--max-size-growth", help="percent"),
+    latency_stat: str = typer.Option("p50_ms", "--latency-stat", help="p50_ms | p90_ms | p99_ms | mean_ms"),
+    update_baseline: bool = typer.Option(False, "--update-baseline", help="accept the report as the new baseline"),
+):
+    """Regression gate for CI: fail (exit 1) when accuracy, latency or size regressed past the tolerances."""
+    import shutil
+
+    from edgecv.validate.regression import Tolerances, compare_reports
+
+    if not report_json.is_file():
+        _fail(EdgecvError(f"--report {report_json}: not found"))
+    if update_baseline:
+        shutil.copyfile(report_json, baseline)
+        out.print(f"baseline {baseline} updated from {report_json}")
+        raise typer.Exit(0)
+    if not baseline.is_file():
+        _fail(EdgecvError(f"--baseline {baseline}: not found; accept a first one with --update-baseline"))
+    tol = Tolerances(max_accuracy_drop, max_latency_growth, max_size_growth, latency_stat)
+    findings = compare_reports(json.loads(baseline.read_text()), json.loads(report_json.read_text()), tol)
+    for f in findings:
+        out.print(("[green]ok  [/] " if f.passed else "[red]FAIL[/] ") + f.message)
+    failed = [f for f in findings if not f.passed]
+    out.print(f"{len(findings) - len(failed)} passed, {len(failed)} failed")
+    raise typer.Exit(1 if failed else 0)
 
 
 @app.command()

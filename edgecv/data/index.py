@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -32,17 +30,6 @@ class DataIndex:
     train: list[Sample]
     val: list[Sample]
     skipped: list[Skipped] = field(default_factory=list)
-
-    def digest(self) -> str:
-        """Content key: file paths, sizes and modification times, labels and split."""
-        h = hashlib.sha256()
-        h.update(json.dumps(self.classes).encode())
-        for split in (self.train, self.val):
-            for s in split:
-                st = Path(s.path).stat()
-                h.update(f"{s.path}\t{s.label}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-            h.update(b"--split--\n")
-        return h.hexdigest()
 
     def to_json(self) -> dict:
         return {

@@ -5,7 +5,6 @@ Adding a format means one exporter module here and one runtime module in `edgecv
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -47,13 +46,9 @@ class Artifact:
         return p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
     def sha256(self) -> str:
-        h = hashlib.sha256()
-        files = [self.path] if self.path.is_file() else sorted(f for f in self.path.rglob("*") if f.is_file())
-        for f in files:
-            if self.path.is_dir():
-                h.update(str(f.relative_to(self.path)).encode())
-            h.update(f.read_bytes())
-        return h.hexdigest()
+        from edgecv.build.files import tree_sha256
+
+        return tree_sha256(self.path)
 
 
 class NotBuiltHere(Exception):

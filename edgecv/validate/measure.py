@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -35,7 +35,7 @@ def sizes(path: Path) -> dict:
 
 def measure_artifact(path: Path, fmt: Optional[str], images: Optional[np.ndarray], threads: Optional[int],
                      batches: Sequence[int] = (1,), runtime_options: Optional[dict] = None,
-                     latency_images: Optional[np.ndarray] = None, min_runs: int = 30, min_seconds: float = 1.0) -> dict:
+                     latency_images: Union[None, np.ndarray, Callable] = None, min_runs: int = 30, min_seconds: float = 1.0) -> dict:
     """Load, predict on `images` (if given), time each batch size. Returns a JSON-able dict plus
     the raw scores under `_scores` (the caller compares them and drops them)."""
     from edgecv.runtimes import load_runtime
@@ -43,7 +43,9 @@ def measure_artifact(path: Path, fmt: Optional[str], images: Optional[np.ndarray
     with peak_memory() as mem:
         with load_runtime(path, fmt, threads=threads, **(runtime_options or {})) as rt:
             scores = predict_all(rt, images) if images is not None and len(images) else None
-            lat_imgs = latency_images if latency_images is not None else images[:16]
+            # latency inputs: given, prepared from the loaded runtime (bench), or the evaluation images
+            lat_imgs = (latency_images(rt) if callable(latency_images) else
+                        latency_images if latency_images is not None else images[:16])
             latency = []
             for b in batches:
                 lat = measure_latency(rt.predict, lat_imgs, batch=b, min_runs=min_runs, min_seconds=min_seconds)

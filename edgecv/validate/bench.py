@@ -1,0 +1,77 @@
+"""`edgecv bench`: measure any artifact on the machine it runs on (a Pi, a Jetson, a phone shell, a VM).
+
+Uses the same runtimes, latency and comparator code as the build, imports no TensorFlow for
+TFLite/ONNX artifacts, and records the device so results can be merged into a build's report.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+import edgecv
+from edgecv.report.environment import describe_environment
+from edgecv.validate.measure import measure_artifact
+
+BENCH_SCHEMA = "edgecv.bench/1"
+
+
+def describe_device() -> dict:
+    env = describe_environment()
+    env.update({"hostname": socket.gethostname(), "os": f"{platform.system()} {platform.release()}"})
+    try:  # Jetson / Raspberry Pi boards name themselves here
+        env["board"] = Path("/proc/device-tree/model").read_text().strip("\x00\n ")
+    except OSError:
+        pass
+    return env
+
+
+def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Optional[int], batches: Sequence[int],
+          labels_file: Optional[Path] = None, resize_policy: str = "center_crop", min_runs: int = 50,
+          min_seconds: float = 2.0, seed: int = 0, runtime_options: Optional[dict] = None) -> dict:
+    from edgecv.runtimes.base import detect_format
+    from edgecv.validate.folder import default_labels, evaluate_folder, read_labels
+
+    fmt = detect_format(artifact)
+    if data is None and not random_inputs:
+        raise ValueError("give --data DIR (images, or class sub-folders for accuracy) or --random")
+    found: dict = {}
+
+    def latency_inputs(rt) -> np.ndarray:
+        """Runs once the artifact is loaded (so load time is the cold start): accuracy, then inputs."""
+        h, w = rt.input_size
+        if data is None:
+            return np.random.default_rng(seed).integers(0, 256, (16, h, w, 3), dtype=np.uint8)
+        from edgecv.data.images import load_batch
+
+        names = read_labels(labels_file or default_labels(artifact)) if (labels_file or default_labels(artifact)) else None
+        ev = evaluate_folder(rt, data, names, resize_policy)
+        found["eval"] = ev
+        return load_batch(ev.images[:32], (h, w), resize_policy)
+
+    m = measure_artifact(artifact, fmt, None, threads, batches, runtime_options, latency_images=latency_inputs,
+                         min_runs=min_runs, min_seconds=min_seconds)
+    m.pop("_scores", None)
+    ev = found.get("eval")
+    accuracy = None
+    if ev is not None and ev.accuracy is not None:
+        accuracy = {"top1": ev.accuracy, "top5": ev.top5_accuracy, "images": len(ev.images),
+                    "skipped": len(ev.skipped or [])}
+    from edgecv.build.files import tree_sha256
+
+    return {
+        "schema": BENCH_SCHEMA,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "edgecv_version": edgecv.__version__,
+        "artifact": {"path": str(artifact), "name": artifact.name, "format": fmt, "sha256": tree_sha256(artifact),
+                     "size_bytes": m["size_bytes"], "gzip_bytes": m["gzip_bytes"]},
+        "device": describe_device(),
+        "inputs": "random uint8" if data is None else str(data),
+        "threads": threads, "runtime": m["runtime"], "load_seconds": m["load_seconds"], "memory": m["memory"],
+        "latency": m["latency"], "latency_by_batch": m["latency_by_batch"], "accuracy": accuracy,
+    }
