@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import io
 
-from edgecv.report.outputs import COLUMNS, artifact_rows
+from edgecv.report.outputs import COLUMNS, artifact_rows, report_notes
 
 
 def _svg(fig) -> str:
@@ -81,18 +81,7 @@ def html_report(report: dict) -> str:
     figs = plots(report)
     fig_html = "".join(f"<figure id='{e(k)}'>{svg}</figure>" for k, svg in figs.items()) or (
         "<p><em>Plots need matplotlib: pip install 'edgecv[report]'.</em></p>")
-    notes = []
-    for a in report["artifacts"]:
-        if a["status"] == "failed":
-            notes.append(f"<li><b>{e(a['name'])}</b> failed: {e(a['error'])}</li>")
-        if a["status"] == "not_built":
-            notes.append(f"<li><b>{e(a['name'])}</b> not built on this machine: {e(a['reason'])}. "
-                         f"Finish on the device: <code>{e(a.get('how_to_finish', ''))}</code></li>")
-        if (a.get("validation") or {}).get("numeric") is False:
-            notes.append(f"<li><b>{e(a['name'])}</b>: structural validation only — {e(a['validation']['reason'])}</li>")
-        for g in a.get("gates", []):
-            if g["passed"] is False:
-                notes.append(f"<li class='fail'>gate failed: {e(g['message'])}</li>")
+    notes = [f"<li class='{sev}'>{e(text)}</li>" for sev, text in report_notes(report)]
     env = report["environment"]
     ref = report.get("reference", {}).get("accuracy")
     return f"""<!doctype html>
@@ -101,7 +90,7 @@ def html_report(report: dict) -> str:
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; font-size: 14px; }} th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
 th {{ background: #f3f3f3; }} td.artifact, td.format, td.precision, td.status, td.gates {{ text-align: left; }}
-.fail {{ color: #b00; }} figure {{ display: inline-block; margin: 1em; vertical-align: top; }}
+.fail, .error {{ color: #b00; }} .warning {{ color: #a60; }} figure {{ display: inline-block; margin: 1em; vertical-align: top; }}
 </style></head><body>
 <h1>edgecv build: {e(report['target']['name'])}</h1>
 <p>{e(report['target'].get('description', ''))}</p>

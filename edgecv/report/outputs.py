@@ -46,6 +46,25 @@ COLUMNS = [("artifact", "artifact"), ("format", "format"), ("precision", "precis
            ("p90", "p90 ms"), ("p99", "p99 ms"), ("size", "size MB"), ("gzip", "gzip MB"), ("gates", "gates")]
 
 
+def report_notes(report: dict, code=lambda c: c) -> list[tuple[str, str]]:
+    """What a reader must not miss below the table, as (severity, text): error, warning or fail."""
+    notes = []
+    for a in report["artifacts"]:
+        if a["status"] == "failed":
+            notes.append(("error", f"{a['name']} failed: {a['error'].splitlines()[0]}"))
+        if a["status"] == "not_built":
+            notes.append(("warning", f"{a['name']} not built on this machine: {a['reason']}"
+                          + (f"; finish on the device: {code(a['how_to_finish'])}" if a.get("how_to_finish") else "")))
+        if (a.get("validation") or {}).get("numeric") is False:
+            notes.append(("warning", f"{a['name']}: structural validation only — {a['validation']['reason']}"))
+        for g in a.get("gates", []):
+            if g["passed"] is False:
+                notes.append(("fail", f"gate failed: {g['message']}"))
+    if report["data"].get("skipped"):
+        notes.append(("warning", f"{len(report['data']['skipped'])} unreadable image(s) skipped (listed in report.json)"))
+    return notes
+
+
 def markdown_summary(report: dict) -> str:
     ref = report.get("reference", {}).get("accuracy")
     lines = [f"## edgecv: {report['target']['name']}", "",
@@ -55,19 +74,7 @@ def markdown_summary(report: dict) -> str:
              "| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in artifact_rows(report):
         lines.append("| " + " | ".join(str(r[k]) for k, _ in COLUMNS) + " |")
-    notes = []
-    for a in report["artifacts"]:
-        if a["status"] == "failed":
-            notes.append(f"- **{a['name']}** failed: {a['error'].splitlines()[0]}")
-        if a["status"] == "not_built":
-            notes.append(f"- **{a['name']}** not built on this machine: {a['reason']}. Finish on the device: `{a.get('how_to_finish', '')}`")
-        if (a.get("validation") or {}).get("numeric") is False:
-            notes.append(f"- **{a['name']}**: structural validation only — {a['validation']['reason']}")
-        for g in a.get("gates", []):
-            if g["passed"] is False:
-                notes.append(f"- gate failed: {g['message']}")
-    if report["data"].get("skipped"):
-        notes.append(f"- {len(report['data']['skipped'])} unreadable image(s) skipped (listed in report.json)")
+    notes = [f"- {text}" for _, text in report_notes(report, code=lambda c: f"`{c}`")]
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
