@@ -268,6 +268,16 @@ def test_runtime_says_numeric_validation_needs_macos(variants):
         load_runtime(variants["none"].path)
 
 
+@pytest.mark.skipif(sys.platform == "darwin", reason="checks the non-macOS behaviour")
+def test_cli_validate_explains_instead_of_a_traceback(variants, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgecv.cli.main import app
+
+    r = CliRunner().invoke(app, ["validate", str(variants["none"].path), "--data", str(tmp_path)])
+    assert r.exit_code == 3 and "macOS" in r.output and "Traceback" not in r.output
+
+
 def test_build_records_structural_validation_and_no_numbers(tiny_recipe_path, tmp_path):
     from edgecv.build.runner import run_build
 

@@ -40,10 +40,9 @@ class CoreMLRuntime(Runtime):
     def _load(self) -> None:
         if sys.platform != "darwin":
             raise RuntimeUnavailable(
-                f"Core ML predicts on macOS only and this is {platform.system() or sys.platform}: the package was "
-                "checked structurally (it loads; input, preprocessing, labels, outputs, precision and weight "
-                "compression are as asked) but accuracy, agreement and latency were not measured. "
-                "Numeric validation needs macOS: run the build there.")
+                f"Core ML predicts on macOS only and this is {platform.system() or sys.platform}: numeric "
+                "validation (accuracy, agreement with the reference, latency) needs macOS and was not run here; "
+                "run the build or `edgecv validate` on a Mac to measure them.")
         try:
             import coremltools as ct
         except ImportError:
