@@ -101,7 +101,7 @@ def validate(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the result as JSON"),
 ):
     """Evaluate any classifier artifact on an image folder (third-party TFLite models included)."""
-    from edgecv.runtimes import load_runtime
+    from edgecv.runtimes import RuntimeUnavailable, load_runtime
     from edgecv.validate.folder import default_labels, evaluate_folder, read_labels
 
     try:
@@ -111,7 +111,7 @@ def validate(
         names = read_labels(labels) if labels else None
         with load_runtime(artifact, threads=threads) as rt:
             res = evaluate_folder(rt, data, names, resize, label_offset, top_k)
-    except (EdgecvError, ValueError) as e:
+    except (EdgecvError, ValueError, RuntimeUnavailable) as e:  # e.g. Core ML off macOS: a message, not a traceback
         _fail(e if isinstance(e, EdgecvError) else EdgecvError(str(e)))
     t = Table(title=f"{artifact.name} on {data} (label offset {res.offset})")
     t.add_column("image")

@@ -16,6 +16,7 @@ import numpy as np
 EXPORTER_MODULES: dict[str, str] = {
     "tflite": "edgecv.exporters.tflite",
     "savedmodel": "edgecv.exporters.savedmodel",
+    "coreml": "edgecv.exporters.coreml",
 }
 EXPORTERS: dict[str, type["Exporter"]] = {}
 

@@ -1,0 +1,101 @@
+"""Core ML packages through coremltools, which predicts on macOS only.
+
+Elsewhere loading raises RuntimeUnavailable: the build then records structural validation only
+(see edgecv.validate.coreml_checks) and reports every numeric gate as not measured.
+
+Options (target `runtime.options`):
+- `compute_units`: cpu_only | cpu_and_gpu | cpu_and_ne | all (default all) for predictions;
+- `latency_compute_units`: e.g. [cpu_only, cpu_and_gpu, all]: `describe()` adds the one-image
+  latency under each of these compute units, on the first (up to 16) images `predict` was given.
+
+Never imports TensorFlow itself (coremltools imports it when it is installed).
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+import numpy as np
+
+from edgecv.runtimes.base import Runtime, RuntimeUnavailable
+
+COMPUTE_UNITS = ("cpu_only", "cpu_and_gpu", "cpu_and_ne", "all")
+LATENCY_IMAGES = 16
+
+
+def _compute_unit(name: str):
+    import coremltools as ct
+
+    key = str(name).lower()
+    if key not in COMPUTE_UNITS:
+        raise ValueError(f"coreml compute_units {name!r}: use one of {', '.join(COMPUTE_UNITS)}")
+    return ct.ComputeUnit[key.upper()]
+
+
+class CoreMLRuntime(Runtime):
+    format = "coreml"
+    library = "coremltools"
+
+    def _load(self) -> None:
+        if sys.platform != "darwin":
+            raise RuntimeUnavailable(
+                f"Core ML predicts on macOS only and this is {platform.system() or sys.platform}: numeric "
+                "validation (accuracy, agreement with the reference, latency) needs macOS and was not run here; "
+                "run the build or `edgecv validate` on a Mac to measure them.")
+        try:
+            import coremltools as ct
+        except ImportError:
+            raise RuntimeUnavailable("Core ML runtime missing: pip install 'edgecv[coreml]' (coremltools)") from None
+        from edgecv.validate.coreml_checks import CLASSIFIER_OUTPUTS, load_package, read_labels
+
+        self._ct = ct
+        self.compute_units = str(self.options.get("compute_units", "all")).lower()
+        self.model = ct.models.MLModel(str(self.path), compute_units=_compute_unit(self.compute_units))
+        _, spec, func = load_package(self.path)
+        image = next((f for f in spec.description.input if f.type.WhichOneof("Type") == "imageType"), None)
+        if image is None:
+            raise ValueError(f"{self.path}: no image input; edgecv runs Core ML classifiers that take an image")
+        self._input = image.name
+        self._size = (int(image.type.imageType.height), int(image.type.imageType.width))
+        self.labels = read_labels(func)
+        self._probs = spec.description.predictedProbabilitiesName or CLASSIFIER_OUTPUTS[1]
+        self._sample = None
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self._size
+
+    def _predict_with(self, model, images: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        rows = []
+        for img in np.asarray(images, np.uint8):
+            out = model.predict({self._input: Image.fromarray(img, "RGB")})
+            probs = out[self._probs]
+            rows.append([probs[label] for label in self.labels] if self.labels else list(probs.values()))
+        return np.asarray(rows, np.float32)
+
+    def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        if self._sample is None or len(self._sample) < min(LATENCY_IMAGES, len(images)):
+            self._sample = np.array(images[:LATENCY_IMAGES])  # the images latency per compute unit reuses
+        return {"probabilities": self._predict_with(self.model, images)}
+
+    def latency_by_compute_units(self, images: np.ndarray, units) -> dict:
+        """Latency of one-image predictions under each compute unit (a fresh model load for each)."""
+        from edgecv.validate.latency import measure_latency
+
+        result = {}
+        for unit in units:
+            model = self._ct.models.MLModel(str(self.path), compute_units=_compute_unit(unit))
+            result[str(unit).lower()] = measure_latency(
+                lambda batch, m=model: {"probabilities": self._predict_with(m, batch)}, images, batch=1).to_json()
+        return result
+
+    def describe(self) -> dict:
+        info = {**super().describe(), "compute_units": self.compute_units, "coremltools": self._ct.__version__,
+                "macos": platform.mac_ver()[0]}
+        units = self.options.get("latency_compute_units")
+        if units and self._sample is not None:
+            info["latency_by_compute_units"] = self.latency_by_compute_units(self._sample, units)
+        return info
