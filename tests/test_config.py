@@ -119,3 +119,13 @@ def test_plan_rejects_unknown_format_precision_and_pass(tmp_path):
     assert "unknown artifact format 'tiff'" in msg
     assert "supports precision fp32, not int8" in msg
     assert "unknown pass 'no-such-pass'" in msg
+
+
+def test_plan_rejects_bad_exporter_options_before_training(tmp_path):
+    pytest.importorskip("coremltools")
+    from edgecv.build.runner import check_plan
+
+    text = ("description: d\nartifacts:\n  - {name: a, format: coreml, precision: fp16, "
+            "options: {compression: int8, minimum_deployment_target: iOS15}}\n")
+    with pytest.raises(ConfigError, match="artifact a: coreml compression int8 .* iOS16"):
+        check_plan([load_target(str(write(tmp_path, text, "t.yaml")))])

@@ -93,6 +93,10 @@ def check_plan(targets: list[Target]) -> None:
             if a.precision not in exp.precisions:
                 problems.append(f"target {t.name}, artifact {a.name}: format {a.format} supports precision "
                                 f"{', '.join(exp.precisions)}, not {a.precision}")
+            try:
+                exp.check_spec(a)
+            except ConfigError as e:
+                problems.append(f"target {t.name}, artifact {a.name}: {e}")
             for i, raw in enumerate(a.passes):
                 try:
                     cls, _ = parse_pass_config(raw)

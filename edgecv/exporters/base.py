@@ -71,6 +71,10 @@ class Exporter(ABC):
         if getattr(cls, "format", None):
             EXPORTERS[cls.format] = cls
 
+    @classmethod
+    def check_spec(cls, spec) -> None:
+        """Reject bad `options` while planning (raise ConfigError), before any training."""
+
     @abstractmethod
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         """Write the artifact for `spec` into out_dir (atomically) and describe it."""

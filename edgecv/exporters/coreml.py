@@ -224,6 +224,10 @@ class CoreMLExporter(Exporter):
     format = "coreml"
     precisions = ("fp16", "fp32")  # compute precision; weight compression is options.compression
 
+    @classmethod
+    def check_spec(cls, spec) -> None:
+        parse_options(spec.options)
+
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         opts = parse_options(spec.options)
         pre = fold_normalization(model)
