@@ -17,6 +17,7 @@ import numpy as np
 EXPORTER_MODULES: dict[str, str] = {
     "tflite": "edgecv.exporters.tflite",
     "savedmodel": "edgecv.exporters.savedmodel",
+    "onnx": "edgecv.exporters.onnx",
 }
 EXPORTERS: dict[str, type["Exporter"]] = {}
 

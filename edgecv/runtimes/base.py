@@ -20,6 +20,7 @@ import numpy as np
 RUNTIME_MODULES: dict[str, str] = {
     "tflite": "edgecv.runtimes.tflite",
     "savedmodel": "edgecv.runtimes.savedmodel",
+    "onnx": "edgecv.runtimes.onnx",
 }
 RUNTIMES: dict[str, type["Runtime"]] = {}
 
