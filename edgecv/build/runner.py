@@ -145,12 +145,13 @@ class Build:
         return probs
 
     # ---- per target ----------------------------------------------------------------------------
-    def export(self, model, spec, out_dir: Path, calib: CalibrationSet, train_key: str):
+    def export(self, model, spec, out_dir: Path, calib: CalibrationSet, train_key: str, validation: Optional[dict] = None):
         from edgecv.exporters import ExportContext, get_exporter
 
         exporter = get_exporter(spec.format)()
         ctx = ExportContext(self.recipe.name, self._calibration_batches(calib), calib.sha256,
-                            {"recipe_sha256": self.recipe_sha256, "edgecv_version": edgecv.__version__})
+                            {"recipe_sha256": self.recipe_sha256, "edgecv_version": edgecv.__version__},
+                            validation=validation)
         return exporter.export(model, spec, out_dir, ctx)
 
     def validate(self, artifact, images, labels, reference, target: Target) -> dict:
@@ -224,7 +225,8 @@ class Build:
         if pass_reports:
             entry["passes"] = pass_reports
         try:
-            artifact = self.export(model, spec, out_dir, calib, model_key)
+            artifact = self.export(model, spec, out_dir, calib, model_key,
+                                   {"images": images, "labels": labels, "reference": reference})
         except NotBuiltHere as e:
             entry.update({"status": "not_built", "reason": e.reason, "how_to_finish": e.how_to_finish,
                           "prepared": str(e.prepared.relative_to(out_dir)) if e.prepared else None})

@@ -30,6 +30,7 @@ class ExportContext:
     calibration: Optional[Callable[[], Iterator[np.ndarray]]] = None  # yields 1xHxWx3 uint8 batches
     calibration_sha256: Optional[str] = None
     metadata: dict = field(default_factory=dict)  # recipe hash, edgecv version ...
+    validation: Optional[dict] = None  # validation split {images uint8 NHWC, labels, reference probabilities}
 
 
 @dataclass
