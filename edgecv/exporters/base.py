@@ -18,6 +18,7 @@ EXPORTER_MODULES: dict[str, str] = {
     "tflite": "edgecv.exporters.tflite",
     "savedmodel": "edgecv.exporters.savedmodel",
     "onnx": "edgecv.exporters.onnx",
+    "tensorrt": "edgecv.exporters.tensorrt",
 }
 EXPORTERS: dict[str, type["Exporter"]] = {}
 

@@ -21,6 +21,7 @@ RUNTIME_MODULES: dict[str, str] = {
     "tflite": "edgecv.runtimes.tflite",
     "savedmodel": "edgecv.runtimes.savedmodel",
     "onnx": "edgecv.runtimes.onnx",
+    "tensorrt": "edgecv.runtimes.tensorrt",
 }
 RUNTIMES: dict[str, type["Runtime"]] = {}
 
