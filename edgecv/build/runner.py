@@ -299,9 +299,12 @@ class Build:
         if hit is None:
             model = self.model_for(spec, akeys, index, calib)
             self.console.print(f"[bold]{target.name}[/]: exporting {spec.name} ({spec.format} {spec.precision})")
+            images, labels = self.eval_set(index)
             ctx = ExportContext(self.recipe.name, self.calibration_batches(calib), calib.sha256,
                                 {"recipe_sha256": self.recipe_sha256, "edgecv_version": edgecv.__version__,
-                                 "class_names": model.class_names})
+                                 "class_names": model.class_names},
+                                validation={"images": images, "labels": labels, "reference": self.reference(index)},
+                                sidecar_dir=self.out_root / target.name)
             with self.cache.put("export", key) as tmp:
                 try:
                     art = get_exporter(spec.format)().export(model, spec, tmp, ctx)
@@ -310,7 +313,8 @@ class Build:
                     if e.prepared is not None and Path(e.prepared).exists():
                         prepared = Path(e.prepared).relative_to(tmp).as_posix()
                     (tmp / "not_built.json").write_text(json.dumps(
-                        {"reason": e.reason, "how_to_finish": e.how_to_finish, "prepared": prepared}))
+                        {"reason": e.reason, "how_to_finish": e.how_to_finish, "prepared": prepared,
+                         "prepared_at": str(e.prepared) if e.prepared else ""}))
                 else:
                     meta = {"name": art.name, "format": art.format, "precision": art.precision,
                             "path": art.path.relative_to(tmp).as_posix(), "runtime_format": art.runtime_format,
@@ -373,6 +377,8 @@ class Build:
             entry["passes"] = json.loads((phit / "passes.json").read_text()) if phit else []
         if (exp_dir / "not_built.json").is_file():
             nb = json.loads((exp_dir / "not_built.json").read_text())
+            if nb.get("prepared"):  # the exporter named its working folder; point at the published copy
+                nb["how_to_finish"] = nb["how_to_finish"].replace(nb.pop("prepared_at", ""), str(out_dir / nb["prepared"]))
             entry.update({"status": "not_built", **nb})
             return entry
         meta = json.loads((exp_dir / "artifact.json").read_text())

@@ -268,6 +268,11 @@ def backbones():
     out.print(t)
 
 
+from edgecv.cli.engine import engine_app  # noqa: E402
+
+app.add_typer(engine_app, name="engine")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -17,6 +17,8 @@ EXPORTER_MODULES: dict[str, str] = {
     "tflite": "edgecv.exporters.tflite",
     "savedmodel": "edgecv.exporters.savedmodel",
     "coreml": "edgecv.exporters.coreml",
+    "onnx": "edgecv.exporters.onnx",
+    "tensorrt": "edgecv.exporters.tensorrt",
 }
 EXPORTERS: dict[str, type["Exporter"]] = {}
 
@@ -29,6 +31,8 @@ class ExportContext:
     calibration: Optional[Callable[[], Iterator[np.ndarray]]] = None  # yields 1xHxWx3 uint8 batches
     calibration_sha256: Optional[str] = None
     metadata: dict = field(default_factory=dict)  # recipe hash, edgecv version ...
+    validation: Optional[dict] = None  # validation split {images uint8 NHWC, labels, reference probabilities}
+    sidecar_dir: Optional[Path] = None  # where the build wrote labels.txt, preprocessing.json, calibration.txt
 
 
 @dataclass

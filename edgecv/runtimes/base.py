@@ -21,6 +21,8 @@ RUNTIME_MODULES: dict[str, str] = {
     "tflite": "edgecv.runtimes.tflite",
     "savedmodel": "edgecv.runtimes.savedmodel",
     "coreml": "edgecv.runtimes.coreml",
+    "onnx": "edgecv.runtimes.onnx",
+    "tensorrt": "edgecv.runtimes.tensorrt",
 }
 RUNTIMES: dict[str, type["Runtime"]] = {}
 

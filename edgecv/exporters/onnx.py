@@ -1,0 +1,470 @@
+"""ONNX exporter: fp32 through tf2onnx, fp16 for GPUs, and int8 QDQ laid out for TensorRT.
+
+Contract of every ONNX file edgecv writes: one input `image`, float32 NHWC pixel values 0..255
+(normalization is inside the model), a dynamic batch axis named `batch`, one output
+`probabilities`. fp16 keeps that float32 interface and converts weights and compute inside.
+
+int8 is explicit quantization (QuantizeLinear/DequantizeLinear pairs), the only int8 TensorRT 10
+recommends and TensorRT 11 accepts: symmetric int8 activations and per-channel symmetric int8
+weights, every zero point 0. With `placement: tensorrt` (the default) Q/DQ sit where TensorRT fuses
+them: on the inputs of Conv/ConvTranspose/Gemm/MatMul and of residual Adds, never on the outputs of
+weighted ops, biases left in float (TensorRT rejects int32 DequantizeLinear). onnxruntime runs the
+same graph on the CPU, so the int8 accuracy is known before any GPU sees it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, ValidationError
+
+from edgecv.build.files import atomic_write_bytes
+from edgecv.config.recipe import Strict
+from edgecv.errors import ConfigError, ConversionError
+from edgecv.exporters.base import Artifact, ExportContext, Exporter
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+BATCH_DIM = "batch"
+DEFAULT_OPSET = 17
+
+# Ops whose inputs TensorRT wants quantized (weighted ops, plus Add for residual connections).
+TRT_QUANTIZED_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul", "Add"]
+WEIGHTED_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
+
+
+class OnnxOptions(Strict):
+    """`options:` of an onnx artifact (and the ONNX half of a tensorrt artifact)."""
+
+    opset: int = Field(DEFAULT_OPSET, ge=13, le=21, description="ONNX opset (13+ for per-channel Q/DQ)")
+    exclude_nodes: list[str] = Field(default_factory=list,
+                                     description="int8/fp16: keep these in float32; an ONNX node name or a Keras layer name")
+    exclude_op_types: list[str] = Field(default_factory=list,
+                                        description="int8/fp16: keep every node of these ONNX op types in float32")
+    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    percentile: float = Field(99.999, gt=90, le=100, description="calibration_method percentile only")
+    placement: Literal["tensorrt", "all"] = Field(
+        "tensorrt", description="tensorrt: Q/DQ on inputs of weighted ops and residual Adds; "
+        "all: onnxruntime's default (every supported op, inputs and outputs), for CPU int8 kernels")
+    calibration_batch: int = Field(16, ge=1, le=256, description="images per calibration run")
+
+
+def parse_options(raw: dict, model: type[Strict] = OnnxOptions, what: str = "onnx") -> Strict:
+    try:
+        return model(**raw)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+        allowed = ", ".join(model.model_fields)
+        raise ConfigError(f"{what} artifact options: {problems} (allowed keys: {allowed})") from None
+
+
+def _ensure_onnx():
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import tf2onnx  # noqa: F401
+    except ImportError as e:
+        raise ConversionError(f"ONNX export needs the onnx extra: pip install 'edgecv[onnx]' ({e})") from None
+
+
+# ---- fp32: Keras -> SavedModel -> tf2onnx ------------------------------------------------------
+
+def model_fingerprint(keras_model) -> str:
+    """Hash of the architecture and every weight: same fingerprint, same ONNX."""
+    h = hashlib.sha256(keras_model.to_json().encode())
+    for w in keras_model.get_weights():
+        h.update(str((w.shape, w.dtype.str)).encode())
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
+
+
+# Conversions are deterministic in (model, options): a target that needs the same ONNX for several
+# artifacts (an onnx int8 artifact and the int8 engine built from it) converts once per process.
+_MEMO: dict[str, object] = {}
+_MEMO_MAX = 8
+
+
+def _memo(key: str, make):
+    if key not in _MEMO:
+        if len(_MEMO) >= _MEMO_MAX:
+            _MEMO.pop(next(iter(_MEMO)))
+        _MEMO[key] = make()
+    return _MEMO[key]
+
+
+def keras_to_onnx(keras_model, opset: int = DEFAULT_OPSET) -> bytes:
+    """Serialize the Keras model as a SavedModel with a float32 [batch,H,W,3] `image` signature,
+    then convert it with tf2onnx the way its `--saved-model` command line does."""
+    _ensure_onnx()
+    key = f"fp32:{model_fingerprint(keras_model)}:{opset}"
+    return _memo(key, lambda: _convert_saved_model(keras_model, opset))
+
+
+def _convert_saved_model(keras_model, opset: int) -> bytes:
+    import onnx
+    from tf2onnx import tf_loader
+    from tf2onnx.convert import _convert_common  # what `python -m tf2onnx.convert --saved-model` runs
+
+    from edgecv._keras import tf
+
+    h, w = keras_model.input_shape[1:3]
+
+    class Serving(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = keras_model
+
+        @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32, name=INPUT_NAME)])
+        def serve(self, image):
+            return {OUTPUT_NAME: self.model(image, training=False)}
+
+    module = Serving()
+    with tempfile.TemporaryDirectory(prefix="edgecv-onnx-") as tmp:
+        try:
+            tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
+            graph_def, inputs, outputs, tables, renames = tf_loader.from_saved_model(
+                tmp, None, None, tag="serve", signatures=["serving_default"],
+                return_initialized_tables=True, return_tensors_to_rename=True)
+            with tf.device("/cpu:0"):
+                proto, _ = _convert_common(graph_def, name=f"edgecv:{keras_model.name}", opset=opset,
+                                           input_names=inputs, output_names=outputs, tensors_to_rename=renames,
+                                           initialized_tables=tables, continue_on_error=False)
+        except Exception as e:
+            raise ConversionError(f"tf2onnx could not convert the model (opset {opset}): {str(e).strip()[:2000]}") from None
+    _name_batch_axis(proto)
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def _name_batch_axis(proto) -> None:
+    """tf2onnx names the unknown batch dimension `unk__N`; call it `batch` on every graph input/output."""
+    for vi in list(proto.graph.input) + list(proto.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = BATCH_DIM
+
+
+# ---- node selection ------------------------------------------------------------------------------
+
+def match_nodes(proto, names: list[str], op_types: list[str]) -> list[str]:
+    """ONNX node names for `exclude_nodes` (an exact ONNX node name, or a Keras layer name, which
+    tf2onnx keeps as a path component: model/<layer>/Conv2D) and `exclude_op_types`."""
+    nodes = list(proto.graph.node)
+    unknown_types = sorted(set(op_types) - {n.op_type for n in nodes})
+    if unknown_types:
+        present = ", ".join(sorted({n.op_type for n in nodes}))
+        raise ConfigError(f"exclude_op_types {unknown_types}: no such op in the ONNX graph (present: {present})")
+    picked = [n.name for n in nodes if n.op_type in op_types]
+    for name in names:
+        hits = [n.name for n in nodes if n.name == name or name in n.name.split("/")]
+        if not hits:
+            raise ConfigError(f"exclude_nodes: {name!r} names no ONNX node and no Keras layer of the model")
+        picked += hits
+    return sorted(set(picked))
+
+
+# ---- fp16 -----------------------------------------------------------------------------------------
+
+def to_fp16(fp32: bytes, keep_nodes: list[str], keep_op_types: list[str]) -> bytes:
+    """Weights and compute in float16; the `image` input and the outputs stay float32."""
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    model = onnx.load_from_string(fp32)
+    try:
+        model16 = convert_float_to_float16(model, keep_io_types=True, node_block_list=keep_nodes or None,
+                                           op_block_list=sorted(set(DEFAULT_OP_BLOCK_LIST) | set(keep_op_types)))
+    except Exception as e:
+        raise ConversionError(f"fp16 conversion failed: {e}") from None
+    _topological_sort(model16.graph)  # the converter appends the input Casts at the end
+    onnx.checker.check_model(model16)
+    return model16.SerializeToString()
+
+
+def _topological_sort(graph) -> None:
+    """Reorder nodes so each comes after the producers of its inputs (ONNX requires it)."""
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            raise ConversionError(f"graph has a cycle or a dangling input near node {pending[0].name}")
+        for n in ready:
+            ordered.append(n)
+            available.update(n.output)
+        ready_ids = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in ready_ids]
+    copies = [type(n)() for n in ordered]
+    for c, n in zip(copies, ordered):
+        c.CopyFrom(n)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+# ---- int8 QDQ -------------------------------------------------------------------------------------
+
+@contextmanager
+def _quiet_preprocess_advice():
+    """onnxruntime.quantization warns on the root logger that pre-processing is advised; the
+    graph from tf2onnx is already optimized and shape-inferred, so drop just that advice."""
+    class Drop(logging.Filter):
+        def filter(self, record):
+            return "pre-processing" not in record.getMessage()
+
+    f = Drop()
+    root = logging.getLogger()
+    root.addFilter(f)
+    try:
+        yield
+    finally:
+        root.removeFilter(f)
+
+
+def _constant_operand_nodes(proto, op_types=("Add", "Mul", "Sub", "Div")) -> list[str]:
+    """Elementwise nodes with a constant operand (bias adds, the input normalization): quantizing
+    them buys TensorRT nothing and would put the pixel input itself on an int8 grid."""
+    consts = {i.name for i in proto.graph.initializer}
+    consts |= {o for n in proto.graph.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in proto.graph.node if n.op_type in op_types and any(i in consts for i in n.input)]
+
+
+def quantize_qdq(fp32: bytes, calibration, opts: OnnxOptions) -> tuple[bytes, dict]:
+    """Static int8 QDQ quantization calibrated on `calibration()` (1xHxWx3 uint8 batches)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    proto = onnx.load_from_string(fp32)
+    user_excluded = match_nodes(proto, opts.exclude_nodes, opts.exclude_op_types)
+    if opts.placement == "tensorrt":
+        op_types = TRT_QUANTIZED_OPS
+        auto_excluded = _constant_operand_nodes(proto)
+        placement = {"OpTypesToExcludeOutputQuantization": TRT_QUANTIZED_OPS, "DedicatedQDQPair": True}
+    else:
+        op_types, auto_excluded, placement = None, [], {}
+    excluded = sorted(set(user_excluded) | set(auto_excluded))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = _stacked(calibration(), opts.calibration_batch)
+            self.count = 0
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            if batch is None:
+                return None
+            self.count += len(batch)
+            return {INPUT_NAME: batch}
+
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[opts.calibration_method]
+    extra = {
+        "ActivationSymmetric": True,    # zero point 0 for activations, as TensorRT requires
+        "WeightSymmetric": True,        # and for weights
+        "QuantizeBias": False,          # TensorRT has no int32 DequantizeLinear: biases stay float
+        "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # MatMul weights are [in, out]: per output
+        **placement,
+    }
+    if opts.calibration_method == "percentile":
+        extra["CalibPercentile"] = opts.percentile
+    reader = Reader()
+    with tempfile.TemporaryDirectory(prefix="edgecv-qdq-") as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(fp32)
+        try:
+            with _quiet_preprocess_advice():
+                quantize_static(str(src), str(dst), reader, quant_format=QuantFormat.QDQ,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
+                                op_types_to_quantize=op_types, nodes_to_exclude=excluded,
+                                calibrate_method=method, extra_options=extra)
+        except Exception as e:
+            raise ConversionError(f"onnxruntime int8 QDQ quantization failed: {str(e).strip()[:2000]}") from None
+        out = onnx.load(str(dst))
+    if reader.count == 0:
+        raise ConversionError("int8 QDQ quantization got no calibration images")
+    onnx.checker.check_model(out)
+    info = {"calibration_images": reader.count, "calibration_method": opts.calibration_method,
+            "placement": opts.placement, "kept_float": user_excluded,
+            "not_quantized_constant_operand_nodes": len(auto_excluded)}
+    return out.SerializeToString(), info
+
+
+def _stacked(batches, size: int):
+    """Regroup 1xHxWx3 uint8 batches into float32 batches of `size` images (the graph's batch axis
+    is dynamic; min/max and histograms do not depend on how images are grouped)."""
+    buf = []
+    for b in batches:
+        buf.append(np.asarray(b, np.float32))
+        if sum(len(x) for x in buf) >= size:
+            yield np.concatenate(buf)
+            buf = []
+    if buf:
+        yield np.concatenate(buf)
+
+
+# ---- checks -----------------------------------------------------------------------------------
+
+_ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16"}
+
+
+def _io(vi) -> str:
+    t = vi.type.tensor_type
+    dims = ",".join(d.dim_param or str(d.dim_value) for d in t.shape.dim)
+    return f"{_ONNX_TYPES.get(t.elem_type, t.elem_type)}[{dims}]"
+
+
+def inspect_onnx(data: bytes, precision: str) -> dict:
+    """Structural checks every edgecv ONNX must pass, plus the precision-specific ones."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load_from_string(data)
+    g = proto.graph
+    inputs = {i.name: _io(i) for i in g.input}
+    outputs = {o.name: _io(o) for o in g.output}
+    problems = []
+    if list(inputs) != [INPUT_NAME] or not inputs[INPUT_NAME].startswith(f"float32[{BATCH_DIM},"):
+        problems.append(f"input must be float32 `{INPUT_NAME}` with a dynamic batch axis, got {inputs}")
+    if list(outputs) != [OUTPUT_NAME] or not outputs[OUTPUT_NAME].startswith(f"float32[{BATCH_DIM},"):
+        problems.append(f"output must be float32 `{OUTPUT_NAME}` with a dynamic batch axis, got {outputs}")
+    opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    inits = {i.name: i for i in g.initializer}
+    float_params = {"float32": 0, "float16": 0}
+    for i in g.initializer:
+        name = _ONNX_TYPES.get(i.data_type)
+        if name in float_params:
+            float_params[name] += int(np.prod(i.dims)) if i.dims else 1
+    checks = {"inputs": inputs, "outputs": outputs, "opset": opset, "nodes": len(g.node),
+              "op_types": dict(sorted(_count(n.op_type for n in g.node).items())),
+              "float_parameters": float_params}
+    if precision == "fp16":
+        if float_params["float16"] == 0 or float_params["float16"] < float_params["float32"]:
+            problems.append(f"fp16 model holds {float_params['float16']} float16 and {float_params['float32']} "
+                            "float32 parameters: most weights should be float16")
+    if precision == "int8":
+        q = inspect_qdq(proto, inits, numpy_helper)
+        checks["qdq"] = q
+        problems += q.pop("problems")
+    elif any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in g.node):
+        problems.append(f"{precision} model contains Q/DQ nodes")
+    checks["passed"] = not problems
+    checks["message"] = "; ".join(problems) if problems else "ok"
+    return checks
+
+
+def _count(items) -> dict:
+    out: dict = {}
+    for x in items:
+        out[x] = out.get(x, 0) + 1
+    return out
+
+
+def inspect_qdq(proto, inits, numpy_helper) -> dict:
+    """Every Q/DQ is int8 with zero point 0 and positive finite scales; weights per-channel;
+    no int32 (bias) DequantizeLinear; which ops take quantized inputs."""
+    g = proto.graph
+    producers = {o: n for n in g.node for o in n.output}
+    problems = []
+    q_nodes = [n for n in g.node if n.op_type == "QuantizeLinear"]
+    dq_nodes = [n for n in g.node if n.op_type == "DequantizeLinear"]
+    nonzero, bad_scales, bad_types, weight_dq, per_channel = [], [], [], 0, 0
+    for n in q_nodes + dq_nodes:
+        scale = inits.get(n.input[1])
+        zp = inits.get(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+        if scale is None:
+            bad_scales.append(n.name)
+            continue
+        s = numpy_helper.to_array(scale)
+        if not (np.all(np.isfinite(s)) and np.all(s > 0)):
+            bad_scales.append(n.name)
+        if zp is None:  # absent zero point means 0 with uint8 type: TensorRT needs int8
+            bad_types.append(n.name)
+        else:
+            z = numpy_helper.to_array(zp)
+            if z.dtype != np.int8:
+                bad_types.append(f"{n.name} ({z.dtype})")
+            if np.any(z != 0):
+                nonzero.append(n.name)
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits:
+            weight_dq += 1
+            w = inits[n.input[0]]
+            if _ONNX_TYPES.get(w.data_type) != "int8":
+                bad_types.append(f"{n.name} (weights {_ONNX_TYPES.get(w.data_type, w.data_type)})")
+            if s.size > 1:
+                per_channel += 1
+    if not q_nodes:
+        problems.append("no QuantizeLinear nodes: nothing was quantized")
+    if nonzero:
+        problems.append(f"{len(nonzero)} Q/DQ node(s) with a non-zero zero point (TensorRT needs symmetric int8): {nonzero[:5]}")
+    if bad_scales:
+        problems.append(f"{len(bad_scales)} Q/DQ node(s) with missing, non-positive or non-finite scales: {bad_scales[:5]}")
+    if bad_types:
+        problems.append(f"{len(bad_types)} Q/DQ node(s) not int8: {bad_types[:5]}")
+    quantized_inputs: dict = {}
+    for n in g.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        if any(i in producers and producers[i].op_type == "DequantizeLinear" for i in n.input):
+            quantized_inputs[n.op_type] = quantized_inputs.get(n.op_type, 0) + 1
+    weighted = sum(1 for n in g.node if n.op_type in WEIGHTED_OPS)
+    return {
+        "quantize_nodes": len(q_nodes), "dequantize_nodes": len(dq_nodes),
+        "weight_dequantize_nodes": weight_dq, "per_channel_weights": per_channel,
+        "ops_with_int8_inputs": dict(sorted(quantized_inputs.items())),
+        "weighted_ops": weighted, "weighted_ops_int8": sum(quantized_inputs.get(t, 0) for t in WEIGHTED_OPS),
+        "zero_points_all_zero": not nonzero, "scales_positive": not bad_scales, "all_int8": not bad_types,
+        "problems": problems,
+    }
+
+
+# ---- the exporter -------------------------------------------------------------------------------
+
+def export_onnx_bytes(model, precision: str, opts: OnnxOptions, ctx: ExportContext) -> tuple[bytes, dict]:
+    """The ONNX for `precision` plus what went into it (used by the onnx and tensorrt exporters)."""
+    import onnxruntime
+    import tf2onnx
+
+    fp32 = keras_to_onnx(model.keras_model, opts.opset)
+    meta = {"opset": opts.opset, "tf2onnx": tf2onnx.__version__, "input": INPUT_NAME, "output": OUTPUT_NAME,
+            "pixels": "float32 NHWC 0..255, dynamic batch"}
+    if precision == "fp32":
+        return fp32, meta
+    import onnx
+
+    if precision == "fp16":
+        keep = match_nodes(onnx.load_from_string(fp32), opts.exclude_nodes, opts.exclude_op_types)
+        meta.update({"onnxruntime": onnxruntime.__version__, "kept_float": keep, "io": "float32"})
+        return to_fp16(fp32, keep, opts.exclude_op_types), meta
+    if ctx.calibration is None:
+        raise ConversionError("int8 QDQ ONNX needs a calibration set; none was given")
+    opts_key = json.dumps(opts.model_dump(mode="json"), sort_keys=True)
+    key = f"int8:{hashlib.sha256(fp32).hexdigest()}:{opts_key}:{ctx.calibration_sha256}"
+    make = lambda: quantize_qdq(fp32, ctx.calibration, opts)  # noqa: E731
+    data, info = _memo(key, make) if ctx.calibration_sha256 else make()
+    meta.update({"onnxruntime": onnxruntime.__version__, **info})
+    if ctx.calibration_sha256:
+        meta["calibration_sha256"] = ctx.calibration_sha256
+    return data, meta
+
+
+class OnnxExporter(Exporter):
+    format = "onnx"
+    precisions = ("fp32", "fp16", "int8")
+    needs_calibration = ("int8",)
+
+    def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
+        _ensure_onnx()
+        opts = parse_options(spec.options)
+        data, meta = export_onnx_bytes(model, spec.precision, opts, ctx)
+        checks = inspect_onnx(data, spec.precision)
+        if not checks["passed"]:
+            raise ConversionError(f"{spec.name}: ONNX checks failed: {checks['message']}")
+        path = out_dir / f"{ctx.model_name}_{spec.name}.onnx"
+        atomic_write_bytes(path, data)
+        return Artifact(spec.name, self.format, spec.precision, path, "onnx", checks=checks, metadata=meta)

@@ -1,0 +1,81 @@
+"""ONNX artifacts through onnxruntime (CPU here; CUDA or TensorRT providers where installed).
+
+Runtime options (target `runtime.options`):
+  providers: [CUDAExecutionProvider, CPUExecutionProvider]  preference order; a provider this
+             onnxruntime build lacks is skipped (and said so in describe()), CPU is always last.
+  float_range: [lo, hi]  for third-party float models that take another pixel range.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgecv.runtimes.base import Runtime, RuntimeUnavailable
+from edgecv.runtimes.tflite import output_name, pixels_to_input
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
+              "tensor(int8)": np.int8, "tensor(double)": np.float64}
+
+
+class OnnxRuntime(Runtime):
+    format = "onnx"
+    library = "onnxruntime"
+
+    def _load(self) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise RuntimeUnavailable("ONNX Runtime missing: pip install onnxruntime (or onnxruntime-gpu)") from None
+        self._ort = ort
+        so = ort.SessionOptions()
+        if self.threads:
+            so.intra_op_num_threads = int(self.threads)
+            so.inter_op_num_threads = 1
+        so.log_severity_level = 3  # errors only: no provider-fallback chatter
+        available = ort.get_available_providers()
+        requested = list(self.options.get("providers") or ["CPUExecutionProvider"])
+        unknown = [p for p in requested if not isinstance(p, str)]
+        if unknown:
+            raise ValueError(f"runtime.options.providers: give provider names, got {unknown}")
+        self.providers_skipped = [p for p in requested if p not in available]
+        providers = [p for p in requested if p in available]
+        if "CPUExecutionProvider" not in providers:
+            providers.append("CPUExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=so, providers=providers)
+        except Exception as e:  # a malformed or unsupported model: say which file
+            raise ValueError(f"onnxruntime cannot load {self.path}: {e}") from None
+        self._in = self.session.get_inputs()[0]
+        self._outs = self.session.get_outputs()
+        shape = self._in.shape
+        # edgecv's ONNX is NHWC; accept third-party NCHW models (channels first, 3 channels)
+        self.channels_first = len(shape) == 4 and shape[1] == 3 and shape[3] != 3
+        self._dtype = _ORT_TYPES.get(self._in.type)
+        if self._dtype is None:
+            raise ValueError(f"{self.path}: input {self._in.name} has type {self._in.type}; expected float or 8-bit images")
+        self.float_range = tuple(self.options.get("float_range", (0.0, 255.0)))
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        s = self._in.shape
+        h, w = (s[2], s[3]) if self.channels_first else (s[1], s[2])
+        return int(h), int(w)
+
+    @property
+    def input_dtype(self) -> str:
+        return np.dtype(self._dtype).name
+
+    def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        x = pixels_to_input(images, self._dtype, self.float_range)
+        if self.channels_first:
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        values = self.session.run(None, {self._in.name: x})
+        return {output_name(o.name, i, len(self._outs)): np.asarray(v, np.float32)
+                for i, (o, v) in enumerate(zip(self._outs, values))}
+
+    def describe(self) -> dict:
+        d = {**super().describe(), "onnxruntime": self._ort.__version__, "providers": self.session.get_providers(),
+             "input_dtype": self.input_dtype, "layout": "NCHW" if self.channels_first else "NHWC"}
+        if self.providers_skipped:
+            d["providers_unavailable"] = self.providers_skipped
+        return d
