@@ -457,6 +457,8 @@ class Build:
                              "size_bytes": e.get("size_bytes"), "stage": "export", "key": e["keys"]["export"],
                              "made_from": e["keys"].get("passes", self.train_key)})
         manifest = {"schema_version": 1, "target": target.name, "recipe_sha256": self.recipe_sha256,
+                    "recipe_dir": str(self.recipe.base_dir), "model_name": self.recipe.name,
+                    "input": {"size": list(self.recipe.input.size), "resize": self.recipe.input.resize},
                     "stage_keys": {"index": self.index_key, "train": self.train_key, "reference": self.ref_key,
                                    "calibration": self.calib_key},
                     "artifacts": arts, "libraries": self.environment()["libraries"],
