@@ -32,6 +32,9 @@ class TaskModel:
     normalization: Normalization
     backbone: str
     backbone_layers: list[str]  # names, in order, for freezing/unfreezing
+    # "module:function" returning a context manager that makes a wrapped model loadable (the QAT
+    # pass's quantization wrappers); such models are saved as h5, which tfmot's wrappers load from.
+    load_scope: Optional[str] = None
 
     @property
     def num_classes(self) -> int:
@@ -39,7 +42,14 @@ class TaskModel:
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.keras_model.save(folder / "model.keras")
+        if self.load_scope:
+            import warnings
+
+            with warnings.catch_warnings():  # "HDF5 is legacy": it is what tfmot's wrappers reload from
+                warnings.simplefilter("ignore", UserWarning)
+                self.keras_model.save(folder / "model.h5")
+        else:
+            self.keras_model.save(folder / "model.keras")
         meta = {
             "task": self.task,
             "class_names": self.class_names,
@@ -48,14 +58,24 @@ class TaskModel:
             "backbone": self.backbone,
             "backbone_layers": self.backbone_layers,
         }
+        if self.load_scope:
+            meta["load_scope"] = self.load_scope
         (folder / "model.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
     def load(cls, folder: Path) -> "TaskModel":
         meta = json.loads((folder / "model.json").read_text())
-        model = keras.models.load_model(folder / "model.keras", compile=False)
+        scope = meta.get("load_scope")
+        if scope:
+            import importlib
+
+            module, func = scope.split(":")
+            with getattr(importlib.import_module(module), func)():
+                model = keras.models.load_model(folder / "model.h5", compile=False)
+        else:
+            model = keras.models.load_model(folder / "model.keras", compile=False)
         return cls(model, meta["task"], meta["class_names"], tuple(meta["input_size"]),
-                   normalization(meta["normalization"]), meta["backbone"], meta["backbone_layers"])
+                   normalization(meta["normalization"]), meta["backbone"], meta["backbone_layers"], scope)
 
 
 def normalization_layer(norm: Normalization) -> Optional[keras.layers.Layer]:

@@ -14,7 +14,11 @@ from typing import Any, Callable, ClassVar, Optional
 
 from pydantic import BaseModel, ConfigDict
 
-PASS_MODULES: dict[str, str] = {}  # pass name -> module that defines it (imported on use)
+PASS_MODULES: dict[str, str] = {  # pass name -> module that defines it (imported on use)
+    "prune": "edgecv.passes.prune",
+    "qat": "edgecv.passes.qat",
+    "swap": "edgecv.passes.swap",
+}
 PASSES: dict[str, type["Pass"]] = {}
 
 
@@ -38,12 +42,30 @@ class PassContext:
     report: dict = field(default_factory=dict)  # a pass writes what it measured here
 
 
+def make_context(recipe, index, calibration=None, teacher=None, console=None) -> PassContext:
+    """A context over the recipe's data: train/val datasets at the recipe's input size."""
+    from edgecv.data.pipeline import augmentation, image_dataset
+
+    r = recipe
+    n_cls = len(index.classes)
+
+    def train_ds(batch_size: int = r.train.batch_size, augment: bool = True):
+        return image_dataset(index.train, r.input.size, r.input.resize, batch_size, n_cls, shuffle=True,
+                             augment=augmentation(r.augment, r.train.seed) if augment else None, seed=r.train.seed)
+
+    def val_ds(batch_size: int = r.train.batch_size):
+        return image_dataset(index.val, r.input.size, r.input.resize, batch_size, n_cls)
+
+    return PassContext(r, index, train_ds, val_ds, calibration=calibration, teacher=teacher, console=console)
+
+
 class Pass(ABC):
     name: ClassVar[str]
     description: ClassVar[str] = ""
     config: ClassVar[type[PassConfig]] = PassConfig
     needs: ClassVar[frozenset[str]] = frozenset()  # subset of {"calibration", "train_data", "teacher"}
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
+    suits: ClassVar[str] = "any target"  # which targets it is for, in words (shown by `edgecv passes`)
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
