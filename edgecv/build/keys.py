@@ -86,10 +86,13 @@ def passes_key(model_key: str, passes: list, calib_key: str) -> str:
                         "versions": versions(EXPORT_LIBS)})
 
 
-def export_key(model_key: str, spec, calib_key: str, model_name: str) -> str:
+def export_key(model_key: str, spec, calib_key: str, model_name: str, searched: dict | None = None) -> str:
+    """`searched`: what an export that validates its own candidates read (accuracy-aware int8:
+    the artifact's gates, the reference outputs, the runtime settings)."""
     fields = spec.model_dump(mode="json", exclude={"gates", "passes"})
+    extra = {"searched": searched} if searched else {}
     return stable_hash({"stage": "export", "model": model_key, "spec": fields, "calibration": calib_key,
-                        "name": model_name, "versions": versions(EXPORT_LIBS)})
+                        "name": model_name, "versions": versions(EXPORT_LIBS), **extra})
 
 
 def validate_key(exp_key: str, ref_key: str, runtime_settings: dict) -> str:

@@ -93,8 +93,8 @@ def check_plan(targets: list[Target]) -> None:
             if a.precision not in exp.precisions:
                 problems.append(f"target {t.name}, artifact {a.name}: format {a.format} supports precision "
                                 f"{', '.join(exp.precisions)}, not {a.precision}")
-            try:
-                exp.check_spec(a)
+            try:  # the spec as the exporter will be held to it: with its effective gates
+                exp.check_spec(a.model_copy(update={"gates": t.gates_for(a)}))
             except ConfigError as e:
                 problems.append(f"target {t.name}, artifact {a.name}: {e}")
             for i, raw in enumerate(a.passes):
@@ -126,7 +126,7 @@ class Build:
         self.stages: list[StageRecord] = []
         self._model = None
         self._models: dict[str, object] = {}
-        self._eval: Optional[tuple[np.ndarray, np.ndarray]] = None
+        self._eval: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self._reference: Optional[np.ndarray] = None
         self._environment: Optional[dict] = None
         # keys: computed from cheap facts, no work done
@@ -146,7 +146,11 @@ class Build:
         out = {}
         if spec.passes:
             model_key = out["passes"] = keys.passes_key(self.train_key, spec.passes, self.calib_key)
-        out["export"] = keys.export_key(model_key, spec, self.calib_key, self.recipe.name)
+        searched = None
+        if "accuracy_aware" in spec.options:  # the export itself is validated against the gates
+            searched = {"gates": target.gates_for(spec).model_dump(mode="json"), "reference": self.ref_key,
+                        "runtime": target.runtime.model_dump(mode="json")}
+        out["export"] = keys.export_key(model_key, spec, self.calib_key, self.recipe.name, searched)
         out["validate"] = keys.validate_key(out["export"], self.ref_key, target.runtime.model_dump(mode="json"))
         return out
 
@@ -207,11 +211,15 @@ class Build:
         self._record("train", self.train_key, hit is not None, t0)
         return self._model
 
-    def eval_set(self, index: DataIndex) -> tuple[np.ndarray, np.ndarray]:
-        if self._eval is None:
-            images = load_batch([s.path for s in index.val], self.recipe.input.size, self.recipe.input.resize)
-            self._eval = images, np.array([s.label for s in index.val])
-        return self._eval
+    def eval_set(self, index: DataIndex, size=None) -> tuple[np.ndarray, np.ndarray]:
+        """The validation images decoded at `size` (default the recipe's input size) by the recipe's
+        resize policy, and their labels. A pass may change a model's input size (backbone swap):
+        its artifacts see the same images at their own size, compared with the same reference."""
+        size = tuple(size or self.recipe.input.size)
+        if size not in self._eval:
+            images = load_batch([s.path for s in index.val], size, self.recipe.input.resize)
+            self._eval[size] = images, np.array([s.label for s in index.val])
+        return self._eval[size]
 
     def reference(self, index: DataIndex) -> np.ndarray:
         """The float model's outputs on the evaluation split: computed once, reused by every artifact."""
@@ -236,8 +244,9 @@ class Build:
         self.reference_sha256 = hashlib.sha256(raw).hexdigest()
         return self._reference
 
-    def calibration_batches(self, calib: CalibrationSet):
-        size, policy = self.recipe.input.size, self.recipe.input.resize
+    def calibration_batches(self, calib: CalibrationSet, size=None):
+        """Calibration images at `size` (default the recipe's input size) by the recipe's resize policy."""
+        size, policy = tuple(size or self.recipe.input.size), self.recipe.input.resize
 
         def batches():
             for s in calib.samples:
@@ -252,7 +261,7 @@ class Build:
         if not spec.passes:
             return base
         from edgecv.models.build import TaskModel
-        from edgecv.passes.base import PassContext, parse_pass_config
+        from edgecv.passes.base import make_context, parse_pass_config
 
         key = akeys["passes"]
         if key in self._models:
@@ -262,22 +271,11 @@ class Build:
         if hit is not None:
             model = TaskModel.load(hit / "model")
         else:
-            from edgecv.data.pipeline import augmentation, image_dataset
-
-            r, n_cls = self.recipe, len(index.classes)
-
-            def train_ds(batch_size: int = r.train.batch_size, augment: bool = True):
-                return image_dataset(index.train, r.input.size, r.input.resize, batch_size, n_cls, shuffle=True,
-                                     augment=augmentation(r.augment, r.train.seed) if augment else None, seed=r.train.seed)
-
-            def val_ds(batch_size: int = r.train.batch_size):
-                return image_dataset(index.val, r.input.size, r.input.resize, batch_size, n_cls)
-
             reports, model = [], base
             for raw in spec.passes:
                 cls, cfg = parse_pass_config(raw)
-                ctx = PassContext(r, index, train_ds, val_ds, calibration=self.calibration_batches(calib),
-                                  teacher=base, console=self.console)
+                ctx = make_context(self.recipe, index, calibration=self.calibration_batches(calib),
+                                   teacher=base, console=self.console)
                 self.console.print(f"  pass [bold]{cls.name}[/]: {cfg.model_dump(exclude={'name'})}")
                 model = cls().run(model, cfg, ctx)
                 reports.append({"pass": cls.name, "config": cfg.model_dump(mode="json"), **ctx.report})
@@ -299,12 +297,14 @@ class Build:
         if hit is None:
             model = self.model_for(spec, akeys, index, calib)
             self.console.print(f"[bold]{target.name}[/]: exporting {spec.name} ({spec.format} {spec.precision})")
-            images, labels = self.eval_set(index)
-            ctx = ExportContext(self.recipe.name, self.calibration_batches(calib), calib.sha256,
+            images, labels = self.eval_set(index, model.input_size)
+            ctx = ExportContext(self.recipe.name, self.calibration_batches(calib, model.input_size), calib.sha256,
                                 {"recipe_sha256": self.recipe_sha256, "edgecv_version": edgecv.__version__,
                                  "class_names": model.class_names},
                                 validation={"images": images, "labels": labels, "reference": self.reference(index)},
-                                sidecar_dir=self.out_root / target.name)
+                                sidecar_dir=self.out_root / target.name,
+                                evaluate=self.candidate_evaluator(spec, target, images, labels, self.reference(index)),
+                                log=lambda m: self.console.print(f"    {m}"))
             with self.cache.put("export", key) as tmp:
                 try:
                     art = get_exporter(spec.format)().export(model, spec, tmp, ctx)
@@ -318,11 +318,35 @@ class Build:
                 else:
                     meta = {"name": art.name, "format": art.format, "precision": art.precision,
                             "path": art.path.relative_to(tmp).as_posix(), "runtime_format": art.runtime_format,
-                            "checks": art.checks, "metadata": art.metadata}
+                            "checks": art.checks, "metadata": art.metadata, "input_size": list(model.input_size)}
                     (tmp / "artifact.json").write_text(json.dumps(meta, indent=2, default=float))
             hit = self.cache.get("export", key)
         self._record("export", key, was_hit, t0, target.name, spec.name)
         return hit
+
+    def candidate_evaluator(self, spec, target: Target, images: np.ndarray, labels: np.ndarray, reference: np.ndarray):
+        """What an exporter that searches (accuracy-aware int8) calls on each candidate file: the
+        build's own validation (images, runtime settings, comparator), checked against the
+        artifact's accuracy gates only."""
+        from edgecv.exporters.accuracy_aware import ACCURACY_GATES
+
+        limits = {k: v for k, v in target.gates_for(spec).model_dump().items() if k in ACCURACY_GATES}
+
+        def evaluate(path: Path, latency: bool = False) -> dict:
+            from edgecv.runtimes import load_runtime
+            from edgecv.validate.latency import measure_latency
+            from edgecv.validate.measure import predict_all
+
+            with load_runtime(path, None, threads=target.runtime.threads, **target.runtime.options) as rt:
+                cmp = compare_classification(predict_all(rt, images), labels, reference).to_json()
+                lat = measure_latency(rt.predict, images[:16], batch=1) if latency else None
+            gates = check_gates(spec.name, {"metrics": cmp["metrics"], "accuracy_delta": cmp["accuracy_delta"],
+                                            "agreement": cmp["agreement"]}, limits)
+            return {"passed": all(g.passed for g in gates), "accuracy": cmp["metrics"]["accuracy"],
+                    "accuracy_delta": cmp["accuracy_delta"], "top1_agreement": cmp["agreement"]["top1_agreement"],
+                    "gates": [g.message for g in gates], "latency_p50_ms": lat.p50_ms if lat else None}
+
+        return evaluate
 
     def _publish(self, entry_dir: Path, out_dir: Path) -> None:
         """Copy an export entry's files into the target folder (atomically, skipping bookkeeping)."""
@@ -338,7 +362,7 @@ class Build:
                     shutil.copyfile(item, tmp)
 
     def validate(self, spec, target: Target, akeys: dict, artifact_path: Path, runtime_format: str,
-                 index: DataIndex) -> dict:
+                 index: DataIndex, input_size=None) -> dict:
         from edgecv.runtimes import RuntimeUnavailable
         from edgecv.validate.measure import measure_artifact
 
@@ -348,7 +372,7 @@ class Build:
         if hit is not None:
             result = json.loads((hit / "validation.json").read_text())
         else:
-            images, labels = self.eval_set(index)
+            images, labels = self.eval_set(index, input_size)
             reference = self.reference(index)
             try:
                 m = measure_artifact(artifact_path, runtime_format, images, target.runtime.threads,
@@ -385,7 +409,9 @@ class Build:
         path = out_dir / meta["path"]
         entry.update({"path": meta["path"], "sha256": tree_sha256(path), "checks": meta["checks"],
                       "artifact_metadata": meta["metadata"]})
-        entry.update(self.validate(spec, target, akeys, path, meta["runtime_format"], index))
+        # a pass may have changed the input size (backbone swap): validate at the model's own size
+        input_size = meta.get("input_size") or list(self.recipe.input.size)
+        entry.update(self.validate(spec, target, akeys, path, meta["runtime_format"], index, input_size))
         if "size_bytes" not in entry:
             from edgecv.validate.measure import sizes
 

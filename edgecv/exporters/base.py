@@ -33,6 +33,12 @@ class ExportContext:
     metadata: dict = field(default_factory=dict)  # recipe hash, edgecv version ...
     validation: Optional[dict] = None  # validation split {images uint8 NHWC, labels, reference probabilities}
     sidecar_dir: Optional[Path] = None  # where the build wrote labels.txt, preprocessing.json, calibration.txt
+    # Validate a candidate artifact file as the build validates the final one (same images,
+    # runtime and comparator) against the artifact's accuracy gates: (path, latency=False) ->
+    # {"passed", "accuracy", "accuracy_delta", "top1_agreement", "gates", "latency_p50_ms"}.
+    # Given by the build; exporters that search (accuracy-aware int8) use it.
+    evaluate: Optional[Callable[..., dict]] = None
+    log: Callable[[str], None] = lambda message: None
 
 
 @dataclass
@@ -77,7 +83,8 @@ class Exporter(ABC):
 
     @classmethod
     def check_spec(cls, spec) -> None:
-        """Reject bad `options` while planning (raise ConfigError), before any training."""
+        """Reject bad `options` while planning (raise ConfigError), before any training. The build
+        passes the spec with its effective gates (the target's merged with the artifact's)."""
 
     @abstractmethod
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:

@@ -21,7 +21,8 @@ def _pin_pixel_range(batch: np.ndarray) -> np.ndarray:
     return batch
 
 
-def convert(keras_model, precision: str, io_dtype: str, allow_float_ops: bool, calibration=None) -> bytes:
+def make_converter(keras_model, precision: str, io_dtype: str, allow_float_ops: bool, calibration=None):
+    """A TFLiteConverter set up for the precision (int8: calibrated, input pinned to pixels)."""
     from edgecv._keras import tf
 
     h, w = keras_model.input_shape[1:3]
@@ -51,6 +52,11 @@ def convert(keras_model, precision: str, io_dtype: str, allow_float_ops: bool, c
         io = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}[io_dtype]
         converter.inference_input_type = io
         converter.inference_output_type = io
+    return converter
+
+
+def convert(keras_model, precision: str, io_dtype: str, allow_float_ops: bool, calibration=None) -> bytes:
+    converter = make_converter(keras_model, precision, io_dtype, allow_float_ops, calibration)
     try:
         return converter.convert()
     except Exception as e:
@@ -63,15 +69,31 @@ class TFLiteExporter(Exporter):
     precisions = ("fp32", "fp16", "int8")
     needs_calibration = ("int8",)
 
+    @classmethod
+    def check_spec(cls, spec) -> None:
+        from edgecv.exporters.accuracy_aware import check_options
+
+        check_options(spec)
+
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         io_dtype = spec.resolved_io_dtype
-        flat = convert(model.keras_model, spec.precision, io_dtype, spec.allow_float_ops, ctx.calibration)
+        report = None
+        if "accuracy_aware" in spec.options and spec.precision == "int8":
+            from edgecv.exporters.accuracy_aware import AccuracyAwareConfig, accuracy_aware_tflite
+
+            cfg = AccuracyAwareConfig.model_validate(spec.options["accuracy_aware"] or {})
+            flat, report = accuracy_aware_tflite(model.keras_model, spec, ctx, out_dir, cfg, log=ctx.log)
+        else:
+            flat = convert(model.keras_model, spec.precision, io_dtype, spec.allow_float_ops, ctx.calibration)
         path = out_dir / f"{ctx.model_name}_{spec.name}.tflite"
         atomic_write_bytes(path, flat)
-        checks = inspect_tflite(path, spec.precision, io_dtype, spec.allow_float_ops)
+        kept_float = bool(report and report["float_layers"])
+        checks = inspect_tflite(path, spec.precision, io_dtype, spec.allow_float_ops or kept_float)
         if not checks["passed"]:
             raise ConversionError(f"{path.name}: {checks['message']}")
         meta = {"io_dtype": io_dtype}
+        if report is not None:
+            meta["accuracy_aware"] = report
         if ctx.calibration_sha256 and spec.precision == "int8":
             meta["calibration_sha256"] = ctx.calibration_sha256
         return Artifact(spec.name, self.format, spec.precision, path, "tflite", checks=checks, metadata=meta)

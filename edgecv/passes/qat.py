@@ -119,7 +119,7 @@ class QAT(Pass):
     config = QATConfig
     needs = frozenset({"train_data"})
     precisions = ("int8",)
-    suits = "int8 targets where post-training int8 misses the accuracy gate (TFLite int8 CPU/NPU, QDQ ONNX)"
+    suits = "int8 targets where post-training int8 misses the accuracy gate (TFLite int8 CPU/NPU)"
 
     def run(self, model: TaskModel, cfg: QATConfig, ctx) -> TaskModel:
         t0 = time.perf_counter()
