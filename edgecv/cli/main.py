@@ -269,8 +269,10 @@ def backbones():
 
 
 from edgecv.cli.engine import engine_app  # noqa: E402
+from edgecv.cli.passes import list_passes  # noqa: E402
 
 app.add_typer(engine_app, name="engine")
+app.command("passes")(list_passes)
 
 
 def main() -> None:  # pragma: no cover
