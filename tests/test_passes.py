@@ -125,6 +125,9 @@ def test_qat_model_converts_to_integer_only_int8(tiny_model, ctx, tiny_val, tiny
     kinds = {type(l).__name__ for l in out.keras_model.layers}
     assert {"QuantizeLayer", "QuantizeWrapperV2"} <= kinds
     assert ctx.report["quantized_layers"] == len(tiny_model.keras_model.layers) - 1  # all but the input
+    # ranges calibrated before training: the fake-quantized model starts near the float one
+    assert ctx.report["ranges_calibrated"] >= 8
+    assert ctx.report["val_accuracy_fake_quant_before"] >= ctx.report["val_accuracy_float"] - 10
     # saved and loaded through the cache as the runner does
     out.save(tmp_path / "qat")
     loaded = TaskModel.load(tmp_path / "qat")
@@ -136,6 +139,51 @@ def test_qat_model_converts_to_integer_only_int8(tiny_model, ctx, tiny_val, tiny
     assert checks["integer_only"] and not checks["float_ops"]
     assert checks["input_dtype"] == "uint8" and checks["input_quantization"] == [1.0, 0]
     assert _tflite_accuracy(path, images, labels) >= 80
+
+
+def test_qat_quantizes_depthwise_kernels_per_channel(tmp_path):
+    """Folded batch norm leaves depthwise channels at very different scales: one scale for all (what
+    tfmot does) wipes out the small ones; per channel (what TFLite stores) keeps them."""
+    from edgecv._keras import keras
+    from edgecv.exporters.tflite import convert
+    from edgecv.passes.qat import calibrate_ranges, quantize_model
+
+    inp = keras.Input((16, 16, 3), name="image")
+    x = keras.layers.Rescaling(1 / 127.5, -1, name="normalize")(inp)
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, name="c0")(x)
+    x = keras.layers.BatchNormalization(name="bn0")(x)
+    x = keras.layers.ReLU(6.0, name="r0")(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU(6.0, name="r1")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dense(4, name="logits")(x)
+    model = keras.Model(inp, keras.layers.Activation("softmax", name="probabilities")(x))
+    scales = np.array([1e-3, 3e-3, 0.01, 0.1, 0.3, 1, 3, 10], np.float32)
+    model.get_layer("dw").set_weights([model.get_layer("dw").get_weights()[0] * scales[None, None, :, None]])
+    images = np.random.default_rng(0).uniform(0, 255, (32, 16, 16, 3)).astype(np.float32)
+
+    def batches():
+        for i in range(len(images)):
+            yield images[i:i + 1].astype(np.uint8)
+
+    qmodel = quantize_model(model)
+    calibrate_ranges(qmodel, model, batches)
+    probe_f = keras.Model(model.input, model.get_layer("dw").output)
+    probe_q = keras.Model(qmodel.input, qmodel.get_layer("quant_dw").output)
+    f, qv = probe_f(images).numpy(), probe_q(images).numpy()
+    per_channel_err = np.abs(f - qv).mean(axis=(0, 1, 2)) / np.abs(f).mean(axis=(0, 1, 2))
+    assert per_channel_err.max() < 0.05, per_channel_err  # the 1e-3 channel survives
+
+    path = tmp_path / "dw.tflite"
+    path.write_bytes(convert(qmodel, "int8", "uint8", False, batches))
+    from ai_edge_litert.interpreter import Interpreter
+
+    dw = [t for t in Interpreter(model_path=str(path)).get_tensor_details()
+          if t["dtype"] == np.int8 and list(t["shape"]) == [1, 3, 3, 8]]  # the depthwise filter
+    assert dw and len(dw[0]["quantization_parameters"]["scales"]) == 8
+    s = dw[0]["quantization_parameters"]["scales"]
+    assert s.max() / s.min() > 1000  # one scale per channel, following the channels' magnitudes
 
 
 def test_qat_rejects_layers_tfmot_cannot_quantize(ctx):
