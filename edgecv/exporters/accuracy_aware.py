@@ -97,7 +97,8 @@ class SearchResult:
 
 
 def search(ranked: Sequence[str], build: Callable[[list[str]], bytes], evaluate: Callable[[bytes], dict],
-           max_steps: int, layers_per_step: int = 1, log: Callable[[str], None] = lambda m: None) -> SearchResult:
+           max_steps: int, layers_per_step: int = 1, log: Callable[[str], None] = lambda m: None,
+           label: Callable[[str], str] = str) -> SearchResult:
     """Step 0 converts everything to int8; each later step keeps the next `layers_per_step` worst
     layers in float as well. Stops at the first candidate whose evaluate() says passed, or after
     `max_steps` steps. Layers whose candidate fails to convert are dropped from the ranking and
@@ -120,14 +121,14 @@ def search(ranked: Sequence[str], build: Callable[[list[str]], bytes], evaluate:
         except ConversionError as e:
             step -= 1
             steps.append(Step(None, added, list(kept), None, {}, None, str(e)[:300]))
-            log(f"keeping {added} float does not convert ({str(e)[:120]}); skipped")
+            log(f"keeping {', '.join(map(label, added))} float does not convert ({str(e)[:120]}); skipped")
             continue
         kept = kept + added
         res = evaluate(candidate)
         passed = bool(res.get("passed"))
         final = candidate
         steps.append(Step(step, added, list(kept), res.get("passed"), res, len(candidate)))
-        log(f"step {step}: +{added} float: {_describe(res)}")
+        log(f"step {step}: + {', '.join(map(label, added))} float: {_describe(res)}")
     return SearchResult(steps, kept, passed, not passed, final, first)
 
 
@@ -185,7 +186,8 @@ def accuracy_aware_tflite(keras_model, spec, ctx, out_dir: Path, cfg: AccuracyAw
         return ctx.evaluate(candidate, latency=latency)
 
     try:
-        result = search(ranked, build, evaluate, cfg.max_steps, cfg.layers_per_step, log)
+        result = search(ranked, build, evaluate, cfg.max_steps, cfg.layers_per_step, log,
+                        label=lambda t: f"{'/'.join(by_tensor[t].layers)} ({by_tensor[t].op})")
         cost = {"size_bytes_all_int8": len(result.first), "size_bytes_final": len(result.final)}
         if result.float_layers:  # latency of both, side by side under the target's runtime settings
             lat_first = evaluate(result.first, latency=True).get("latency_p50_ms")

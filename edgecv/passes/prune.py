@@ -43,6 +43,11 @@ class PruneConfig(PassConfig):
     batch_size: Optional[int] = Field(None, ge=1, description="default: the recipe's")
     augment: bool = True
     exclude: list[str] = Field(default_factory=list, description="layer names to leave dense")
+    train_layers: Literal["all", "from_first_pruned"] = Field(
+        "from_first_pruned", description="fine-tune every layer, or only from the first pruned one up (dense early "
+                                         "layers keep their features, and their backward pass is skipped)")
+    min_params: int = Field(0, ge=0, description="leave kernels smaller than this dense (early layers: "
+                                                 "few weights to save, much accuracy to lose)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "PruneConfig":
@@ -53,13 +58,15 @@ class PruneConfig(PassConfig):
         return self
 
 
-def _prunable(layer, pattern: str, exclude: set[str]) -> tuple[bool, str]:
+def _prunable(layer, pattern: str, exclude: set[str], min_params: int = 0) -> tuple[bool, str]:
     if layer.name == NORMALIZE_LAYER:
         return False, "input normalization (fixed)"
     if type(layer) not in (keras.layers.Conv2D, keras.layers.Dense):
         return False, ""
     if layer.name in exclude:
         return False, "excluded in the pass config"
+    if layer.kernel.shape.num_elements() < min_params:
+        return False, f"{layer.kernel.shape.num_elements()} weights: below min_params {min_params}"
     if pattern == "2:4" and layer.kernel.shape[-2] % 4:
         return False, f"{layer.kernel.shape[-2]} input channels: not a multiple of 4 for 2:4"
     return True, ""
@@ -99,7 +106,7 @@ class Prune(Pass):
         exclude = set(cfg.exclude)
         chosen, skipped = [], []
         for layer in base.layers:
-            ok, why = _prunable(layer, cfg.pattern, exclude)
+            ok, why = _prunable(layer, cfg.pattern, exclude, cfg.min_params)
             if ok:
                 chosen.append(layer.name)
             elif why:
@@ -107,7 +114,11 @@ class Prune(Pass):
         if not chosen:
             from edgecv.errors import ConfigError
 
-            raise ConfigError("prune: no Conv2D or Dense layer left to prune (check `exclude`)")
+            raise ConfigError("prune: no Conv2D or Dense layer left to prune (check `exclude` and `min_params`)")
+        if cfg.train_layers == "from_first_pruned":
+            first = [l.name for l in base.layers].index(chosen[0])
+            for layer in base.layers[:first]:
+                layer.trainable = False
 
         if cfg.schedule == "constant" or cfg.pattern == "2:4":
             freq = cfg.frequency or max(1, steps // 10)
@@ -133,9 +144,14 @@ class Prune(Pass):
         if ctx.console:
             ctx.console.print(f"    pruning {len(chosen)} layer(s) to {cfg.sparsity:.0%} ({cfg.pattern}, {cfg.schedule}), "
                               f"{cfg.epochs} epoch(s) x {steps // cfg.epochs} steps")
-        hist = wrapped.fit(ctx.train_dataset(batch, cfg.augment), epochs=cfg.epochs, verbose=0,
-                           callbacks=[sparsity_api.UpdatePruningStep()])
+        callbacks = [sparsity_api.UpdatePruningStep()]
+        if ctx.console:
+            from edgecv.train.progress import RichProgress
+
+            callbacks.append(RichProgress("prune", cfg.epochs, steps // cfg.epochs, ctx.console))
+        hist = wrapped.fit(ctx.train_dataset(batch, cfg.augment), epochs=cfg.epochs, verbose=0, callbacks=callbacks)
         stripped = sparsity_api.strip_pruning(wrapped)
+        common.set_finetune_trainable(stripped)  # as the trainer leaves a model: ready for a later pass
         out = TaskModel(stripped, model.task, model.class_names, model.input_size, model.normalization,
                         model.backbone, model.backbone_layers)
 
@@ -149,7 +165,8 @@ class Prune(Pass):
             per_layer.append(row)
             zeros += int((k == 0).sum())
             total += int(k.size)
-        all_kernels = [l.kernel.numpy() for l in stripped.layers if hasattr(l, "kernel")]
+        # every convolution/dense kernel (depthwise included), pruned or not
+        all_kernels = [w for l in stripped.layers if l.name != NORMALIZE_LAYER for w in l.get_weights() if w.ndim >= 2]
         all_count = sum(k.size for k in all_kernels)
         images, labels = common.val_arrays(ctx, model.input_size)
         acc_before = common.accuracy(model.keras_model, images, labels)
@@ -161,7 +178,7 @@ class Prune(Pass):
             "steps": steps,
             "mask_update_every_steps": freq,
             "achieved_sparsity": zeros / total,  # over the pruned kernels
-            "model_kernel_sparsity": sum(int((k == 0).sum()) for k in all_kernels) / all_count,
+            "model_kernel_sparsity": sum(int((k == 0).sum()) for k in all_kernels) / all_count,  # all kernels
             "pruned_params": total,
             "kernel_params": int(all_count),
             "layers": per_layer,

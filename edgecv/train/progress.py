@@ -31,8 +31,9 @@ class RichProgress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.progress.stop()
         logs = logs or {}
+        val = (f" val_loss {logs.get('val_loss', 0):.4f} val_acc {logs.get('val_accuracy', 0):.4f}"
+               if "val_loss" in logs else "")  # passes fine-tune without validation
         self.console.print(
             f"  {self.phase} epoch {epoch + 1}/{self.epochs}: loss {logs.get('loss', 0):.4f} "
-            f"acc {logs.get('accuracy', 0):.4f} val_loss {logs.get('val_loss', 0):.4f} "
-            f"val_acc {logs.get('val_accuracy', 0):.4f}"
+            f"acc {logs.get('accuracy', 0):.4f}{val}"
         )
