@@ -313,6 +313,49 @@ def test_tflite_exporter_accuracy_aware_option(tiny_model, tiny_calibration, tmp
     assert not list(tmp_path.glob(".*candidate*"))
 
 
+def test_onnx_exporter_accuracy_aware_option(tiny_model, tiny_calibration, tmp_path):
+    """QDQ ONNX: each step leaves one more Keras layer out of quantization; the loop stops at the
+    first candidate the (here scripted) gate accepts."""
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("onnxruntime")
+    from edgecv.config.target import ArtifactSpec
+    from edgecv.exporters import ExportContext, get_exporter
+    from edgecv.exporters.onnx import inspect_onnx
+
+    int8_weighted = []
+
+    def evaluate(path, latency=False):
+        int8_weighted.append(inspect_onnx(path.read_bytes(), "int8")["qdq"]["weight_dequantize_nodes"])
+        return {"passed": len(int8_weighted) >= 3, "accuracy": 100.0, "latency_p50_ms": 1.0 if latency else None}
+
+    spec = ArtifactSpec(name="int8", format="onnx", precision="int8",
+                        options={"accuracy_aware": {"max_steps": 5, "debug_samples": 8}, "placement": "all"})
+    art = get_exporter("onnx")().export(tiny_model, spec, tmp_path,
+                                        ExportContext("tiny", tiny_calibration[0], evaluate=evaluate))
+    rep = art.metadata["accuracy_aware"]
+    assert rep["passed"] and rep["steps_used"] == 2 and len(rep["float_layers_keras"]) == 2
+    first, last = int8_weighted[0], int8_weighted[2]
+    assert last < first  # weights really left float in the file that was evaluated
+    assert art.checks["passed"] and art.metadata["kept_float"]
+    assert not list(tmp_path.glob(".*candidate*"))
+
+
+def test_plan_accepts_accuracy_aware_onnx_but_not_tensorrt():
+    pytest.importorskip("tf2onnx")
+    from edgecv.build.runner import check_plan
+    from edgecv.config.target import Target
+    from edgecv.errors import ConfigError
+
+    def target(fmt):
+        return Target(name="t", description="d", gates={"accuracy_drop_max": 1.0},
+                      artifacts=[{"name": "a", "format": fmt, "precision": "int8",
+                                  "options": {"accuracy_aware": {"max_steps": 2}}}])
+
+    check_plan([target("onnx")])
+    with pytest.raises(ConfigError, match="accuracy_aware"):
+        check_plan([target("tensorrt")])
+
+
 # ---- backbone swap by distillation --------------------------------------------------------------
 
 def test_distillation_loss_matches_its_definition():

@@ -30,5 +30,5 @@ def list_passes(verbose: bool = typer.Option(False, "--verbose", "-v", help="als
         t.add_row(name, ", ".join(sorted(cls.needs)) or "-", ", ".join(cls.precisions), cls.suits, desc)
     out = Console(width=None if sys.stdout.isatty() else 160)
     out.print(t)
-    out.print("Accuracy-aware int8 is an option of an int8 TFLite artifact, not a pass: "
+    out.print("Accuracy-aware int8 is an option of an int8 tflite or onnx artifact, not a pass: "
               "options: {accuracy_aware: {max_steps: 8}} plus an accuracy gate.")

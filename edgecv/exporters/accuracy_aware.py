@@ -2,7 +2,7 @@
 lose most to quantization in float, one step at a time, until the gate passes or the step budget
 is spent.
 
-Chosen in a target file as an exporter option of an int8 artifact, not as a pass:
+Chosen in a target file as an exporter option of an int8 TFLite or ONNX artifact, not as a pass:
 
     - name: int8
       format: tflite
@@ -21,10 +21,10 @@ left to the final check: keeping layers float can only make those worse).
 
 The loop itself (`search`) knows nothing about formats: it takes the ranked layer names, a
 function that builds a candidate with some layers kept float, and the evaluate callback. TFLite
-ranks with the QuantizationDebugger (`edgecv.validate.diagnose`) and re-quantizes with a denylist
-without calibrating again. A QDQ ONNX exporter plugs in the same way: rank nodes by
-onnxruntime.quantization.qdq_loss_debug's activation error, build with
-`quantize_static(..., nodes_to_exclude=float_nodes)`.
+ranks ops with the QuantizationDebugger (`edgecv.validate.diagnose`) and re-quantizes with a
+denylist without calibrating again. QDQ ONNX (`format: onnx`, precision int8) uses the same
+ranking on the same Keras layers and re-runs onnxruntime's quantize_static with those layers in
+`exclude_nodes`.
 
 What it reports (artifact metadata `accuracy_aware`): the ranking it used, each step (layers added,
 accuracy, agreement, whether the gate passed, size), the layers that stayed float, and what that
@@ -203,3 +203,57 @@ def accuracy_aware_tflite(keras_model, spec, ctx, out_dir: Path, cfg: AccuracyAw
         "seconds": time.perf_counter() - t0,
     }
     return result.final, report
+
+
+def accuracy_aware_onnx(keras_model, spec, opts, ctx, out_dir: Path, cfg: AccuracyAwareConfig,
+                        log: Callable[[str], None] = lambda m: None) -> tuple[bytes, dict, dict]:
+    """The same loop for a QDQ int8 ONNX artifact: candidates keep Keras layers out of
+    quantization (`exclude_nodes`, on top of the artifact's own). Layers are ranked by the TFLite
+    debugger's per-op error on the same Keras model: both formats quantize the same layers to
+    symmetric per-channel int8 weights, so the layers that lose most agree, and the Keras layer names
+    map onto tf2onnx's node names. Returns (model, quantization info, report)."""
+    import onnx
+
+    from edgecv.exporters.onnx import keras_to_onnx, quantize_qdq
+    from edgecv.validate.diagnose import diagnose
+
+    if ctx.evaluate is None:
+        raise ConversionError("accuracy_aware needs the build's validation (ExportContext.evaluate); none was given")
+    if ctx.calibration is None:
+        raise ConversionError("int8 QDQ ONNX needs a calibration set; none was given")
+    t0 = time.perf_counter()
+    fp32 = keras_to_onnx(keras_model, opts.opset)
+    path_parts = {part for n in onnx.load_from_string(fp32).graph.node for part in n.name.split("/")}
+    diag = diagnose(keras_model, ctx.calibration, cfg.debug_samples, "float32")
+    units: dict[str, list[str]] = {}  # candidate label -> Keras layers with ONNX nodes, worst first
+    for e in diag.layers:
+        names = [n for n in e.layers if n in path_parts]
+        label = "/".join(names)
+        if names and label not in units:
+            units[label] = names
+    infos: dict[bytes, dict] = {}
+    candidate = out_dir / f".{spec.name}.candidate.onnx"
+
+    def build(labels: list[str]) -> bytes:
+        exclude = list(opts.exclude_nodes) + [n for label in labels for n in units[label]]
+        data, info = quantize_qdq(fp32, ctx.calibration, opts.model_copy(update={"exclude_nodes": exclude}))
+        infos[data] = info
+        return data
+
+    def evaluate(model: bytes, latency: bool = False) -> dict:
+        candidate.write_bytes(model)
+        return ctx.evaluate(candidate, latency=latency)
+
+    try:
+        result = search(list(units), build, evaluate, cfg.max_steps, cfg.layers_per_step, log)
+        cost = {"size_bytes_all_int8": len(result.first), "size_bytes_final": len(result.final)}
+        if result.float_layers:
+            cost.update({"latency_p50_ms_all_int8": evaluate(result.first, latency=True).get("latency_p50_ms"),
+                         "latency_p50_ms_final": evaluate(result.final, latency=True).get("latency_p50_ms")})
+    finally:
+        candidate.unlink(missing_ok=True)
+    report = {**result.to_json(), "float_layers_keras": [units[label] for label in result.float_layers],
+              "ranked_by": "TFLite QuantizationDebugger rms error / scale of the same Keras layers",
+              "ranking": [e.to_json() for e in diag.layers[: max(10, len(result.float_layers))]],
+              "cost": cost, "seconds": time.perf_counter() - t0}
+    return result.final, infos[result.final], report

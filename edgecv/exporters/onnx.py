@@ -458,10 +458,32 @@ class OnnxExporter(Exporter):
     precisions = ("fp32", "fp16", "int8")
     needs_calibration = ("int8",)
 
+    @classmethod
+    def check_spec(cls, spec) -> None:
+        from edgecv.exporters.accuracy_aware import check_options
+
+        parse_options({k: v for k, v in spec.options.items() if k != "accuracy_aware"})
+        check_options(spec)
+
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         _ensure_onnx()
-        opts = parse_options(spec.options)
-        data, meta = export_onnx_bytes(model, spec.precision, opts, ctx)
+        # accuracy_aware (int8): keep the worst layers float until the gate passes; see accuracy_aware.py
+        opts = parse_options({k: v for k, v in spec.options.items() if k != "accuracy_aware"})
+        if "accuracy_aware" in spec.options and spec.precision == "int8":
+            import onnxruntime
+            import tf2onnx
+
+            from edgecv.exporters.accuracy_aware import AccuracyAwareConfig, accuracy_aware_onnx
+
+            cfg = AccuracyAwareConfig.model_validate(spec.options["accuracy_aware"] or {})
+            data, info, report = accuracy_aware_onnx(model.keras_model, spec, opts, ctx, out_dir, cfg, log=ctx.log)
+            meta = {"opset": opts.opset, "tf2onnx": tf2onnx.__version__, "input": INPUT_NAME, "output": OUTPUT_NAME,
+                    "pixels": "float32 NHWC 0..255, dynamic batch", "onnxruntime": onnxruntime.__version__, **info,
+                    "accuracy_aware": report}
+            if ctx.calibration_sha256:
+                meta["calibration_sha256"] = ctx.calibration_sha256
+        else:
+            data, meta = export_onnx_bytes(model, spec.precision, opts, ctx)
         checks = inspect_onnx(data, spec.precision)
         if not checks["passed"]:
             raise ConversionError(f"{spec.name}: ONNX checks failed: {checks['message']}")

@@ -434,6 +434,10 @@ class TensorRTExporter(Exporter):
     precisions = ("fp32", "fp16", "int8")
     needs_calibration = ("int8",)
 
+    @classmethod
+    def check_spec(cls, spec) -> None:
+        parse_options(spec.options, TensorRTOptions, "tensorrt")
+
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         from edgecv.exporters.onnx import _ensure_onnx, export_onnx_bytes, inspect_onnx, model_fingerprint
 
