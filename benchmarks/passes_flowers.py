@@ -8,6 +8,7 @@ once and shared through the stage cache:
   raspberry-pi-4-qat             quantization-aware training, int8
   raspberry-pi-4-accuracy-aware  int8 with a zero-drop gate: worst layers kept float until it passes
   raspberry-pi-zero-student      MobileNet v1 0.25/128 distilled from the original, int8
+  jetson-orin-nano-accuracy-aware  QDQ int8 ONNX with the same zero-drop gate (onnxruntime validates)
 
 then prints what each report measured (accuracy on the 144-image validation split, which the
 build decodes once; the calibration set comes from the training split) and measures the int8
@@ -34,7 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "examples" / "flowers" / "edgecv.yaml"
 TARGETS = ["raspberry-pi-4", "raspberry-pi-4-pruned", "raspberry-pi-4-qat", "raspberry-pi-4-accuracy-aware",
-           "raspberry-pi-zero-student"]
+           "raspberry-pi-zero-student", "jetson-orin-nano-accuracy-aware"]
 
 
 def load_report(out: Path, target: str) -> dict:
@@ -158,29 +159,33 @@ def main() -> int:
           f"vs post-training int8 {pct(s['ptq_int8_accuracy'])} (delta {s['ptq_int8_delta']:+.2f}, "
           f"agreement {s['ptq_int8_agreement']:.4f})")
 
-    # ---- accuracy-aware int8
-    aa = load_report(args.out, "raspberry-pi-4-accuracy-aware")
-    a8 = artifact(aa, "int8")
-    aw = a8["artifact_metadata"]["accuracy_aware"]
-    gates = {g["gate"]: g["limit"] for g in a8["gates"]}
-    print(f"\nAccuracy-aware int8 (gates {gates}): {'passed' if aw['passed'] else 'GAVE UP'} after "
-          f"{aw['steps_used']} step(s), {aw['seconds']:.0f} s")
-    for st in aw["steps"]:
-        r = st["result"]
-        what = "all int8" if st["step"] == 0 else f"+float {st['added']}"
-        if st["step"] is None:
-            print(f"  skipped {st['added']}: {st['error']}")
-            continue
-        print(f"  step {st['step']}: {what}: accuracy {pct(r.get('accuracy'))} (delta {r.get('accuracy_delta'):+.2f}), "
-              f"agreement {r.get('top1_agreement'):.4f}, {'pass' if st['passed'] else 'miss'}")
-    print(f"  kept float: {aw['float_layers_keras']}")
-    c = aw["cost"]
-    print(f"  cost: size {c['size_bytes_all_int8'] / 1e6:.3f} -> {c['size_bytes_final'] / 1e6:.3f} MB"
-          + (f", latency p50 {c['latency_p50_ms_all_int8']:.2f} -> {c['latency_p50_ms_final']:.2f} ms (build's measurement)"
-             if "latency_p50_ms_final" in c else ""))
-    summary["accuracy_aware"] = {"passed": aw["passed"], "steps_used": aw["steps_used"],
-                                 "float_layers": aw["float_layers_keras"], "cost": c,
-                                 "final_accuracy": a8["metrics"]["accuracy"], "final_delta": a8["accuracy_delta"]}
+    # ---- accuracy-aware int8 (TFLite, and QDQ ONNX)
+    summary["accuracy_aware"] = {}
+    for target, name, fmt in (("raspberry-pi-4-accuracy-aware", "int8", "TFLite"),
+                              ("jetson-orin-nano-accuracy-aware", "qdq-int8", "QDQ ONNX")):
+        a8 = artifact(load_report(args.out, target), name)
+        aw = a8["artifact_metadata"]["accuracy_aware"]
+        gates = {g["gate"]: g["limit"] for g in a8["gates"]}
+        print(f"\nAccuracy-aware {fmt} int8 (gates {gates}): {'passed' if aw['passed'] else 'GAVE UP'} after "
+              f"{aw['steps_used']} step(s), {aw['seconds']:.0f} s")
+        for st in aw["steps"]:
+            r = st["result"]
+            if st["step"] is None:
+                print(f"  skipped {st['added']}: {st['error']}")
+                continue
+            what = "all int8" if st["step"] == 0 else f"+float {st['added'][0].split(';')[0]}"
+            print(f"  step {st['step']}: {what}: accuracy {pct(r.get('accuracy'))} (delta {r.get('accuracy_delta'):+.2f}), "
+                  f"agreement {r.get('top1_agreement'):.4f}, {'pass' if st['passed'] else 'miss'}")
+        print(f"  kept float: {aw['float_layers_keras']}")
+        c = aw["cost"]
+        print(f"  cost: size {c['size_bytes_all_int8'] / 1e6:.3f} -> {c['size_bytes_final'] / 1e6:.3f} MB"
+              + (f", latency p50 {c['latency_p50_ms_all_int8']:.2f} -> {c['latency_p50_ms_final']:.2f} ms (build's measurement)"
+                 if "latency_p50_ms_final" in c else ""))
+        summary["accuracy_aware"][fmt] = {"passed": aw["passed"], "steps_used": aw["steps_used"],
+                                          "float_layers": aw["float_layers_keras"], "cost": c,
+                                          "final_accuracy": a8["metrics"]["accuracy"], "final_delta": a8["accuracy_delta"]}
+        if fmt == "TFLite":
+            aa_int8 = args.out / target / a8["path"]
 
     # ---- student
     st = load_report(args.out, "raspberry-pi-zero-student")
@@ -211,7 +216,7 @@ def main() -> int:
         "original int8 (MobileNetV2 1.0/224)": (base_int8, imgs224),
         "pruned int8": (pruned_int8, imgs224),
         "QAT int8": (args.out / "raspberry-pi-4-qat" / q8["path"], imgs224),
-        "accuracy-aware int8": (args.out / "raspberry-pi-4-accuracy-aware" / a8["path"], imgs224),
+        "accuracy-aware int8": (aa_int8, imgs224),
         "student int8 (MobileNet v1 0.25/128)": (student_int8, imgs128),
         "original fp32": (args.out / "raspberry-pi-4" / artifact(base, "fp32")["path"], imgs224),
     }
