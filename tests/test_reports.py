@@ -150,3 +150,20 @@ def test_merge_device_results_rechecks_gates(built, tmp_path):
     (tmp_path / "other.json").write_text(json.dumps(res))
     r = CliRunner().invoke(app, ["report", str(report), "--merge", str(tmp_path / "other.json")])
     assert r.exit_code == 3 and "not an artifact of this build" in r.output
+
+
+def test_diagnose_ranks_layers_of_a_built_int8_artifact(built, tmp_path):
+    out_dir = built[0]
+    r = CliRunner().invoke(app, ["diagnose", str(out_dir / "tiny_int8.tflite"), "--top", "3", "--samples", "4",
+                                 "--json", str(tmp_path / "d.json")])
+    assert r.exit_code == 0, r.output
+    layers = json.loads((tmp_path / "d.json").read_text())
+    errors = [l["rmse_over_scale"] for l in layers]
+    assert len(layers) >= 3 and errors == sorted(errors, reverse=True)  # worst first
+    assert any("tiny_conv" in name for l in layers for name in l["layers"])
+    r = CliRunner().invoke(app, ["diagnose", str(out_dir / "tiny_fp32.tflite")])
+    assert r.exit_code == 3 and "is fp32" in r.output
+    lone = tmp_path / "lone.tflite"
+    shutil.copyfile(out_dir / "tiny_int8.tflite", lone)
+    r = CliRunner().invoke(app, ["diagnose", str(lone)])
+    assert r.exit_code == 3 and "not inside an edgecv build folder" in r.output

@@ -222,6 +222,32 @@ def gate(
 
 
 @app.command()
+def diagnose(
+    artifact: Path = typer.Argument(..., help="an int8 .tflite inside an edgecv build folder"),
+    top: int = typer.Option(15, "--top", help="show the N worst layers"),
+    samples: int = typer.Option(32, "--samples", help="calibration images to measure the error on"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write every layer's error as JSON"),
+):
+    """Rank an int8 TFLite artifact's layers by quantization error, worst first (why it misses a gate)."""
+    from edgecv.validate.diagnose_build import diagnose_artifact
+
+    try:
+        d = diagnose_artifact(artifact, samples)
+    except EdgecvError as e:
+        _fail(e)
+    t = Table(title=f"{artifact.name}: per-layer int8 error on {samples} calibration images (worst first)")
+    for col in ("#", "op", "Keras layers", "rmse / scale", "rmse", "max abs err"):
+        t.add_column(col, justify="right" if col in ("#", "rmse / scale", "rmse", "max abs err") else "left")
+    for i, e in enumerate(d.worst(top), 1):
+        t.add_row(str(i), e.op, ", ".join(e.layers[:3]), f"{e.rmse_over_scale:.3f}", f"{e.rmse:.4g}", f"{e.max_abs_error:.4g}")
+    out.print(t)
+    out.print("rmse / scale: the op's own output error in quantization steps, given the same quantized input. "
+              "Keep the worst layers in float with options: {accuracy_aware: {...}} on the artifact.")
+    if json_out:
+        json_out.write_text(json.dumps(d.to_json(), indent=2))
+
+
+@app.command()
 def targets(recipe_dir: Optional[Path] = typer.Option(None, "--recipe-dir")):
     """List the known targets with a one-line description."""
     from edgecv.config import list_targets, load_target
