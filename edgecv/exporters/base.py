@@ -5,13 +5,14 @@ Adding a format means one exporter module here and one runtime module in `edgecv
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Iterator, Optional
 
 import numpy as np
+
+from edgecv.registry import LazyRegistry
 
 EXPORTER_MODULES: dict[str, str] = {
     "tflite": "edgecv.exporters.tflite",
@@ -20,7 +21,7 @@ EXPORTER_MODULES: dict[str, str] = {
     "onnx": "edgecv.exporters.onnx",
     "tensorrt": "edgecv.exporters.tensorrt",
 }
-EXPORTERS: dict[str, type["Exporter"]] = {}
+EXPORTERS: LazyRegistry["Exporter"] = LazyRegistry("artifact format", EXPORTER_MODULES)
 
 
 @dataclass
@@ -79,7 +80,7 @@ class Exporter(ABC):
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         if getattr(cls, "format", None):
-            EXPORTERS[cls.format] = cls
+            EXPORTERS.register(cls.format, cls)
 
     @classmethod
     def check_spec(cls, spec) -> None:
@@ -92,9 +93,4 @@ class Exporter(ABC):
 
 
 def get_exporter(fmt: str) -> type[Exporter]:
-    if fmt not in EXPORTERS:
-        module = EXPORTER_MODULES.get(fmt)
-        if module is None:
-            raise KeyError(f"unknown artifact format {fmt!r}; known: {', '.join(sorted(EXPORTER_MODULES))}")
-        importlib.import_module(module)
-    return EXPORTERS[fmt]
+    return EXPORTERS.get(fmt)

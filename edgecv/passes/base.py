@@ -7,19 +7,20 @@ choose passes per artifact: `passes: [{name: prune, sparsity: 0.5}]`.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Optional
 
 from pydantic import BaseModel, ConfigDict
 
+from edgecv.registry import LazyRegistry
+
 PASS_MODULES: dict[str, str] = {  # pass name -> module that defines it (imported on use)
     "prune": "edgecv.passes.prune",
     "qat": "edgecv.passes.qat",
     "swap": "edgecv.passes.swap",
 }
-PASSES: dict[str, type["Pass"]] = {}
+PASSES: LazyRegistry["Pass"] = LazyRegistry("pass", PASS_MODULES)
 
 
 class PassConfig(BaseModel):
@@ -70,7 +71,7 @@ class Pass(ABC):
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         if getattr(cls, "name", None):
-            PASSES[cls.name] = cls
+            PASSES.register(cls.name, cls)
 
     @abstractmethod
     def run(self, model, cfg: PassConfig, ctx: PassContext):
@@ -78,12 +79,7 @@ class Pass(ABC):
 
 
 def get_pass(name: str) -> type[Pass]:
-    if name not in PASSES:
-        module = PASS_MODULES.get(name)
-        if module is None:
-            raise KeyError(f"unknown pass {name!r}; known: {', '.join(sorted(PASS_MODULES)) or 'none'}")
-        importlib.import_module(module)
-    return PASSES[name]
+    return PASSES.get(name)
 
 
 def parse_pass_config(raw: dict) -> tuple[type[Pass], PassConfig]:

@@ -8,13 +8,14 @@ Runtimes are imported lazily by format: a device with only `ai-edge-litert` and 
 
 from __future__ import annotations
 
-import importlib
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar, Optional
 
 import numpy as np
+
+from edgecv.registry import LazyRegistry
 
 # format -> module defining its Runtime subclass (imported only when that format is used)
 RUNTIME_MODULES: dict[str, str] = {
@@ -24,7 +25,7 @@ RUNTIME_MODULES: dict[str, str] = {
     "onnx": "edgecv.runtimes.onnx",
     "tensorrt": "edgecv.runtimes.tensorrt",
 }
-RUNTIMES: dict[str, type["Runtime"]] = {}
+RUNTIMES: LazyRegistry["Runtime"] = LazyRegistry("runtime format", RUNTIME_MODULES)
 
 
 class RuntimeUnavailable(RuntimeError):
@@ -38,7 +39,7 @@ class Runtime(ABC):
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         if getattr(cls, "format", None):
-            RUNTIMES[cls.format] = cls
+            RUNTIMES.register(cls.format, cls)
 
     def __init__(self, path: Path | str, threads: Optional[int] = None, **options):
         self.path = Path(path)
@@ -94,12 +95,7 @@ def detect_format(path: Path) -> str:
 
 
 def get_runtime(fmt: str) -> type[Runtime]:
-    if fmt not in RUNTIMES:
-        module = RUNTIME_MODULES.get(fmt)
-        if module is None:
-            raise ValueError(f"no runtime for format {fmt!r}; known: {', '.join(sorted(RUNTIME_MODULES))}")
-        importlib.import_module(module)
-    return RUNTIMES[fmt]
+    return RUNTIMES.get(fmt)
 
 
 def load_runtime(path: Path | str, fmt: Optional[str] = None, threads: Optional[int] = None, **options) -> Runtime:
