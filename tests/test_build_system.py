@@ -180,3 +180,18 @@ def test_sigkill_mid_stage_leaves_nothing_half_written_and_resumes_to_the_same_a
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "train" not in resumed.stderr.split("stages run:")[-1].splitlines()[0]  # training resumed from cache
     assert _artifact_hashes(out, "k") == _artifact_hashes(ref_out, "k")
+
+
+def test_pass_key_follows_the_bytes_of_files_it_names(tmp_path):
+    from edgecv.build.keys import passes_key
+
+    weights = tmp_path / "student.h5"
+    weights.write_bytes(b"one")
+    resolve = lambda p: tmp_path / p  # noqa: E731
+    passes = [{"name": "swap", "backbone": "MobileNet", "weights": "student.h5"}]
+    before = passes_key("m", passes, "c", resolve)
+    assert passes_key("m", passes, "c", resolve) == before
+    weights.write_bytes(b"two")
+    assert passes_key("m", passes, "c", resolve) != before
+    assert passes_key("m", [{"name": "swap", "weights": "none"}], "c", resolve) == \
+        passes_key("m", [{"name": "swap", "weights": "none"}], "c", resolve)

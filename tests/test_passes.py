@@ -447,6 +447,8 @@ def test_build_runs_every_pass_and_validates_the_student_at_its_size(tiny_recipe
 
     student = arts["student"]
     assert student["input_size"] == [24, 24] and arts["qat"]["input_size"] == [32, 32]
+    pre = json.loads((tmp_path / "out" / "passes-target" / "preprocessing.json").read_text())
+    assert pre["input"]["height"] == 32 and pre["artifact_input_sizes"] == {"student": {"height": 24, "width": 24}}
     assert student["metrics"]["count"] == report["data"]["val_count"]
     assert student["agreement"] is not None  # compared with the reference's outputs on the same images
 

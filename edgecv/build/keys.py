@@ -81,9 +81,23 @@ def reference_key(recipe, t_key: str, idx_key: str) -> str:
                         "input": recipe.input.model_dump(mode="json")})
 
 
-def passes_key(model_key: str, passes: list, calib_key: str) -> str:
-    return stable_hash({"stage": "passes", "model": model_key, "passes": passes, "calibration": calib_key,
-                        "versions": versions(EXPORT_LIBS)})
+def _files_by_content(value, resolve):
+    """Pass settings with every value that names an existing file replaced by that file's hash
+    (a swapped weights file at the same path must not reuse the old result)."""
+    if isinstance(value, dict):
+        return {k: _files_by_content(v, resolve) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_files_by_content(v, resolve) for v in value]
+    if isinstance(value, str) and value not in ("none", "imagenet") and resolve is not None:
+        path = resolve(value)
+        if path.is_file():
+            return {"file_sha256": file_key(path)}
+    return value
+
+
+def passes_key(model_key: str, passes: list, calib_key: str, resolve=None) -> str:
+    return stable_hash({"stage": "passes", "model": model_key, "passes": _files_by_content(passes, resolve),
+                        "calibration": calib_key, "versions": versions(EXPORT_LIBS)})
 
 
 def export_key(model_key: str, spec, calib_key: str, model_name: str, searched: dict | None = None) -> str:

@@ -145,7 +145,8 @@ class Build:
         model_key = self.train_key
         out = {}
         if spec.passes:
-            model_key = out["passes"] = keys.passes_key(self.train_key, spec.passes, self.calib_key)
+            model_key = out["passes"] = keys.passes_key(self.train_key, spec.passes, self.calib_key,
+                                                                 self.recipe.resolve)
         searched = None
         if "accuracy_aware" in spec.options:  # the export itself is validated against the gates
             searched = {"gates": target.gates_for(spec).model_dump(mode="json"), "reference": self.ref_key,
@@ -411,6 +412,7 @@ class Build:
                       "artifact_metadata": meta["metadata"]})
         # a pass may have changed the input size (backbone swap): validate at the model's own size
         input_size = meta.get("input_size") or list(self.recipe.input.size)
+        entry["input_size"] = list(input_size)
         entry.update(self.validate(spec, target, akeys, path, meta["runtime_format"], index, input_size))
         if "size_bytes" not in entry:
             from edgecv.validate.measure import sizes
@@ -437,6 +439,10 @@ class Build:
                          "traceback": traceback.format_exc(limit=8)}
             entry["seconds"] = time.perf_counter() - t0
             entries.append(entry)
+        other_sizes = {e["name"]: e["input_size"] for e in entries
+                       if e.get("input_size") and tuple(e["input_size"]) != tuple(self.recipe.input.size)}
+        if other_sizes:
+            write_preprocessing(out_dir, index.classes, self.recipe, self._normalization_json(index), other_sizes)
         reference = self.reference(index)
         ref_m = compare_classification(reference, self._ref_labels).metrics
         report = {
@@ -508,6 +514,13 @@ class Build:
 def write_sidecars(out_dir: Path, class_names: list[str], recipe: Recipe, calib: CalibrationSet, normalization: dict) -> None:
     """labels.txt, preprocessing.json and the calibration list: what an app needs beside the model."""
     atomic_write_text(out_dir / "labels.txt", "".join(f"{c}\n" for c in class_names))
+    write_preprocessing(out_dir, class_names, recipe, normalization)
+    calib.write(out_dir, relative_to=recipe.base_dir)
+
+
+def write_preprocessing(out_dir: Path, class_names: list[str], recipe: Recipe, normalization: dict,
+                        artifact_sizes: Optional[dict] = None) -> None:
+    """preprocessing.json; `artifact_sizes` names artifacts whose input size differs (a swapped backbone)."""
     h, w = recipe.input.size
     pre = {
         "input": {"color": "RGB", "layout": "NHWC", "height": h, "width": w},
@@ -516,8 +529,9 @@ def write_sidecars(out_dir: Path, class_names: list[str], recipe: Recipe, calib:
         "normalization_inside_model": normalization,
         "outputs": {"probabilities": f"float32[N,{len(class_names)}] softmax; index i is line i of labels.txt"},
     }
+    if artifact_sizes:
+        pre["artifact_input_sizes"] = {name: {"height": s[0], "width": s[1]} for name, s in artifact_sizes.items()}
     atomic_write_text(out_dir / "preprocessing.json", json.dumps(pre, indent=2) + "\n")
-    calib.write(out_dir, relative_to=recipe.base_dir)
 
 
 def load_build(recipe_path: Path, target_names: list[str], out_root: Path, overrides=(),
