@@ -3,24 +3,18 @@ which reruns only the runtime measurements) and report each artifact's p50/p90/p
 spread ((max - min) / median), and the seconds validation adds to a build.
 """
 
-import argparse
 import json
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+from build_args import build_command, parse_build_args
+
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("-r", "--recipe", required=True)
-    ap.add_argument("-t", "--target", action="append", required=True)
-    ap.add_argument("-o", "--out", default="build")
-    ap.add_argument("--repeats", type=int, default=3)
-    a = ap.parse_args()
-    cmd = [sys.executable, "-m", "edgecv.cli.main", "build", "-r", a.recipe, "-o", a.out, "--force", "validate"]
-    for t in a.target:
-        cmd += ["-t", t]
+    a = parse_build_args(__doc__)
+    cmd = build_command(a, "--force", "validate")
     runs: dict[tuple[str, str], list[dict]] = {}
     validate_seconds: list[float] = []
     for i in range(a.repeats):

@@ -3,25 +3,18 @@
 Each repeat is a fresh process (as a user or CI runs it), so interpreter and import time count.
 """
 
-import argparse
 import json
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from build_args import build_command, parse_build_args
+
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("-r", "--recipe", required=True)
-    ap.add_argument("-t", "--target", action="append", required=True)
-    ap.add_argument("-o", "--out", default="build")
-    ap.add_argument("--repeats", type=int, default=3)
-    a = ap.parse_args()
-    cmd = [sys.executable, "-m", "edgecv.cli.main", "build", "-r", a.recipe, "-o", a.out]
-    for t in a.target:
-        cmd += ["-t", t]
+    a = parse_build_args(__doc__)
+    cmd = build_command(a)
     times = []
     for i in range(a.repeats):
         t0 = time.perf_counter()

@@ -246,11 +246,11 @@ def test_plan_rejects_int8_precision_for_coreml():
 def test_shipped_targets_are_valid_coreml_plans(name):
     from edgecv.build.runner import check_plan
     from edgecv.config import load_target
-    from edgecv.exporters.coreml import parse_options
+    from edgecv.exporters.coreml import coreml_options
 
     target = load_target(name)
     check_plan([target])
-    opts = [parse_options(a.options) for a in target.artifacts if a.format == "coreml"]
+    opts = [coreml_options(a.options) for a in target.artifacts if a.format == "coreml"]
     want = "iOS17" if name == "iphone-15-pro" else "iOS15"
     assert opts and all(o.minimum_deployment_target == want for o in opts)
     if name == "iphone-15-pro":

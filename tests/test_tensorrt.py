@@ -150,11 +150,11 @@ def test_engine_runtime_is_unavailable_without_tensorrt(tmp_path):
 
 def test_tensorrt_options():
     from edgecv.errors import ConfigError
-    from edgecv.exporters.onnx import parse_options
+    from edgecv.exporters.base import parse_options
 
     o = parse_options({"batch": [1, 8], "exclude_op_types": ["Add"]}, TensorRTOptions, "tensorrt")
     assert o.batch_range == (1, 1, 8) and o.onnx_options().exclude_op_types == ["Add"]
-    assert parse_options({"batch": [2, 4, 8]}, TensorRTOptions).batch_range == (2, 4, 8)
+    assert parse_options({"batch": [2, 4, 8]}, TensorRTOptions, "tensorrt").batch_range == (2, 4, 8)
     for bad in ({"batch": [8, 1]}, {"batch": [0, 4]}, {"workspace": 10}):
         with pytest.raises(ConfigError):
             parse_options(bad, TensorRTOptions, "tensorrt")

@@ -57,15 +57,13 @@ def check_options(spec) -> None:
     """While planning: accuracy_aware needs int8, valid settings and an accuracy gate to aim for
     (`spec.gates` holds the effective gates when the build checks the plan)."""
     from edgecv.errors import ConfigError
+    from edgecv.exporters.base import parse_options
 
     if "accuracy_aware" not in spec.options:
         return
     if spec.precision != "int8":
         raise ConfigError(f"options.accuracy_aware needs precision int8, not {spec.precision}")
-    try:
-        AccuracyAwareConfig.model_validate(spec.options["accuracy_aware"] or {})
-    except ValueError as e:
-        raise ConfigError(f"options.accuracy_aware: {e}") from None
+    parse_options(spec.options["accuracy_aware"], AccuracyAwareConfig, "accuracy_aware")
     if spec.gates is None or not any(getattr(spec.gates, g) is not None for g in ACCURACY_GATES):
         raise ConfigError("options.accuracy_aware: the artifact has no accuracy gate to aim for "
                           f"(give one of {', '.join(ACCURACY_GATES)})")

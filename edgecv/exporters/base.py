@@ -92,5 +92,19 @@ class Exporter(ABC):
         """Write the artifact for `spec` into out_dir (atomically) and describe it."""
 
 
+def parse_options(raw: Optional[dict], model: type, what: str):
+    """An artifact's `options:` parsed into the exporter's pydantic model; a bad one is a ConfigError
+    naming each wrong key and the allowed keys (raised while planning, through `check_spec`)."""
+    from pydantic import ValidationError
+
+    from edgecv.errors import ConfigError
+
+    try:
+        return model.model_validate(raw or {})
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"{what} options: {problems} (allowed keys: {', '.join(model.model_fields)})") from None
+
+
 def get_exporter(fmt: str) -> type[Exporter]:
     return EXPORTERS.get(fmt)

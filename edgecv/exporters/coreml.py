@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import numpy as np
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from edgecv.build.files import atomic_path
 from edgecv.config.recipe import Strict
 from edgecv.errors import ConfigError, ConversionError
-from edgecv.exporters.base import Artifact, ExportContext, Exporter
+from edgecv.exporters.base import Artifact, ExportContext, Exporter, parse_options
 from edgecv.validate.coreml_checks import (
     PREPROCESSING_KEY,
     Expected,
@@ -60,12 +60,9 @@ class CoreMLOptions(Strict):
     version: Optional[str] = None
 
 
-def parse_options(raw: dict) -> CoreMLOptions:
-    try:
-        opts = CoreMLOptions.model_validate(raw)
-    except ValidationError as e:
-        lines = [f"  - options.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
-        raise ConfigError("coreml artifact options:\n" + "\n".join(lines)) from None
+def coreml_options(raw: dict) -> CoreMLOptions:
+    """The options model, plus the checks that need coremltools (deployment target, compression)."""
+    opts = parse_options(raw, CoreMLOptions, "coreml artifact")
     import coremltools as ct
 
     if opts.minimum_deployment_target not in ct.target.__members__:
@@ -226,10 +223,10 @@ class CoreMLExporter(Exporter):
 
     @classmethod
     def check_spec(cls, spec) -> None:
-        parse_options(spec.options)
+        coreml_options(spec.options)
 
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
-        opts = parse_options(spec.options)
+        opts = coreml_options(spec.options)
         pre = fold_normalization(model)
         uncompressed = convert(model, spec.precision, opts, pre)
         mlmodel = compress(uncompressed, opts)

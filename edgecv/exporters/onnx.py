@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from edgecv.build.files import atomic_write_bytes
 from edgecv.config.recipe import Strict
 from edgecv.errors import ConfigError, ConversionError
-from edgecv.exporters.base import Artifact, ExportContext, Exporter
+from edgecv.exporters.base import Artifact, ExportContext, Exporter, parse_options
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
@@ -54,15 +54,6 @@ class OnnxOptions(Strict):
         "tensorrt", description="tensorrt: Q/DQ on inputs of weighted ops and residual Adds; "
         "all: onnxruntime's default (every supported op, inputs and outputs), for CPU int8 kernels")
     calibration_batch: int = Field(16, ge=1, le=256, description="images per calibration run")
-
-
-def parse_options(raw: dict, model: type[Strict] = OnnxOptions, what: str = "onnx") -> Strict:
-    try:
-        return model(**raw)
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
-        allowed = ", ".join(model.model_fields)
-        raise ConfigError(f"{what} artifact options: {problems} (allowed keys: {allowed})") from None
 
 
 def _ensure_onnx():
@@ -462,13 +453,13 @@ class OnnxExporter(Exporter):
     def check_spec(cls, spec) -> None:
         from edgecv.exporters.accuracy_aware import check_options
 
-        parse_options({k: v for k, v in spec.options.items() if k != "accuracy_aware"})
+        parse_options({k: v for k, v in spec.options.items() if k != "accuracy_aware"}, OnnxOptions, "onnx artifact")
         check_options(spec)
 
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         _ensure_onnx()
         # accuracy_aware (int8): keep the worst layers float until the gate passes; see accuracy_aware.py
-        opts = parse_options({k: v for k, v in spec.options.items() if k != "accuracy_aware"})
+        opts = parse_options({k: v for k, v in spec.options.items() if k != "accuracy_aware"}, OnnxOptions, "onnx artifact")
         if "accuracy_aware" in spec.options and spec.precision == "int8":
             import onnxruntime
             import tf2onnx

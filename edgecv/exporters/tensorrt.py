@@ -38,7 +38,8 @@ import edgecv
 from edgecv.build.files import atomic_write_bytes, atomic_write_text, ensure_dir
 from edgecv.errors import ConversionError, EdgecvError
 from edgecv.exporters.base import Artifact, ExportContext, Exporter, NotBuiltHere
-from edgecv.exporters.onnx import INPUT_NAME, OUTPUT_NAME, OnnxOptions, parse_options
+from edgecv.exporters.base import parse_options
+from edgecv.exporters.onnx import INPUT_NAME, OUTPUT_NAME, OnnxOptions
 
 BUNDLE_SCHEMA = "edgecv.device-bundle/1"
 BUNDLE_FILE = "bundle.json"
@@ -436,13 +437,13 @@ class TensorRTExporter(Exporter):
 
     @classmethod
     def check_spec(cls, spec) -> None:
-        parse_options(spec.options, TensorRTOptions, "tensorrt")
+        parse_options(spec.options, TensorRTOptions, "tensorrt artifact")
 
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         from edgecv.exporters.onnx import _ensure_onnx, export_onnx_bytes, inspect_onnx, model_fingerprint
 
         _ensure_onnx()
-        opts = parse_options(spec.options, TensorRTOptions, "tensorrt")
+        opts = parse_options(spec.options, TensorRTOptions, "tensorrt artifact")
         onnx_bytes, meta = export_onnx_bytes(model, spec.precision, opts.onnx_options(), ctx)
         checks = inspect_onnx(onnx_bytes, spec.precision)
         if not checks["passed"]:
