@@ -93,7 +93,7 @@ def main() -> int:
     if args.build or args.rebuild:
         from rich.console import Console
 
-        from edgecv.build.runner import run_build
+        from edgecv.orchestrator.runner import run_build
 
         for t in TARGETS:
             if args.rebuild or not (args.out / t / "report.json").is_file():

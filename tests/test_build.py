@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from edgecv.build.runner import run_build
+from edgecv.orchestrator.runner import run_build
 from edgecv.errors import ConversionError
 
 QUIET = Console(file=open("/dev/null", "w"))

@@ -12,8 +12,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from edgecv.build.lock import BuildLock, BuildLocked
-from edgecv.build.runner import load_build, run_build
+from edgecv.orchestrator.lock import BuildLock, BuildLocked
+from edgecv.orchestrator.runner import load_build, run_build
 from edgecv.cli.main import app
 from synthetic import make_image_folder, write_recipe
 
@@ -52,7 +52,7 @@ def test_plan_then_build_then_everything_cached(project, tmp_path):
     m1 = json.loads((out / "a" / "manifest.json").read_text())
     assert {a["name"] for a in m1["artifacts"]} == {"int8", "fp32"}
     for a in m1["artifacts"]:
-        from edgecv.build.files import tree_sha256
+        from edgecv.files import tree_sha256
 
         assert tree_sha256(out / "a" / a["path"]) == a["sha256"]
         assert a["key"] and a["stage"] == "export" and a["made_from"] == m1["stage_keys"]["train"]
@@ -117,7 +117,7 @@ def test_unwritable_output_is_a_clear_error(project, tmp_path):
 def test_disk_full_is_reported_per_artifact(project, tmp_path, monkeypatch):
     import errno
 
-    import edgecv.build.files as files
+    import edgecv.files as files
 
     _, recipe = project
     out = tmp_path / "out"
@@ -183,7 +183,7 @@ def test_sigkill_mid_stage_leaves_nothing_half_written_and_resumes_to_the_same_a
 
 
 def test_pass_key_follows_the_bytes_of_files_it_names(tmp_path):
-    from edgecv.build.keys import passes_key
+    from edgecv.orchestrator.keys import passes_key
 
     weights = tmp_path / "student.h5"
     weights.write_bytes(b"one")

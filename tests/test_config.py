@@ -109,7 +109,7 @@ def test_artifact_gates_override_target_gates():
 
 
 def test_plan_rejects_unknown_format_precision_and_pass(tmp_path):
-    from edgecv.build.runner import check_plan
+    from edgecv.orchestrator.runner import check_plan
 
     text = ("description: d\nartifacts:\n  - {name: a, format: tiff}\n  - {name: b, format: savedmodel, precision: int8}\n"
             "  - {name: c, format: tflite, passes: [{name: no-such-pass}]}\n")
@@ -123,7 +123,7 @@ def test_plan_rejects_unknown_format_precision_and_pass(tmp_path):
 
 def test_plan_rejects_bad_exporter_options_before_training(tmp_path):
     pytest.importorskip("coremltools")
-    from edgecv.build.runner import check_plan
+    from edgecv.orchestrator.runner import check_plan
 
     text = ("description: d\nartifacts:\n  - {name: a, format: coreml, precision: fp16, "
             "options: {compression: int8, minimum_deployment_target: iOS15}}\n")

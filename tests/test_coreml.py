@@ -234,7 +234,7 @@ def test_bad_options_are_config_errors(tiny_model, tmp_path):
 
 def test_plan_rejects_int8_precision_for_coreml():
     """int8 weights are `compression: int8`: the compute precision stays fp16, so no artifact claims int8."""
-    from edgecv.build.runner import check_plan
+    from edgecv.orchestrator.runner import check_plan
     from edgecv.config.target import Target
 
     bad = Target(name="t", description="d", artifacts=[ArtifactSpec(name="a", format="coreml", precision="int8")])
@@ -244,7 +244,7 @@ def test_plan_rejects_int8_precision_for_coreml():
 
 @pytest.mark.parametrize("name", ["iphone-15-pro", "ios-legacy"])
 def test_shipped_targets_are_valid_coreml_plans(name):
-    from edgecv.build.runner import check_plan
+    from edgecv.orchestrator.runner import check_plan
     from edgecv.config import load_target
     from edgecv.exporters.coreml import coreml_options
 
@@ -279,7 +279,7 @@ def test_cli_validate_explains_instead_of_a_traceback(variants, tmp_path):
 
 
 def test_build_records_structural_validation_and_no_numbers(tiny_recipe_path, tmp_path):
-    from edgecv.build.runner import run_build
+    from edgecv.orchestrator.runner import run_build
 
     target = tmp_path / "phone.yaml"
     target.write_text(

@@ -52,7 +52,7 @@ def test_every_registered_pass_imports_and_declares_itself():
 
 
 def test_plan_rejects_bad_pass_combinations():
-    from edgecv.build.runner import check_plan
+    from edgecv.orchestrator.runner import check_plan
     from edgecv.config.target import Target
     from edgecv.errors import ConfigError
 
@@ -342,7 +342,7 @@ def test_onnx_exporter_accuracy_aware_option(tiny_model, tiny_calibration, tmp_p
 
 def test_plan_accepts_accuracy_aware_onnx_but_not_tensorrt():
     pytest.importorskip("tf2onnx")
-    from edgecv.build.runner import check_plan
+    from edgecv.orchestrator.runner import check_plan
     from edgecv.config.target import Target
     from edgecv.errors import ConfigError
 
@@ -415,7 +415,7 @@ def test_build_runs_every_pass_and_validates_the_student_at_its_size(tiny_recipe
     import yaml
     from rich.console import Console
 
-    from edgecv.build.runner import run_build
+    from edgecv.orchestrator.runner import run_build
 
     target = {
         "description": "passes on the tiny model",

@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from edgecv.build.runner import run_build
+from edgecv.orchestrator.runner import run_build
 from edgecv.cli.main import app
 
 QUIET = Console(file=open("/dev/null", "w"))

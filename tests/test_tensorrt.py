@@ -43,7 +43,7 @@ def jetson_build(tmp_path_factory, tiny_recipe_path):
     """A real `edgecv build` of the tiny recipe for a TensorRT target."""
     from rich.console import Console
 
-    from edgecv.build.runner import run_build
+    from edgecv.orchestrator.runner import run_build
 
     root = tmp_path_factory.mktemp("trt")
     target = root / "test-jetson.yaml"

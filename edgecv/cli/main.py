@@ -40,7 +40,7 @@ def build(
     wait: float = typer.Option(0.0, "--wait", help="seconds to wait for another build of the same --out to finish"),
 ):
     """Train the recipe's model and build, validate and gate every artifact of the target(s)."""
-    from edgecv.build.runner import load_build
+    from edgecv.orchestrator.runner import load_build
     from edgecv.config import list_targets
 
     try:
@@ -80,7 +80,7 @@ def clean(
     all_: bool = typer.Option(False, "--all", help="delete the whole cache, not only entries no build uses"),
 ):
     """Prune the stage cache: entries no current target's manifest refers to (or everything with --all)."""
-    from edgecv.build.clean import prune_cache
+    from edgecv.orchestrator.clean import prune_cache
 
     try:
         removed, kept, freed = prune_cache(out_dir, everything=all_)

@@ -31,7 +31,7 @@ class CalibrationSet:
         return [s.path for s in self.samples]
 
     def write(self, out_dir: Path, relative_to: Optional[Path] = None) -> None:
-        from edgecv.build.files import atomic_write_text
+        from edgecv.files import atomic_write_text
 
         def show(p: str) -> str:
             if relative_to is not None:

@@ -58,7 +58,7 @@ class Artifact:
         return p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
     def sha256(self) -> str:
-        from edgecv.build.files import tree_sha256
+        from edgecv.files import tree_sha256
 
         return tree_sha256(self.path)
 

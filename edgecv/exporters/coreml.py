@@ -27,7 +27,7 @@ from typing import Literal, Optional
 import numpy as np
 from pydantic import Field
 
-from edgecv.build.files import atomic_path
+from edgecv.files import atomic_path
 from edgecv.config.recipe import Strict
 from edgecv.errors import ConfigError, ConversionError
 from edgecv.exporters.base import Artifact, ExportContext, Exporter, parse_options

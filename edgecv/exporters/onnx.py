@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from edgecv.build.files import atomic_write_bytes
+from edgecv.files import atomic_write_bytes
 from edgecv.config.recipe import Strict
 from edgecv.errors import ConfigError, ConversionError
 from edgecv.exporters.base import Artifact, ExportContext, Exporter, parse_options

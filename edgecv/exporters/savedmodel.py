@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecv.build.files import atomic_path, atomic_write_text
+from edgecv.files import atomic_path, atomic_write_text
 from edgecv.errors import ConversionError
 from edgecv.exporters.base import Artifact, ExportContext, Exporter
 

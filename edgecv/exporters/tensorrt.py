@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 import edgecv
-from edgecv.build.files import atomic_write_bytes, atomic_write_text, ensure_dir
+from edgecv.files import atomic_write_bytes, atomic_write_text, ensure_dir
 from edgecv.errors import ConversionError, EdgecvError
 from edgecv.exporters.base import Artifact, ExportContext, Exporter, NotBuiltHere
 from edgecv.exporters.base import parse_options

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecv.build.files import atomic_write_bytes
+from edgecv.files import atomic_write_bytes
 from edgecv.errors import ConversionError
 from edgecv.exporters.base import Artifact, ExportContext, Exporter
 from edgecv.validate.tflite_checks import inspect_tflite

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from edgecv.build.files import atomic_write_text
+from edgecv.files import atomic_write_text
 
 
 def _fmt(v, spec: str, suffix: str = "") -> str:

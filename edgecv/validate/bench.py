@@ -62,7 +62,7 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
     if ev is not None and ev.accuracy is not None:
         accuracy = {"top1": ev.accuracy, "top5": ev.top5_accuracy, "images": len(ev.images),
                     "skipped": len(ev.skipped or [])}
-    from edgecv.build.files import tree_sha256
+    from edgecv.files import tree_sha256
 
     return {
         "schema": BENCH_SCHEMA,

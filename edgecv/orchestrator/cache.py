@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from edgecv.build.files import ensure_dir
+from edgecv.files import ensure_dir
 
 
 def stable_hash(obj: Any) -> str:

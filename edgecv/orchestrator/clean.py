@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from edgecv.build.lock import BuildLock
+from edgecv.orchestrator.lock import BuildLock
 
 
 def _size(p: Path) -> int:

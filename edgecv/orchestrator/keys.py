@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import edgecv
-from edgecv.build.cache import stable_hash
+from edgecv.orchestrator.cache import stable_hash
 from edgecv.data.images import IMAGE_EXTENSIONS
 from edgecv.report.environment import library_versions
 

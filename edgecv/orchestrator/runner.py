@@ -23,10 +23,10 @@ import numpy as np
 from rich.console import Console
 
 import edgecv
-from edgecv.build import keys
-from edgecv.build.cache import StageCache
-from edgecv.build.files import atomic_path, atomic_write_bytes, atomic_write_text, ensure_dir, tree_sha256
-from edgecv.build.lock import BuildLock
+from edgecv.orchestrator import keys
+from edgecv.orchestrator.cache import StageCache
+from edgecv.files import atomic_path, atomic_write_bytes, atomic_write_text, ensure_dir, tree_sha256
+from edgecv.orchestrator.lock import BuildLock
 from edgecv.config import Recipe, Target, load_recipe, load_target
 from edgecv.data.calibration import CalibrationSet, select_calibration
 from edgecv.data.images import PAD_VALUE, load_batch

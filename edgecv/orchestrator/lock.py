@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from edgecv.build.files import ensure_dir
+from edgecv.files import ensure_dir
 from edgecv.errors import EdgecvError
 
 
