@@ -19,6 +19,8 @@ class DataConfig(Strict):
     root: Optional[Path] = Field(None, description="image folder with one sub-folder per class; split by val_fraction")
     train: Optional[Path] = Field(None, description="explicit training image folder (use with val)")
     val: Optional[Path] = Field(None, description="explicit validation image folder (use with train)")
+    annotations: Optional[Path] = Field(None, description="annotation file for tasks whose targets are not folder "
+                                        "names (e.g. keypoints: CSV or COCO JSON)")
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     seed: int = 0
     cache: Literal["memory", "none"] = "memory"
@@ -110,7 +112,8 @@ class CalibrationConfig(Strict):
 
 class Recipe(Strict):
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
-    task: Literal["classification"] = "classification"
+    task: str = Field("classification", description="a task name (`edgecv tasks`) or package.module:TaskClass")
+    task_options: dict = Field(default_factory=dict, description="the task's own settings")
     data: DataConfig
     input: InputConfig = InputConfig()
     model: ModelConfig = ModelConfig()
@@ -120,6 +123,26 @@ class Recipe(Strict):
 
     # Where the recipe file lives; relative data paths resolve against it. Not a YAML key.
     base_dir: Path = Field(Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _task_known(self) -> "Recipe":
+        from edgecv.tasks import task_class
+
+        try:
+            cls = task_class(self.task)
+        except KeyError as e:
+            raise ValueError(str(e)) from None
+        try:
+            cls.options_model.model_validate(self.task_options)
+        except ValueError as e:
+            raise ValueError(f"task_options for task {self.task}: {e}") from None
+        return self
+
+    def make_task(self):
+        """The recipe's task object, with its options."""
+        from edgecv.tasks import get_task
+
+        return get_task(self.task, self.task_options)
 
     def resolve(self, path: Union[str, Path]) -> Path:
         p = Path(path).expanduser()

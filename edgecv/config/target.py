@@ -4,22 +4,62 @@ from __future__ import annotations
 
 from typing import Literal, Optional, Union
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from edgecv.config.recipe import Strict
 
 Precision = Literal["fp32", "fp16", "int8"]
 
 
-class Gates(Strict):
-    """Limits an artifact must meet; a missing limit is not checked."""
+class Tolerance(Strict):
+    """Polygraphy-style closeness of one output to the float model's: |c - r| <= atol + rtol * |r|."""
 
-    accuracy_min: Optional[float] = Field(None, ge=0, le=100, description="task accuracy, percent")
-    accuracy_drop_max: Optional[float] = Field(None, ge=0, description="points below the float reference")
-    top1_agreement_min: Optional[float] = Field(None, ge=0, le=1)
+    atol: float = Field(0.0, ge=0)
+    rtol: float = Field(0.0, ge=0)
+
+
+class Gates(Strict):
+    """Limits an artifact must meet, `{gate: limit}`; a missing limit is not checked.
+
+    Latency, size and per-output gates apply to every task; the rest come from the tasks' gate
+    tables (`edgecv gates` lists them). A target file serves builds of any task: a gate of another
+    task is reported as not applicable, a name no task knows is an error.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
     latency_p50_ms_max: Optional[float] = Field(None, gt=0)
     latency_p90_ms_max: Optional[float] = Field(None, gt=0)
     size_mb_max: Optional[float] = Field(None, gt=0)
+    tolerances: dict[str, Tolerance] = Field(default_factory=dict,
+                                             description="per output name (or '*'): {atol, rtol}")
+
+    @model_validator(mode="after")
+    def _known_gates(self) -> "Gates":
+        from edgecv.validate.gates import known_gate_names
+
+        known = known_gate_names()
+        for name, value in (self.model_extra or {}).items():
+            if name not in known:
+                raise ValueError(f"unknown gate `{name}`; known gates: {', '.join(sorted(known))}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"gate `{name}` needs a number, not {value!r}")
+        return self
+
+    def limits(self) -> dict[str, float]:
+        """Every stated numeric limit by gate name."""
+        fields = {k: getattr(self, k) for k in ("latency_p50_ms_max", "latency_p90_ms_max", "size_mb_max")}
+        return {k: float(v) for k, v in (fields | dict(self.model_extra or {})).items() if v is not None}
+
+    def __getattr__(self, name: str):  # `gates.accuracy_drop_max` reads an unset task gate as None
+        if name.startswith("_"):
+            raise AttributeError(name)
+        extra = self.__pydantic_extra__ or {}
+        from edgecv.validate.gates import known_gate_names
+
+        if name in extra or name in known_gate_names():
+            return extra.get(name)
+        raise AttributeError(name)
 
 
 class RuntimeSettings(Strict):
@@ -79,5 +119,6 @@ class Target(Strict):
     def gates_for(self, artifact: ArtifactSpec) -> Gates:
         if artifact.gates is None:
             return self.gates
-        merged = self.gates.model_dump() | artifact.gates.model_dump(exclude_none=True)
+        merged = self.gates.model_dump(exclude_none=True) | artifact.gates.model_dump(exclude_none=True)
+        merged["tolerances"] = {**self.gates.tolerances, **artifact.gates.tolerances}
         return Gates(**merged)

@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 ResizePolicy = Literal["center_crop", "resize", "pad"]
-PAD_VALUE = 0  # letterbox colour, recorded in preprocessing.json
+from edgecv.sidecars import PAD_VALUE  # letterbox colour, recorded in preprocessing.json
 
 
 class ImageDecodeError(ValueError):

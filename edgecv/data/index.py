@@ -6,7 +6,7 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from edgecv.data.images import IMAGE_EXTENSIONS, ImageDecodeError, load_rgb
 from edgecv.errors import DataError
@@ -15,7 +15,8 @@ from edgecv.errors import DataError
 @dataclass(frozen=True)
 class Sample:
     path: str
-    label: int
+    label: Optional[int] = None  # class index (classification, embeddings); the calibration stratum
+    target: Optional[Any] = None  # anything else a task reads with the image (keypoints, boxes), JSON-able
 
 
 @dataclass(frozen=True)
@@ -26,14 +27,21 @@ class Skipped:
 
 @dataclass
 class DataIndex:
-    classes: list[str]
+    """Samples per split, files skipped, and the task facts that travel with the model (`info`:
+    class names, keypoint names ...)."""
+
+    info: dict
     train: list[Sample]
     val: list[Sample]
     skipped: list[Skipped] = field(default_factory=list)
 
+    @property
+    def classes(self) -> list[str]:
+        return list(self.info.get("class_names", []))
+
     def to_json(self) -> dict:
         return {
-            "classes": self.classes,
+            "info": self.info,
             "train": [asdict(s) for s in self.train],
             "val": [asdict(s) for s in self.val],
             "skipped": [asdict(s) for s in self.skipped],
@@ -42,7 +50,7 @@ class DataIndex:
     @classmethod
     def from_json(cls, d: dict) -> "DataIndex":
         return cls(
-            d["classes"],
+            d["info"],
             [Sample(**s) for s in d["train"]],
             [Sample(**s) for s in d["val"]],
             [Skipped(**s) for s in d["skipped"]],
@@ -117,7 +125,7 @@ def stratified_split(files: dict[str, list[Path]], val_fraction: float, seed: in
 
 
 def build_index(data_cfg, resolve) -> DataIndex:
-    """Index the recipe's data section; `resolve` maps recipe-relative paths to absolute ones."""
+    """Index a class-folder data section; `resolve` maps recipe-relative paths to absolute ones."""
     if data_cfg.root is not None:
         classes, files, skipped = scan_folder(resolve(data_cfg.root))
         train, val = stratified_split(files, data_cfg.val_fraction, data_cfg.seed)
@@ -129,4 +137,4 @@ def build_index(data_cfg, resolve) -> DataIndex:
         val = [Sample(str(p), i) for i, c in enumerate(classes) for p in vfiles[c]]
     if len(classes) < 2:
         raise DataError(f"found {len(classes)} class: classification needs at least 2 class folders")
-    return DataIndex(classes, train, val, skipped)
+    return DataIndex({"class_names": classes}, train, val, skipped)

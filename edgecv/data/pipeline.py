@@ -31,16 +31,20 @@ def image_dataset(
     size: tuple[int, int],
     resize_policy: str,
     batch_size: int,
-    num_classes: int,
+    targets: np.ndarray,
+    target_map=None,
     *,
     shuffle: bool = False,
     augment: keras.Sequential | None = None,
     seed: int = 0,
     cache: bool = True,
 ) -> tf.data.Dataset:
-    """Batches of (float32 0-255 RGB images, one-hot labels)."""
+    """Batches of (float32 0-255 RGB images, targets): `targets` has one row per sample (the
+    task's encoding); `target_map` turns a batch of them into what the loss takes (one-hot ...)."""
     paths = np.array([s.path for s in samples])
-    labels = np.array([s.label for s in samples], np.int32)
+    labels = np.asarray(targets)
+    if labels.dtype == np.int64:
+        labels = labels.astype(np.int32)
     h, w = size
 
     def decode(path):
@@ -58,7 +62,8 @@ def image_dataset(
     if shuffle:
         ds = ds.shuffle(len(samples), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, num_classes)), num_parallel_calls=tf.data.AUTOTUNE)
+    to_loss = target_map or (lambda y: y)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), to_loss(y)), num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
         ds = ds.map(
             lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 255.0), y),

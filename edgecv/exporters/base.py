@@ -8,7 +8,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Iterator, Optional
+from typing import Any, Callable, ClassVar, Iterator, Optional
 
 import numpy as np
 
@@ -32,11 +32,16 @@ class ExportContext:
     calibration: Optional[Callable[[], Iterator[np.ndarray]]] = None  # yields 1xHxWx3 uint8 batches
     calibration_sha256: Optional[str] = None
     metadata: dict = field(default_factory=dict)  # recipe hash, edgecv version ...
-    validation: Optional[dict] = None  # validation split {images uint8 NHWC, labels, reference probabilities}
-    sidecar_dir: Optional[Path] = None  # where the build wrote labels.txt, preprocessing.json, calibration.txt
+    # validation split: {"images": uint8 NHWC, "targets": the task's targets (None if unlabelled),
+    # "reference": {output name: float outputs of the reference model}}
+    validation: Optional[dict] = None
+    sidecar_dir: Optional[Path] = None  # where the build wrote the task's files, preprocessing.json, calibration.txt
+    preprocessing: Optional[dict] = None  # preprocessing.json's content (edgecv.sidecars.preprocessing)
+    calibration_set: Any = None  # the CalibrationSet (file list and hash), for bundles that carry it
     # Validate a candidate artifact file as the build validates the final one (same images,
-    # runtime and comparator) against the artifact's accuracy gates: (path, latency=False) ->
-    # {"passed", "accuracy", "accuracy_delta", "top1_agreement", "gates", "latency_p50_ms"}.
+    # runtime and comparator) against the artifact's quality gates (the task's gates on metrics,
+    # deltas and agreement): (path, latency=False) -> {"passed", "metrics", "deltas", "agreement",
+    # "quality" (the task's quality metric value), "gates" (messages), "latency_p50_ms"}.
     # Given by the build; exporters that search (accuracy-aware int8) use it.
     evaluate: Optional[Callable[..., dict]] = None
     log: Callable[[str], None] = lambda message: None

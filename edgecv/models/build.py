@@ -1,4 +1,4 @@
-"""Build the task model: pixels in (float 0..255 RGB), normalization inside, backbone, task head.
+"""Build the task model: pixels in (float 0..255 RGB), normalization inside, backbone, the task's head.
 
 The model is flat (the backbone's layers are the model's own layers, not a nested Model) so that
 tensorflow-model-optimization's pruning and quantization wrappers apply layer by layer.
@@ -7,7 +7,7 @@ tensorflow-model-optimization's pruning and quantization wrappers apply layer by
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -23,11 +23,12 @@ NORMALIZE_LAYER = "normalize"
 
 @dataclass
 class TaskModel:
-    """A Keras model plus what every later stage needs to know about it."""
+    """A Keras model plus what every later stage needs to know about it: its task (by name, with
+    options) and the task facts that travel with it (`info`: class names, keypoint names ...)."""
 
     keras_model: keras.Model
     task: str
-    class_names: list[str]
+    info: dict
     input_size: tuple[int, int]
     normalization: Normalization
     backbone: str
@@ -35,10 +36,31 @@ class TaskModel:
     # "module:function" returning a context manager that makes a wrapped model loadable (the QAT
     # pass's quantization wrappers); such models are saved as h5, which tfmot's wrappers load from.
     load_scope: Optional[str] = None
+    task_options: dict = field(default_factory=dict)
+
+    def make_task(self):
+        from edgecv.tasks import get_task
+
+        return get_task(self.task, self.task_options)
 
     @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
+    def output_names(self) -> list[str]:
+        return self.make_task().output_names(self.info)
+
+    def named(self, outputs) -> dict:
+        """Raw Keras outputs (tensor, list or dict) by the task's output names."""
+        from edgecv.tasks import as_named
+
+        return as_named(outputs, self.output_names)
+
+    def predict(self, images: np.ndarray, batch_size: int = 32) -> dict[str, np.ndarray]:
+        """Named float outputs for uint8 (or float 0..255) pixel batches."""
+        raw = self.keras_model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
+        return {k: np.asarray(v) for k, v in self.named(raw).items()}
+
+    def with_keras(self, keras_model: keras.Model, **changes) -> "TaskModel":
+        """The same task model around another Keras model (a pass's result)."""
+        return replace(self, keras_model=keras_model, **changes)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -52,7 +74,8 @@ class TaskModel:
             self.keras_model.save(folder / "model.keras")
         meta = {
             "task": self.task,
-            "class_names": self.class_names,
+            "task_options": self.task_options,
+            "info": self.info,
             "input_size": list(self.input_size),
             "normalization": self.normalization.mode,
             "backbone": self.backbone,
@@ -74,8 +97,8 @@ class TaskModel:
                 model = keras.models.load_model(folder / "model.h5", compile=False)
         else:
             model = keras.models.load_model(folder / "model.keras", compile=False)
-        return cls(model, meta["task"], meta["class_names"], tuple(meta["input_size"]),
-                   normalization(meta["normalization"]), meta["backbone"], meta["backbone_layers"], scope)
+        return cls(model, meta["task"], meta["info"], tuple(meta["input_size"]), normalization(meta["normalization"]),
+                   meta["backbone"], meta["backbone_layers"], scope, meta.get("task_options", {}))
 
 
 def normalization_layer(norm: Normalization) -> Optional[keras.layers.Layer]:
@@ -106,8 +129,10 @@ def _load_reference_backbone(spec, weights: str, alpha, input_shape):
         ) from None
 
 
-def build_classifier(recipe, class_names: list[str]) -> TaskModel:
+def build_task_model(recipe, info: dict, task=None) -> TaskModel:
+    """Pixels in, the recipe's backbone, the task's head on the backbone's feature map."""
     m = recipe.model
+    task = task or recipe.make_task()
     spec, weights = check_model_config(recipe)
     h, w = recipe.input.size
     norm = normalization(spec.normalization)
@@ -124,14 +149,7 @@ def build_classifier(recipe, class_names: list[str]) -> TaskModel:
         del ref
     upstream = {inputs.node.layer.name if hasattr(inputs, "node") else "image", NORMALIZE_LAYER}
     backbone_layers = [l.name for l in base.layers if l.name not in upstream and not isinstance(l, keras.layers.InputLayer)]
-
-    y = base.output
-    y = (keras.layers.GlobalAveragePooling2D if m.head.pooling == "avg" else keras.layers.GlobalMaxPooling2D)(name="pool")(y)
-    for i, units in enumerate(m.head.hidden_units):
-        y = keras.layers.Dense(units, activation="relu", name=f"head_dense{i}")(y)
-    if m.head.dropout:
-        y = keras.layers.Dropout(m.head.dropout, name="head_dropout")(y)
-    y = keras.layers.Dense(len(class_names), name="logits")(y)
-    y = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(y)
-    model = keras.Model(inputs, y, name=f"{recipe.name}_classifier")
-    return TaskModel(model, "classification", list(class_names), (h, w), norm, spec.name, backbone_layers)
+    outputs = task.build_head(base.output, recipe, info)
+    model = keras.Model(inputs, outputs, name=f"{recipe.name}_{task.name}")
+    return TaskModel(model, recipe.task, dict(info), (h, w), norm, spec.name, backbone_layers,
+                     task_options=dict(recipe.task_options))

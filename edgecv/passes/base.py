@@ -34,8 +34,9 @@ class PassContext:
 
     recipe: Any
     index: Any  # DataIndex
-    train_dataset: Callable[..., Any]  # (batch_size, augment: bool) -> tf.data.Dataset of (images, one-hot)
+    train_dataset: Callable[..., Any]  # (batch_size, augment: bool) -> tf.data.Dataset of (images, loss targets)
     val_dataset: Callable[..., Any]
+    task: Any = None  # the recipe's Task: its loss, quality number and distillation
     calibration: Optional[Callable[[], Any]] = None  # yields 1xHxWx3 uint8 batches
     teacher: Any = None  # the reference TaskModel
     console: Any = None
@@ -44,20 +45,19 @@ class PassContext:
 
 
 def make_context(recipe, index, calibration=None, teacher=None, console=None) -> PassContext:
-    """A context over the recipe's data: train/val datasets at the recipe's input size."""
-    from edgecv.data.pipeline import augmentation, image_dataset
-
+    """A context over the recipe's data: the task's train/val datasets at the recipe's input size."""
     r = recipe
-    n_cls = len(index.classes)
+    task = r.make_task()
 
     def train_ds(batch_size: int = r.train.batch_size, augment: bool = True):
-        return image_dataset(index.train, r.input.size, r.input.resize, batch_size, n_cls, shuffle=True,
-                             augment=augmentation(r.augment, r.train.seed) if augment else None, seed=r.train.seed)
+        return task.train_dataset(index.train, index.info, r, batch_size, training=True, seed=r.train.seed,
+                                  augment=augment)
 
     def val_ds(batch_size: int = r.train.batch_size):
-        return image_dataset(index.val, r.input.size, r.input.resize, batch_size, n_cls)
+        return task.train_dataset(index.val, index.info, r, batch_size, training=False)
 
-    return PassContext(r, index, train_ds, val_ds, calibration=calibration, teacher=teacher, console=console)
+    return PassContext(r, index, train_ds, val_ds, task=task, calibration=calibration, teacher=teacher,
+                       console=console)
 
 
 class Pass(ABC):

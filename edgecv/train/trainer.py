@@ -1,8 +1,9 @@
 """Fine-tune the task model: warm up the head on a frozen backbone, then unfreeze the top.
 
 Batch-norm layers stay frozen (inference mode) in both phases: re-normalizing with small-batch
-statistics wrecks pretrained features (the Keras transfer-learning advice). The best weights by
-validation accuracy across both phases are what the reference model keeps.
+statistics wrecks pretrained features (the Keras transfer-learning advice). The task gives the
+head, loss, metrics and the validation number to watch; the best weights by that number across
+both phases are what the reference model keeps.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from rich.console import Console
 
 from edgecv._keras import keras, tf
 from edgecv.data.index import DataIndex
-from edgecv.data.pipeline import augmentation, image_dataset
 from edgecv.errors import ConfigError
-from edgecv.models.build import TaskModel, build_classifier
+from edgecv.models.build import TaskModel, build_task_model
 from edgecv.train.progress import RichProgress
 from edgecv.train.strategy import make_strategy, set_precision_policy
 
@@ -26,7 +26,8 @@ from edgecv.train.strategy import make_strategy, set_precision_policy
 class TrainResult:
     model: TaskModel
     history: list[dict] = field(default_factory=list)  # one row per epoch: phase, epoch, metrics
-    best_val_accuracy: float = 0.0
+    best_metric: str = "val_loss"  # what chose the kept weights
+    best_value: float = 0.0
     seconds: float = 0.0
     precision_policy: str = "float32"
     strategy: str = ""
@@ -65,16 +66,20 @@ def set_trainable(task_model: TaskModel, unfreeze) -> int:
 
 
 class _KeepBest(keras.callbacks.Callback):
-    """Remember the weights with the best validation accuracy (kept in memory, restored at the end)."""
+    """Remember the weights with the best monitored validation number (kept in memory, restored at
+    the end)."""
 
-    def __init__(self, state: dict):
+    def __init__(self, state: dict, monitor: str, mode: str):
         super().__init__()
-        self.state = state
+        self.state, self.monitor, self.sign = state, monitor, (1.0 if mode == "max" else -1.0)
 
     def on_epoch_end(self, epoch, logs=None):
-        acc = (logs or {}).get("val_accuracy", -1.0)
-        if acc > self.state["best"]:
-            self.state["best"] = acc
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise ConfigError(f"training logged no {self.monitor!r} to keep the best weights by "
+                              f"(logged: {', '.join(sorted(logs or {}))})")
+        if self.state["weights"] is None or self.sign * value > self.sign * self.state["best"]:
+            self.state["best"] = float(value)
             self.state["weights"] = self.model.get_weights()
 
 
@@ -86,17 +91,15 @@ def train(recipe, index: DataIndex, console: Console | None = None) -> TrainResu
         tf.config.experimental.enable_op_determinism()
     policy = set_precision_policy(cfg.mixed_precision)
     strategy = make_strategy()
-    size, n_cls = recipe.input.size, len(index.classes)
-    train_ds = image_dataset(index.train, size, recipe.input.resize, cfg.batch_size, n_cls, shuffle=True,
-                             augment=augmentation(recipe.augment, cfg.seed), seed=cfg.seed,
-                             cache=recipe.data.cache == "memory")
-    val_ds = image_dataset(index.val, size, recipe.input.resize, cfg.batch_size, n_cls,
-                           cache=recipe.data.cache == "memory")
+    task = recipe.make_task()
+    train_ds = task.train_dataset(index.train, index.info, recipe, cfg.batch_size, training=True, seed=cfg.seed)
+    val_ds = task.train_dataset(index.val, index.info, recipe, cfg.batch_size, training=False, seed=cfg.seed)
     steps = math.ceil(len(index.train) / cfg.batch_size)
     with strategy.scope():
-        task_model = build_classifier(recipe, index.classes)
+        task_model = build_task_model(recipe, index.info, task)
     model = task_model.keras_model
-    state = {"best": -1.0, "weights": None}
+    monitor, mode = task.monitor
+    state = {"best": None, "weights": None}
     history: list[dict] = []
     t0 = time.perf_counter()
     phases = [("warm-up", cfg.warmup, None), ("fine-tune", cfg.finetune, cfg.finetune.unfreeze)]
@@ -109,11 +112,10 @@ def train(recipe, index: DataIndex, console: Console | None = None) -> TrainResu
         console.print(f"[bold]{phase_name}[/]: {phase.epochs} epoch(s), {phase.optimizer} lr {phase.learning_rate:g}, "
                       f"{n} backbone layer(s) trainable, {len(index.train)} train / {len(index.val)} val images")
         with strategy.scope():
-            model.compile(optimizer=_optimizer(phase),
-                          loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-                          metrics=["accuracy"])
+            model.compile(optimizer=_optimizer(phase), loss=task.loss(recipe), metrics=task.keras_metrics())
         hist = model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, verbose=0,
-                         callbacks=[RichProgress(phase_name, phase.epochs, steps, console), _KeepBest(state)])
+                         callbacks=[RichProgress(phase_name, phase.epochs, steps, console),
+                                    _KeepBest(state, monitor, mode)])
         for e in range(phase.epochs):
             history.append({"phase": phase_name, "epoch": e + 1,
                             **{k: float(v[e]) for k, v in hist.history.items()}})
@@ -121,5 +123,5 @@ def train(recipe, index: DataIndex, console: Console | None = None) -> TrainResu
         model.set_weights(state["weights"])
     for layer in model.layers:  # ready for later fine-tuning passes: everything but batch norm trainable
         layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
-    return TrainResult(task_model, history, float(state["best"]), time.perf_counter() - t0, policy,
+    return TrainResult(task_model, history, monitor, float(state["best"]), time.perf_counter() - t0, policy,
                        type(strategy).__name__)

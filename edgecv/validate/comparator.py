@@ -1,99 +1,88 @@
-"""Compare an artifact's outputs with the float reference's, and with the labels.
+"""Compare an artifact's outputs with the float reference's, and with the targets.
 
-Numpy only (no TensorFlow) so it runs on devices. Agreement metrics follow common practice:
-top-1 agreement and PSNR/SNR as Qualcomm AI Hub reports them, max/mean absolute error as
-Polygraphy's comparator does.
+Every named output is compared as Polygraphy's comparator does (max/mean absolute error, cosine,
+SNR, optional atol/rtol); the task adds its own metrics against the targets and its own agreement
+(top-1 agreement for classification). Numpy only, so it runs on devices.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Dict, Optional
 
 import numpy as np
 
-
-@dataclass
-class Agreement:
-    top1_agreement: float
-    max_abs_error: float
-    mean_abs_error: float
-    cosine_similarity: float  # mean over samples
-    snr_db: float  # signal = reference, noise = candidate - reference
-
-
-@dataclass
-class ClassificationMetrics:
-    count: int
-    accuracy: float  # percent
-    top5_accuracy: Optional[float]
-    per_class_recall: list[float]
-    confusion_matrix: list[list[int]]
+from edgecv.results import OutputAgreement
 
 
 @dataclass
 class Comparison:
-    metrics: ClassificationMetrics
-    reference_accuracy: Optional[float] = None
-    accuracy_delta: Optional[float] = None  # candidate - reference, points
-    agreement: Optional[Agreement] = None
+    metrics: dict
+    reference_metrics: dict = field(default_factory=dict)
+    deltas: Dict[str, float] = field(default_factory=dict)
+    agreement: dict = field(default_factory=dict)
+    outputs: Dict[str, OutputAgreement] = field(default_factory=dict)
     nonfinite_outputs: int = 0
-    notes: list[str] = field(default_factory=list)
+    notes: list = field(default_factory=list)
 
-    def to_json(self) -> dict:
-        return asdict(self)
-
-
-def classification_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: Optional[int] = None) -> ClassificationMetrics:
-    scores = np.asarray(scores, np.float64)
-    labels = np.asarray(labels, np.int64)
-    n_cls = num_classes or scores.shape[1]
-    pred = scores.argmax(axis=1)
-    acc = float((pred == labels).mean() * 100) if len(labels) else float("nan")
-    top5 = None
-    if scores.shape[1] > 5:
-        top5_idx = np.argsort(-scores, axis=1)[:, :5]
-        top5 = float((top5_idx == labels[:, None]).any(axis=1).mean() * 100)
-    cm = np.zeros((n_cls, n_cls), np.int64)
-    np.add.at(cm, (labels, np.clip(pred, 0, n_cls - 1)), 1)
-    support = cm.sum(axis=1)
-    recall = [float(cm[i, i] / support[i]) if support[i] else float("nan") for i in range(n_cls)]
-    return ClassificationMetrics(len(labels), acc, top5, recall, cm.tolist())
+    def to_result_fields(self) -> dict:
+        """The fields of an ArtifactResult this comparison fills."""
+        return {"metrics": self.metrics, "deltas": self.deltas, "agreement": self.agreement,
+                "outputs": self.outputs, "nonfinite_outputs": self.nonfinite_outputs, "notes": self.notes}
 
 
-def agreement(reference: np.ndarray, candidate: np.ndarray) -> Agreement:
+def output_agreement(reference: np.ndarray, candidate: np.ndarray, rtol: float = 0.0) -> OutputAgreement:
     ref = np.asarray(reference, np.float64)
     cand = np.asarray(candidate, np.float64)
     if ref.shape != cand.shape:
         raise ValueError(f"output shapes differ: reference {ref.shape}, candidate {cand.shape}")
     diff = cand - ref
-    num = (ref * cand).sum(axis=1)
-    den = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
+    r2, c2 = ref.reshape(len(ref), -1) if ref.ndim else ref.reshape(1, -1), cand.reshape(len(cand), -1) if cand.ndim \
+        else cand.reshape(1, -1)
+    num = (r2 * c2).sum(axis=1)
+    den = np.linalg.norm(r2, axis=1) * np.linalg.norm(c2, axis=1)
     cosine = np.where(den > 0, num / np.where(den > 0, den, 1), 1.0)
-    noise = float((diff**2).sum())
-    signal = float((ref**2).sum())
+    noise, signal = float((diff**2).sum()), float((ref**2).sum())
     snr = float("inf") if noise == 0 else 10 * np.log10(signal / noise) if signal > 0 else float("-inf")
-    return Agreement(
-        top1_agreement=float((ref.argmax(1) == cand.argmax(1)).mean()),
+    excess = float((np.abs(diff) - rtol * np.abs(ref)).max()) if diff.size else 0.0
+    return OutputAgreement(
+        shape=list(cand.shape),
         max_abs_error=float(np.abs(diff).max()) if diff.size else 0.0,
         mean_abs_error=float(np.abs(diff).mean()) if diff.size else 0.0,
-        cosine_similarity=float(cosine.mean()),
+        cosine_similarity=float(cosine.mean()) if cosine.size else 1.0,
         snr_db=snr,
+        max_tolerance_excess=excess,
     )
 
 
-def compare_classification(candidate: np.ndarray, labels: np.ndarray, reference: Optional[np.ndarray] = None) -> Comparison:
-    candidate = np.asarray(candidate)
-    nonfinite = int((~np.isfinite(candidate)).sum())
-    notes = []
-    if nonfinite:
-        notes.append(f"{nonfinite} NaN/Inf output value(s)")
-        candidate = np.nan_to_num(candidate, nan=0.0, posinf=0.0, neginf=0.0)
-    m = classification_metrics(candidate, labels)
-    cmp = Comparison(m, nonfinite_outputs=nonfinite, notes=notes)
-    if reference is not None:
-        ref_m = classification_metrics(reference, labels)
-        cmp.reference_accuracy = ref_m.accuracy
-        cmp.accuracy_delta = m.accuracy - ref_m.accuracy
-        cmp.agreement = agreement(reference, candidate)
+def _finite(outputs: Dict[str, np.ndarray]) -> tuple[Dict[str, np.ndarray], int]:
+    count, clean = 0, {}
+    for name, value in outputs.items():
+        value = np.asarray(value)
+        bad = int((~np.isfinite(value)).sum()) if np.issubdtype(value.dtype, np.floating) else 0
+        count += bad
+        clean[name] = np.nan_to_num(value, nan=0.0, posinf=0.0, neginf=0.0) if bad else value
+    return clean, count
+
+
+def compare(task, info: dict, candidate: Dict[str, np.ndarray], targets=None,
+            reference: Optional[Dict[str, np.ndarray]] = None, rtols: Optional[Dict[str, float]] = None) -> Comparison:
+    """`candidate` and `reference` map output names to arrays over the same images; `targets` is
+    what the task's `targets()` gave (None for unlabelled data)."""
+    candidate, nonfinite = _finite(task.select_outputs(candidate, info))
+    notes = [f"{nonfinite} NaN/Inf output value(s)"] if nonfinite else []
+    metrics = task.evaluate(candidate, targets, info) if targets is not None else {}
+    cmp = Comparison(metrics, nonfinite_outputs=nonfinite, notes=notes)
+    if reference is None:
+        return cmp
+    reference = task.select_outputs(reference, info)
+    cmp.reference_metrics = task.evaluate(reference, targets, info) if targets is not None else {}
+    for name, value in metrics.items():
+        ref_value = cmp.reference_metrics.get(name)
+        if isinstance(value, (int, float)) and isinstance(ref_value, (int, float)) and name != "count":
+            cmp.deltas[name] = float(value) - float(ref_value)
+    cmp.agreement = task.agreement(reference, candidate, info)
+    rtols = rtols or {}
+    for name in reference:
+        cmp.outputs[name] = output_agreement(reference[name], candidate[name], rtols.get(name, rtols.get("*", 0.0)))
     return cmp
