@@ -17,13 +17,18 @@ from pydantic import BaseModel, ConfigDict, Field
 SCHEMA_VERSION = 2
 
 
-class Open(BaseModel):
+class Model(BaseModel):
+    # SNR of identical outputs is +inf: keep it as JSON's Infinity (as json.dumps does), not null
+    model_config = ConfigDict(ser_json_inf_nan="constants")
+
+
+class Open(Model):
     """Known fields typed; extra keys kept (exporter metadata, future fields)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", ser_json_inf_nan="constants")
 
 
-class GateResult(BaseModel):
+class GateResult(Model):
     gate: str
     limit: float
     value: Optional[float] = None
@@ -33,7 +38,7 @@ class GateResult(BaseModel):
     source: str = Field("build", description="build: measured by the build host; device: merged from `edgecv bench`")
 
 
-class OutputAgreement(BaseModel):
+class OutputAgreement(Model):
     """One named output of the artifact against the float model's (Polygraphy's comparator)."""
 
     shape: List[int]
@@ -45,7 +50,7 @@ class OutputAgreement(BaseModel):
         None, description="max(|c - r| - rtol*|r|) for the artifact's `tolerances` gate (pass if <= atol)")
 
 
-class Validation(BaseModel):
+class Validation(Model):
     numeric: bool
     reason: Optional[str] = None
     runtime_settings: Optional[Dict[str, Any]] = None
@@ -156,8 +161,10 @@ def upgrade_report(raw: dict) -> dict:
         agr = a.pop("agreement", None) or {}
         if agr:
             a["agreement"] = {"top1_agreement": agr.get("top1_agreement")}
-            a["outputs"] = {"probabilities": {"shape": [], **{k: agr[k] for k in ("max_abs_error", "mean_abs_error",
-                                                                                 "cosine_similarity", "snr_db")}}}
+            from edgecv.tasks.classification import OUTPUT  # schema 1 knew one task and one output
+
+            a["outputs"] = {OUTPUT: {"shape": [], **{k: agr[k] for k in ("max_abs_error", "mean_abs_error",
+                                                                         "cosine_similarity", "snr_db")}}}
         arts.append(a)
     out["artifacts"] = arts
     return out

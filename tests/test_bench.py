@@ -61,7 +61,7 @@ def test_bench_edgecv_artifact_with_accuracy_without_tensorflow(no_tf_python, tm
     batches, calib = tiny_calibration
     art = get_exporter("tflite")().export(tiny_model, ArtifactSpec(name="q", format="tflite", precision="int8"),
                                           tmp_path, ExportContext("tiny", batches, calib.sha256))
-    (tmp_path / "labels.txt").write_text("".join(f"{c}\n" for c in tiny_model.class_names))
+    (tmp_path / "labels.txt").write_text("".join(f"{c}\n" for c in tiny_model.info["class_names"]))
     r = run_bench(no_tf_python, str(art.path), "--data", str(tiny_data), "--resize", "resize", "--batch", "1",
                   "--batch", "4", "--runs", "5", "--seconds", "0", "--threads", "1", "--json", str(tmp_path / "r.json"))
     assert r.returncode == 0, r.stderr[-2000:]

@@ -34,11 +34,11 @@ def test_build_writes_artifacts_sidecars_and_report(pi_build):
         assert (pi / f).is_file(), f
     assert (pi / "labels.txt").read_text().split() == ["class_0", "class_1", "class_2"]
     report = json.loads((pi / "report.json").read_text())
-    assert report["schema_version"] == 1 and report["target"]["name"] == "raspberry-pi-4"
+    assert report["schema_version"] == 2 and report["target"]["name"] == "raspberry-pi-4"
     int8 = report["artifacts"][0]
     assert int8["status"] == "ok" and int8["checks"]["integer_only"]
     assert int8["runtime"]["threads"] == 4 and int8["latency"]["p50_ms"] > 0
-    assert int8["metrics"]["accuracy"] >= 80 and abs(int8["accuracy_delta"]) <= 10
+    assert int8["metrics"]["accuracy"] >= 80 and abs(int8["deltas"]["accuracy"]) <= 10
     assert {g["gate"] for g in int8["gates"]} == {"accuracy_drop_max", "top1_agreement_min"}
     assert report["calibration"]["sha256"] == json.loads((pi / "calibration.json").read_text())["sha256"]
     assert report["environment"]["libraries"]["tensorflow"].startswith("2.")

@@ -33,14 +33,15 @@ def test_report_matches_its_json_schema(built):
     jsonschema = pytest.importorskip("jsonschema")
     report = json.loads((built[0] / "report.json").read_text())
     jsonschema.validate(report, json.loads(SCHEMA.read_text()))
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == 2
 
 
 def test_report_has_metrics_latency_sizes_and_reproducibility_facts(built):
     report = json.loads((built[0] / "report.json").read_text())
     int8 = report["artifacts"][0]
     assert set(int8["metrics"]) >= {"accuracy", "top5_accuracy", "per_class_recall", "confusion_matrix"}
-    assert set(int8["agreement"]) == {"top1_agreement", "max_abs_error", "mean_abs_error", "cosine_similarity", "snr_db"}
+    assert set(int8["agreement"]) == {"top1_agreement"}
+    assert set(int8["outputs"]["probabilities"]) >= {"max_abs_error", "mean_abs_error", "cosine_similarity", "snr_db"}
     assert [b["batch"] for b in int8["latency_by_batch"]] == [1, 2]
     assert all(b["p50_ms"] <= b["p90_ms"] <= b["p99_ms"] for b in int8["latency_by_batch"])
     assert int8["load_seconds"] > 0 and int8["memory"]["peak_rss_mb"] > 0
@@ -167,3 +168,25 @@ def test_diagnose_ranks_layers_of_a_built_int8_artifact(built, tmp_path):
     shutil.copyfile(out_dir / "tiny_int8.tflite", lone)
     r = CliRunner().invoke(app, ["diagnose", str(lone)])
     assert r.exit_code == 3 and "not inside an edgecv build folder" in r.output
+
+
+def test_schema_file_is_generated_from_the_typed_results():
+    from edgecv.results import report_schema
+
+    assert json.loads(SCHEMA.read_text()) == report_schema(), \
+        "regenerate: python -m edgecv.results > edgecv/report/report.schema.json"
+
+
+def test_a_schema_1_baseline_from_edgecv_0_1_still_gates(built, tmp_path):
+    """A report.json written by edgecv 0.1 (schema 1, kept in tests/data) is a valid baseline."""
+    old = Path(__file__).parent / "data" / "report_v1_raspberry-pi-4.json"
+    v1 = json.loads(old.read_text())
+    assert v1["schema_version"] == 1 and "accuracy_delta" in v1["artifacts"][0]
+    runner = CliRunner()
+    r = runner.invoke(app, ["gate", "--report", str(old), "--baseline", str(old)])
+    assert r.exit_code == 0 and "int8: accuracy" in r.stdout and "0 failed" in r.stdout
+    worse = copy.deepcopy(v1)
+    worse["artifacts"][0]["metrics"]["accuracy"] -= 5.0
+    (tmp_path / "worse.json").write_text(json.dumps(worse))
+    r = runner.invoke(app, ["gate", "--report", str(tmp_path / "worse.json"), "--baseline", str(old)])
+    assert r.exit_code == 1 and "int8: accuracy" in r.stdout and "1 failed" in r.stdout

@@ -120,7 +120,8 @@ def validate(
         t.add_row(Path(img).name, ", ".join(f"{n} {s:.2f}" for n, s in preds))
     out.print(t)
     if res.accuracy is not None:
-        out.print(f"top-1 accuracy {res.accuracy:.2f}%  top-5 {res.top5_accuracy:.2f}%  on {len(res.images)} images")
+        top5 = "" if res.top5_accuracy is None else f"  top-5 {res.top5_accuracy:.2f}%"
+        out.print(f"top-1 accuracy {res.accuracy:.2f}%{top5}  on {len(res.images)} images")
     for p, why in res.skipped:
         console.print(f"[yellow]skipped unreadable image[/] {p}: {why}")
     if json_out:
@@ -162,8 +163,8 @@ def bench(
               f"(gzip {res['artifact']['gzip_bytes'] / 1e6:.3f} MB); peak RSS "
               + ("-" if mem["peak_rss_mb"] is None else f"{mem['peak_rss_mb']:.1f} MB"))
     if res["accuracy"]:
-        out.print(f"accuracy top-1 {res['accuracy']['top1']:.2f}%, top-5 {res['accuracy']['top5']:.2f}% "
-                  f"on {res['accuracy']['images']} images")
+        top5 = "" if res["accuracy"]["top5"] is None else f", top-5 {res['accuracy']['top5']:.2f}%"
+        out.print(f"accuracy top-1 {res['accuracy']['top1']:.2f}%{top5} on {res['accuracy']['images']} images")
     if json_out:
         json_out.write_text(json.dumps(res, indent=2))
         out.print(f"wrote {json_out}")
@@ -213,7 +214,10 @@ def gate(
     if not baseline.is_file():
         _fail(EdgecvError(f"--baseline {baseline}: not found; accept a first one with --update-baseline"))
     tol = Tolerances(max_accuracy_drop, max_latency_growth, max_size_growth, latency_stat)
-    findings = compare_reports(json.loads(baseline.read_text()), json.loads(report_json.read_text()), tol)
+    from edgecv.results import load_report
+
+    findings = compare_reports(load_report(json.loads(baseline.read_text())),
+                               load_report(json.loads(report_json.read_text())), tol)
     for f in findings:
         out.print(("[green]ok  [/] " if f.passed else "[red]FAIL[/] ") + f.message)
     failed = [f for f in findings if not f.passed]
@@ -279,6 +283,29 @@ def formats():
         except ImportError as err:
             t.add_row(fmt, f"[yellow]unavailable: {err}[/]", "")
     out.print(t)
+
+
+@app.command()
+def tasks():
+    """List the tasks a recipe can name, with their outputs, metrics and the gates they offer."""
+    from edgecv.tasks import all_task_classes
+    from edgecv.validate.gates import gate_descriptions
+
+    t = Table()
+    for col in ("task", "outputs", "metrics (↑ higher / ↓ lower is better)", "description"):
+        t.add_column(col)
+    for cls in all_task_classes():
+        task = cls()
+        outputs = ", ".join(f"{o.name} {list(o.shape)}" for o in task.output_spec({}))
+        metrics = ", ".join(f"{m.name} {'↑' if m.higher_is_better else '↓'}" for m in cls.metrics + cls.agreement_metrics)
+        t.add_row(cls.name, outputs, metrics or "-", cls.description)
+    out.print(t)
+    g = Table(title="gates (target files: gates: {NAME: LIMIT})")
+    for col in ("gate", "applies to", "meaning"):
+        g.add_column(col)
+    for row in gate_descriptions(all_task_classes()):
+        g.add_row(*row)
+    out.print(g)
 
 
 @app.command()

@@ -55,16 +55,25 @@ def files_sha256(paths: list[str]) -> str:
     return h.hexdigest()
 
 
-def stratified_sample(samples: list[Sample], size: int, seed: int) -> list[Sample]:
-    """Round-robin over classes (each shuffled by seed) so every class is represented."""
-    by_class: dict[int, list[Sample]] = defaultdict(list)
+def by_label(sample: Sample):
+    return sample.label if sample.label is not None else 0
+
+
+def stratified_sample(samples: list[Sample], size: int, seed: int, stratum=by_label) -> list[Sample]:
+    """Round-robin over strata (the task's: classes for classification), each shuffled by seed, so
+    every stratum is represented."""
+    by_class: dict = defaultdict(list)
     for s in sorted(samples, key=lambda s: s.path):
-        by_class[s.label].append(s)
+        by_class[stratum(s)].append(s)
     rng = random.Random(seed)
     for lst in by_class.values():
         rng.shuffle(lst)
     picked: list[Sample] = []
-    queues = [by_class[k] for k in sorted(by_class)]
+    try:
+        order = sorted(by_class)
+    except TypeError:  # strata of mixed types: any fixed order will do
+        order = sorted(by_class, key=repr)
+    queues = [by_class[k] for k in order]
     i = 0
     while len(picked) < min(size, len(samples)):
         q = queues[i % len(queues)]
@@ -74,7 +83,7 @@ def stratified_sample(samples: list[Sample], size: int, seed: int) -> list[Sampl
     return picked
 
 
-def select_calibration(index: DataIndex, cfg, resolve) -> CalibrationSet:
+def select_calibration(index: DataIndex, cfg, resolve, stratum=by_label) -> CalibrationSet:
     if cfg.list is not None:
         list_path = resolve(cfg.list)
         if not list_path.is_file():
@@ -94,6 +103,6 @@ def select_calibration(index: DataIndex, cfg, resolve) -> CalibrationSet:
             samples.append(train_by_path[p])
         source = str(list_path)
     else:
-        samples = stratified_sample(index.train, cfg.size, cfg.seed)
-        source = "train split (stratified by class)"
+        samples = stratified_sample(index.train, cfg.size, cfg.seed, stratum)
+        source = "train split (stratified)"
     return CalibrationSet(samples, cfg.seed, source, files_sha256([s.path for s in samples]))

@@ -57,12 +57,15 @@ def file_key(path: Path) -> str:
 def index_key(recipe) -> str:
     d = recipe.data
     roots = [d.root] if d.root is not None else [d.train, d.val]
-    return stable_hash({"stage": "index", "data": d.model_dump(mode="json"),
+    annotations = file_key(recipe.resolve(d.annotations)) if d.annotations and recipe.resolve(d.annotations).is_file() \
+        else None
+    return stable_hash({"stage": "index", "task": recipe.task, "task_options": recipe.task_options,
+                        "data": d.model_dump(mode="json"), "annotations": annotations,
                         "folders": [folder_digest(recipe.resolve(r)) for r in roots], "edgecv": edgecv.__version__})
 
 
 def train_key(recipe, idx_key: str) -> str:
-    sections = recipe.model_dump(mode="json", include={"task", "input", "model", "augment", "train"})
+    sections = recipe.model_dump(mode="json", include={"task", "task_options", "input", "model", "augment", "train"})
     weights = recipe.model.weights
     if weights not in ("imagenet", "none") and recipe.resolve(weights).is_file():
         sections["model"]["weights"] = file_key(recipe.resolve(weights))  # the bytes, not the path

@@ -42,20 +42,31 @@ def steps_per_epoch(ctx, batch_size: int) -> int:
     return max(1, math.ceil(len(ctx.index.train) / batch_size))
 
 
-def val_arrays(ctx, size: Optional[tuple[int, int]] = None) -> tuple[np.ndarray, np.ndarray]:
-    """Validation images (uint8, decoded at `size` by the recipe's resize policy) and labels: the
-    pixels the build's validation feeds an artifact of that input size."""
+def val_arrays(ctx, size: Optional[tuple[int, int]] = None) -> tuple[np.ndarray, object]:
+    """Validation images (uint8, decoded at `size` by the recipe's resize policy) and the task's
+    targets: the pixels the build's validation feeds an artifact of that input size."""
     from edgecv.data.images import load_batch
 
     size = tuple(size or ctx.recipe.input.size)
     images = load_batch([s.path for s in ctx.index.val], size, ctx.recipe.input.resize)
-    return images, np.array([s.label for s in ctx.index.val])
+    return images, ctx.task.targets(ctx.index.val, ctx.index.info)
 
 
-def accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int = 32) -> float:
-    """Top-1 accuracy in percent of a Keras model (float pixels in, probabilities out)."""
-    probs = model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
-    return float((probs.argmax(1) == labels).mean() * 100)
+def quality(ctx, model: keras.Model, images: np.ndarray, targets, batch_size: int = 32) -> float:
+    """The task's quality metric (what passes optimize: accuracy in percent for classification) of
+    a Keras model on float pixels, in the metric's own units."""
+    from edgecv.tasks import as_named
+
+    task, info = ctx.task, ctx.index.info
+    raw = model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
+    outputs = {k: np.asarray(v) for k, v in as_named(raw, task.output_names(info)).items()}
+    return float(task.evaluate(outputs, targets, info)[task.quality_metric])
+
+
+def quality_report(ctx, prefix: str, **values: float) -> dict:
+    """Pass report fields named after the task's metric: val_accuracy_before ... for classification."""
+    name = ctx.task.quality_metric
+    return {f"{prefix}{name}{suffix}": v for suffix, v in values.items()}
 
 
 def weights_gzip_bytes(model: keras.Model) -> int:

@@ -139,8 +139,7 @@ class Prune(Pass):
 
         wrapped = keras.models.clone_model(base, clone_function=wrap)
         wrapped.compile(optimizer=common.make_optimizer(cfg.optimizer, cfg.learning_rate),
-                        loss=keras.losses.CategoricalCrossentropy(label_smoothing=r.train.label_smoothing),
-                        metrics=["accuracy"])
+                        loss=ctx.task.loss(r), metrics=ctx.task.keras_metrics())
         if ctx.console:
             ctx.console.print(f"    pruning {len(chosen)} layer(s) to {cfg.sparsity:.0%} ({cfg.pattern}, {cfg.schedule}), "
                               f"{cfg.epochs} epoch(s) x {steps // cfg.epochs} steps")
@@ -152,8 +151,7 @@ class Prune(Pass):
         hist = wrapped.fit(ctx.train_dataset(batch, cfg.augment), epochs=cfg.epochs, verbose=0, callbacks=callbacks)
         stripped = sparsity_api.strip_pruning(wrapped)
         common.set_finetune_trainable(stripped)  # as the trainer leaves a model: ready for a later pass
-        out = TaskModel(stripped, model.task, model.class_names, model.input_size, model.normalization,
-                        model.backbone, model.backbone_layers)
+        out = model.with_keras(stripped)
 
         per_layer = []
         zeros = total = 0
@@ -168,9 +166,9 @@ class Prune(Pass):
         # every convolution/dense kernel (depthwise included), pruned or not
         all_kernels = [w for l in stripped.layers if l.name != NORMALIZE_LAYER for w in l.get_weights() if w.ndim >= 2]
         all_count = sum(k.size for k in all_kernels)
-        images, labels = common.val_arrays(ctx, model.input_size)
-        acc_before = common.accuracy(model.keras_model, images, labels)
-        acc_after = common.accuracy(stripped, images, labels)
+        images, targets = common.val_arrays(ctx, model.input_size)
+        before = common.quality(ctx, model.keras_model, images, targets)
+        after = common.quality(ctx, stripped, images, targets)
         ctx.report.update({
             "pattern": cfg.pattern,
             "schedule": "constant" if cfg.pattern == "2:4" else cfg.schedule,
@@ -183,9 +181,8 @@ class Prune(Pass):
             "kernel_params": int(all_count),
             "layers": per_layer,
             "skipped": skipped,
-            "val_accuracy_before": acc_before,
-            "val_accuracy_after": acc_after,
-            "accuracy_delta": acc_after - acc_before,
+            **common.quality_report(ctx, "val_", _before=before, _after=after),
+            **common.quality_report(ctx, "", _delta=after - before),
             "weights_gzip_bytes_before": common.weights_gzip_bytes(model.keras_model),
             "weights_gzip_bytes_after": common.weights_gzip_bytes(stripped),
             "history": [{k: float(v[e]) for k, v in hist.history.items()} for e in range(cfg.epochs)],

@@ -251,12 +251,11 @@ class QAT(Pass):
             if isinstance(inner, keras.layers.BatchNormalization) or layer.name == f"quant_{NORMALIZE_LAYER}":
                 layer.trainable = False
         qmodel.compile(optimizer=common.make_optimizer(cfg.optimizer, cfg.learning_rate),
-                       loss=keras.losses.CategoricalCrossentropy(label_smoothing=r.train.label_smoothing),
-                       metrics=["accuracy"])
+                       loss=ctx.task.loss(r), metrics=ctx.task.keras_metrics())
         ranges = calibrate_ranges(qmodel, model.keras_model, ctx.calibration) if ctx.calibration else 0
-        images, labels = common.val_arrays(ctx, model.input_size)
-        acc_float = common.accuracy(model.keras_model, images, labels)
-        acc_fake_quant_start = common.accuracy(qmodel, images, labels)
+        images, targets = common.val_arrays(ctx, model.input_size)
+        q_float = common.quality(ctx, model.keras_model, images, targets)
+        q_start = common.quality(ctx, qmodel, images, targets)
         batch = cfg.batch_size or r.train.batch_size
         callbacks = []
         if ctx.console:
@@ -265,18 +264,15 @@ class QAT(Pass):
             callbacks.append(RichProgress("qat", cfg.epochs, common.steps_per_epoch(ctx, batch), ctx.console))
         hist = qmodel.fit(ctx.train_dataset(batch, cfg.augment), epochs=cfg.epochs, verbose=0, callbacks=callbacks)
         pin_input_range(qmodel)  # training moved the input quantizer's range: put it back to pixels
-        acc_after = common.accuracy(qmodel, images, labels)
+        q_after = common.quality(ctx, qmodel, images, targets)
         names = {l.name for l in qmodel.layers}
         ctx.report.update({
             "quantized_layers": sum(1 for l in qmodel.layers if type(l).__name__ == "QuantizeWrapperV2"),
             "ranges_calibrated": ranges,
-            "val_accuracy_float": acc_float,
-            "val_accuracy_fake_quant_before": acc_fake_quant_start,
-            "val_accuracy_fake_quant_after": acc_after,
-            "accuracy_delta": acc_after - acc_float,
+            **common.quality_report(ctx, "val_", _float=q_float, _fake_quant_before=q_start, _fake_quant_after=q_after),
+            **common.quality_report(ctx, "", _delta=q_after - q_float),
             "history": [{k: float(v[e]) for k, v in hist.history.items()} for e in range(cfg.epochs)],
             "seconds": time.perf_counter() - t0,
         })
         backbone = [f"quant_{n}" for n in model.backbone_layers if f"quant_{n}" in names]
-        return TaskModel(qmodel, model.task, model.class_names, model.input_size, model.normalization,
-                         model.backbone, backbone, load_scope=LOAD_SCOPE)
+        return model.with_keras(qmodel, backbone_layers=backbone, load_scope=LOAD_SCOPE)

@@ -32,7 +32,7 @@ from pydantic import Field, field_validator
 from edgecv._keras import keras, tf
 from edgecv.config.recipe import UnfreezeConfig
 from edgecv.errors import ConfigError
-from edgecv.models.build import TaskModel, build_classifier
+from edgecv.models.build import TaskModel, build_task_model
 from edgecv.passes import common
 from edgecv.passes.base import Pass, PassConfig
 
@@ -68,21 +68,6 @@ class SwapConfig(PassConfig):
         return (self.input_size, self.input_size) if isinstance(self.input_size, int) else tuple(self.input_size)
 
 
-def logits_model(model: keras.Model) -> keras.Model:
-    """The same layers, ending before the softmax (distillation needs logits)."""
-    return keras.Model(model.input, model.get_layer("logits").output)
-
-
-def distillation_loss(labels, student_logits, teacher_logits, temperature: float, distill_weight: float):
-    """Returns (total, hard, soft) means over the batch."""
-    hard = keras.losses.categorical_crossentropy(labels, student_logits, from_logits=True)
-    t = tf.nn.softmax(teacher_logits / temperature)
-    log_s = tf.nn.log_softmax(student_logits / temperature)
-    soft = tf.reduce_sum(t * (tf.math.log(t + 1e-12) - log_s), axis=-1) * temperature**2
-    hard, soft = tf.reduce_mean(hard), tf.reduce_mean(soft)
-    return (1.0 - distill_weight) * hard + distill_weight * soft, hard, soft
-
-
 def keras_latency_ms(model: keras.Model, image: np.ndarray) -> float:
     from edgecv.validate.latency import measure_latency
 
@@ -98,7 +83,7 @@ class Swap(Pass):
     needs = frozenset({"train_data", "teacher"})
     suits = "low-end CPUs (Raspberry Pi Zero 2, Cortex-A53 phones) where the original is too slow or too large"
 
-    def build_student(self, teacher: TaskModel, cfg: SwapConfig, recipe) -> TaskModel:
+    def build_student(self, teacher: TaskModel, cfg: SwapConfig, recipe, task) -> TaskModel:
         size = cfg.size(teacher.input_size)
         th, tw = teacher.input_size
         if abs(size[0] / size[1] - th / tw) > 1e-6:
@@ -107,18 +92,20 @@ class Swap(Pass):
         model_cfg = recipe.model.model_copy(update={"backbone": cfg.backbone, "alpha": cfg.alpha, "weights": cfg.weights})
         input_cfg = recipe.input.model_copy(update={"size": size})
         student_recipe = recipe.model_copy(update={"model": model_cfg, "input": input_cfg})
-        return build_classifier(student_recipe, teacher.class_names)
+        return build_task_model(student_recipe, teacher.info, task)
 
     def run(self, model: TaskModel, cfg: SwapConfig, ctx) -> TaskModel:
         from edgecv.train.trainer import set_trainable
 
         t0 = time.perf_counter()
         teacher = ctx.teacher or model
-        student = self.build_student(teacher, cfg, ctx.recipe)
+        task = ctx.task
+        metric = task.quality_metric
+        student = self.build_student(teacher, cfg, ctx.recipe, task)
         size = tuple(student.input_size)
         resize = size != tuple(ctx.recipe.input.size)
-        t_logits = logits_model(teacher.keras_model)
-        s_logits = logits_model(student.keras_model)
+        t_logits = task.distill_outputs(teacher.keras_model)
+        s_logits = task.distill_outputs(student.keras_model)
         val_x, val_y = common.val_arrays(ctx, size)
         batch = cfg.batch_size or ctx.recipe.train.batch_size
         history = []
@@ -135,8 +122,8 @@ class Swap(Pass):
                 teacher_out = t_logits(x, training=False)
                 xs = tf.image.resize(x, size, method="bilinear", antialias=True) if resize else x
                 with tf.GradientTape() as tape:
-                    total, hard, soft = distillation_loss(y, s_logits(xs, training=True), teacher_out,
-                                                          cfg.temperature, cfg.distill_weight)
+                    total, hard, soft = task.distillation_loss(y, s_logits(xs, training=True), teacher_out,
+                                                               cfg.temperature, cfg.distill_weight)
                 opt.apply_gradients(zip(tape.gradient(total, variables), variables))
                 return total, hard, soft
 
@@ -146,12 +133,12 @@ class Swap(Pass):
                     sums += [float(v) for v in step(x, y)]
                     n += 1
                 row = {"phase": name, "epoch": e + 1, "loss": sums[0] / n, "label_loss": sums[1] / n,
-                       "distill_loss": sums[2] / n, "val_accuracy": common.accuracy(student.keras_model, val_x, val_y)}
+                       "distill_loss": sums[2] / n, f"val_{metric}": common.quality(ctx, student.keras_model, val_x, val_y)}
                 history.append(row)
                 if ctx.console:
                     ctx.console.print(f"    distill {name} {e + 1}/{epochs}: loss {row['loss']:.4f} "
                                       f"(labels {row['label_loss']:.4f}, teacher {row['distill_loss']:.4f}), "
-                                      f"val acc {row['val_accuracy']:.2f}%")
+                                      f"val {metric} {row[f'val_{metric}']:.4g}")
 
         phase("warm-up", cfg.warmup_epochs, cfg.warmup_learning_rate, None)
         phase("fine-tune", cfg.epochs, cfg.learning_rate, UnfreezeConfig(all=True))
@@ -161,14 +148,14 @@ class Swap(Pass):
         ctx.report.update({
             "teacher": {"backbone": teacher.backbone, "input_size": list(teacher.input_size),
                         "params": common.param_count(teacher.keras_model),
-                        "val_accuracy": common.accuracy(teacher.keras_model, teacher_x, teacher_y),
+                        f"val_{metric}": common.quality(ctx, teacher.keras_model, teacher_x, teacher_y),
                         "keras_latency_p50_ms": keras_latency_ms(teacher.keras_model, teacher_x)},
             "student": {"backbone": student.backbone, "alpha": cfg.alpha, "input_size": list(size),
                         "weights": cfg.weights, "params": common.param_count(student.keras_model),
-                        "val_accuracy": common.accuracy(student.keras_model, val_x, val_y),
+                        f"val_{metric}": common.quality(ctx, student.keras_model, val_x, val_y),
                         "keras_latency_p50_ms": keras_latency_ms(student.keras_model, val_x)},
             "history": history,
             "seconds": time.perf_counter() - t0,
         })
-        ctx.report["accuracy_delta"] = ctx.report["student"]["val_accuracy"] - ctx.report["teacher"]["val_accuracy"]
+        ctx.report[f"{metric}_delta"] = ctx.report["student"][f"val_{metric}"] - ctx.report["teacher"][f"val_{metric}"]
         return student

@@ -1,8 +1,8 @@
 """Fold on-device benchmark results into a build's report, and re-check the gates with them.
 
 An artifact is matched by its sha256 (so a result from a different file is never merged into the
-wrong row). Latency gates are then checked against the device's numbers, and accuracy gates against
-the device's accuracy where it measured one: the device is where the numbers matter.
+wrong row). Latency gates are then checked against the device's numbers, and the task's gates
+against the device's metrics where it measured them: the device is where the numbers matter.
 """
 
 from __future__ import annotations
@@ -10,48 +10,61 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edgecv.config.target import Gates
 from edgecv.errors import EdgecvError
+from edgecv.report.outputs import report_task
+from edgecv.results import Report, load_report
 from edgecv.validate.gates import check_gates
 
+DEVICE_FIELDS = ("created", "device", "threads", "runtime", "load_seconds", "memory", "latency", "latency_by_batch",
+                 "accuracy", "metrics")
 
-def merge_device_results(report: dict, results: list[dict]) -> list[str]:
+
+def device_metrics(res: dict) -> dict:
+    """The task metrics a bench result measured (`metrics`, or the classification `accuracy` block)."""
+    if res.get("metrics"):
+        return dict(res["metrics"])
+    acc = res.get("accuracy") or {}
+    return {k: v for k, v in {"accuracy": acc.get("top1"), "top5_accuracy": acc.get("top5")}.items() if v is not None}
+
+
+def merge_device_results(report: Report, results: list[dict]) -> list[str]:
     """Mutates `report`; returns gate failure messages after the merge."""
-    by_sha = {a.get("sha256"): a for a in report["artifacts"] if a.get("sha256")}
+    by_sha = {a.sha256: a for a in report.artifacts if a.sha256}
     for res in results:
         if res.get("schema") != "edgecv.bench/1":
             raise EdgecvError(f"not an `edgecv bench --json` result (schema {res.get('schema')!r})")
         entry = by_sha.get(res["artifact"]["sha256"])
         if entry is None:
-            names = ", ".join(a["name"] for a in report["artifacts"])
+            names = ", ".join(a.name for a in report.artifacts)
             raise EdgecvError(f"{res['artifact']['name']} (sha256 {res['artifact']['sha256'][:12]}) is not an artifact "
                               f"of this build ({names}): benchmark the files of this build")
-        entry.setdefault("device_results", []).append(
-            {k: res[k] for k in ("created", "device", "threads", "runtime", "load_seconds", "memory", "latency",
-                                 "latency_by_batch", "accuracy")})
+        entry.device_results.append({k: res.get(k) for k in DEVICE_FIELDS})
     failures = []
-    gates = report["target"].get("gates") or {}
-    overrides = {a["name"]: a.get("gates") or {} for a in report["target"]["artifacts"]}
-    for entry in report["artifacts"]:
-        if not entry.get("device_results"):
+    task = report_task(report)
+    target_gates = report.target.get("gates") or {}
+    overrides = {a["name"]: a.get("gates") or {} for a in report.target["artifacts"]}
+    for entry in report.artifacts:
+        if not entry.device_results:
             continue
-        dev = entry["device_results"][-1]
-        view = dict(entry)
-        view["latency"] = dev["latency"]
-        if dev.get("accuracy"):
-            view["metrics"] = dict(entry.get("metrics") or {}, accuracy=dev["accuracy"]["top1"])
-            ref = report.get("reference", {}).get("accuracy")
-            if ref is not None:
-                view["accuracy_delta"] = dev["accuracy"]["top1"] - ref
-        limits = dict(gates) | {k: v for k, v in overrides.get(entry["name"], {}).items() if v is not None}
-        entry["gates"] = [g.to_json() | {"source": "device"} for g in check_gates(entry["name"], view, limits)]
-        failures += [g["message"] for g in entry["gates"] if g["passed"] is False]
+        dev = entry.device_results[-1]
+        view = entry.model_copy(deep=True)
+        view.latency = dev["latency"]
+        measured = device_metrics(dev)
+        if measured:
+            view.metrics = {**entry.metrics, **measured}
+            view.deltas = {k: v - report.reference.metrics[k] for k, v in measured.items()
+                           if isinstance(report.reference.metrics.get(k), (int, float))}
+        gates = Gates(**{**target_gates, **{k: v for k, v in overrides.get(entry.name, {}).items() if v is not None}})
+        entry.gates = check_gates(view, gates.limits(), task, gates.tolerances, source="device")
+        failures += [g.message for g in entry.gates if g.passed is False]
     return failures
 
 
 def merge_files(report_path: Path, result_paths: list[Path]) -> list[str]:
     from edgecv.report.outputs import write_reports
 
-    report = json.loads(Path(report_path).read_text())
+    report = load_report(json.loads(Path(report_path).read_text()))
     results = [json.loads(Path(p).read_text()) for p in result_paths]
     failures = merge_device_results(report, results)
     write_reports(Path(report_path).parent, report)

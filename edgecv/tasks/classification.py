@@ -135,6 +135,10 @@ class Classification(Task):
         ref, cand = np.asarray(reference[OUTPUT]), np.asarray(candidate[OUTPUT])
         return {"top1_agreement": float((ref.argmax(1) == cand.argmax(1)).mean()) if len(ref) else float("nan")}
 
+    def num_outputs(self, outputs: Dict[str, np.ndarray]) -> int:
+        """How many classes the model scores."""
+        return int(np.asarray(outputs[OUTPUT]).shape[1])
+
     def predictions(self, outputs: Dict[str, np.ndarray], k: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """(indices, scores) of the top-k classes per image, best first."""
         scores = np.asarray(outputs[OUTPUT])

@@ -56,12 +56,13 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
 
     m = measure_artifact(artifact, fmt, None, threads, batches, runtime_options, latency_images=latency_inputs,
                          min_runs=min_runs, min_seconds=min_seconds)
-    m.pop("_scores", None)
+    m.pop("_outputs", None)
     ev = found.get("eval")
-    accuracy = None
+    accuracy, metrics = None, {}
     if ev is not None and ev.accuracy is not None:
         accuracy = {"top1": ev.accuracy, "top5": ev.top5_accuracy, "images": len(ev.images),
                     "skipped": len(ev.skipped or [])}
+        metrics = {"accuracy": ev.accuracy, **({"top5_accuracy": ev.top5_accuracy} if ev.top5_accuracy is not None else {})}
     from edgecv.files import tree_sha256
 
     return {
@@ -74,4 +75,5 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
         "inputs": "random uint8" if data is None else str(data),
         "threads": threads, "runtime": m["runtime"], "load_seconds": m["load_seconds"], "memory": m["memory"],
         "latency": m["latency"], "latency_by_batch": m["latency_by_batch"], "accuracy": accuracy,
+        "metrics": metrics,
     }

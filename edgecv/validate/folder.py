@@ -76,9 +76,14 @@ def evaluate_folder(runtime, folder: Path, labels: Optional[list[str]], resize_p
             skipped.append((str(path), str(e)))
     if not good:
         raise DataError(f"--data {folder}: none of the {len(items)} image(s) could be read")
+    from edgecv.tasks import get_task
+    from edgecv.validate.measure import predict_all
+
+    task = get_task("classification")
     arr = np.stack(pixels)
-    scores = np.concatenate([runtime.predict(arr[i:i + batch])["probabilities"] for i in range(0, len(arr), batch)])
-    n_out = scores.shape[1]
+    outputs = task.select_outputs(predict_all(runtime, arr, batch), {})
+    top, top_scores = task.predictions(outputs, top_k)
+    n_out = task.num_outputs(outputs)
     names = labels or [str(i) for i in range(n_out)]
     off = label_offset(len(names), n_out, offset)
 
@@ -86,8 +91,7 @@ def evaluate_folder(runtime, folder: Path, labels: Optional[list[str]], resize_p
         j = i + off
         return names[j] if 0 <= j < len(names) else str(i)
 
-    top = np.argsort(-scores, axis=1)[:, :top_k]
-    preds = [[(name_of(int(i)), float(scores[r, i])) for i in top[r]] for r in range(len(scores))]
+    preds = [[(name_of(int(i)), float(s)) for i, s in zip(top[r], top_scores[r])] for r in range(len(top))]
     result = FolderEval(mode, [str(p) for p, _ in good], preds, skipped=skipped, offset=off)
     if mode == "labeled":
         lookup = {_norm(name_of(i)): i for i in range(n_out)}
@@ -96,6 +100,6 @@ def evaluate_folder(runtime, folder: Path, labels: Optional[list[str]], resize_p
             raise DataError(f"class folder(s) {', '.join(missing)} match no line of the labels file; "
                             "name class folders after the labels (or pass --labels)")
         y = np.array([lookup[_norm(cls)] for _, cls in good])
-        result.accuracy = float((top[:, 0] == y).mean() * 100)
-        result.top5_accuracy = float((top[:, :5] == y[:, None]).any(axis=1).mean() * 100)
+        m = task.evaluate(outputs, y, {})
+        result.accuracy, result.top5_accuracy = m["accuracy"], m["top5_accuracy"]
     return result

@@ -19,9 +19,10 @@ EVAL_BATCH = 32
 LATENCY_SAMPLES_KEPT = 2000
 
 
-def predict_all(runtime, images: np.ndarray, batch: int = EVAL_BATCH) -> np.ndarray:
-    outs = [runtime.predict(images[i:i + batch])["probabilities"] for i in range(0, len(images), batch)]
-    return np.concatenate(outs)
+def predict_all(runtime, images: np.ndarray, batch: int = EVAL_BATCH) -> dict[str, np.ndarray]:
+    """Every named output of the runtime over all images, in batches."""
+    parts = [runtime.predict(images[i:i + batch]) for i in range(0, len(images), batch)]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts else {}
 
 
 def sizes(path: Path) -> dict:
@@ -37,12 +38,12 @@ def measure_artifact(path: Path, fmt: Optional[str], images: Optional[np.ndarray
                      batches: Sequence[int] = (1,), runtime_options: Optional[dict] = None,
                      latency_images: Union[None, np.ndarray, Callable] = None, min_runs: int = 30, min_seconds: float = 1.0) -> dict:
     """Load, predict on `images` (if given), time each batch size. Returns a JSON-able dict plus
-    the raw scores under `_scores` (the caller compares them and drops them)."""
+    the named outputs under `_outputs` (the caller compares them and drops them)."""
     from edgecv.runtimes import load_runtime
 
     with peak_memory() as mem:
         with load_runtime(path, fmt, threads=threads, **(runtime_options or {})) as rt:
-            scores = predict_all(rt, images) if images is not None and len(images) else None
+            outputs = predict_all(rt, images) if images is not None and len(images) else None
             # latency inputs: given, prepared from the loaded runtime (bench), or the evaluation images
             lat_imgs = (latency_images(rt) if callable(latency_images) else
                         latency_images if latency_images is not None else images[:16])
@@ -53,5 +54,5 @@ def measure_artifact(path: Path, fmt: Optional[str], images: Optional[np.ndarray
             result = {"runtime": rt.describe(), "load_seconds": rt.load_seconds, "input_size": list(rt.input_size),
                       "input_dtype": rt.input_dtype}
     result.update({"latency": latency[0] if latency else None, "latency_by_batch": latency, "memory": mem,
-                   **sizes(path), "_scores": scores})
+                   **sizes(path), "_outputs": outputs})
     return result

@@ -1,17 +1,32 @@
-"""Regression gate for CI: compare a build's report with an accepted baseline report."""
+"""Regression gate for CI: compare a build's report with an accepted baseline report.
+
+Each artifact of the baseline is checked on the task's metrics (each in its own direction and
+tolerance: accuracy may drop 0.5 points by default), latency and size. Baselines written by
+edgecv 0.1 (report schema 1) are read through `results.upgrade_report`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
+
+from edgecv.results import Report
 
 
 @dataclass
 class Tolerances:
-    accuracy_drop_points: float = 0.5
+    accuracy_drop_points: Optional[float] = None  # classification's shorthand for metric_tolerances["accuracy"]
     latency_growth_pct: float = 10.0
     size_growth_pct: float = 5.0
     latency_stat: str = "p50_ms"
+    metric_tolerances: dict = field(default_factory=dict)  # metric -> allowed worsening, in its units
+
+    def for_metric(self, spec) -> Optional[float]:
+        if spec.name in self.metric_tolerances:
+            return self.metric_tolerances[spec.name]
+        if spec.name == "accuracy" and self.accuracy_drop_points is not None:
+            return self.accuracy_drop_points
+        return spec.regression_tolerance
 
 
 @dataclass
@@ -24,38 +39,39 @@ class Finding:
     message: str
 
 
-def _rows(report: dict) -> dict[str, dict]:
-    return {a["name"]: a for a in report.get("artifacts", [])}
+def compare_reports(baseline: Report, current: Report, tol: Tolerances) -> list[Finding]:
+    from edgecv.report.outputs import report_task
 
-
-def compare_reports(baseline: dict, current: dict, tol: Tolerances) -> list[Finding]:
+    task = report_task(current)
+    metric_specs = [m for m in (task.metrics if task is not None else ()) if tol.for_metric(m) is not None]
     out: list[Finding] = []
-    base_rows, cur_rows = _rows(baseline), _rows(current)
-    for name, b in base_rows.items():
+    cur_rows = {a.name: a for a in current.artifacts}
+    for b in baseline.artifacts:
+        name = b.name
         c = cur_rows.get(name)
-        if c is None or c.get("status") != "ok":
-            why = "missing from the report" if c is None else f"status {c.get('status')}"
+        if c is None or c.status != "ok":
+            why = "missing from the report" if c is None else f"status {c.status}"
             out.append(Finding(name, "present", None, None, False, f"{name}: in the baseline but {why}"))
             continue
-        b_acc, c_acc = (b.get("metrics") or {}).get("accuracy"), (c.get("metrics") or {}).get("accuracy")
-        if b_acc is not None and c_acc is not None:
-            drop = b_acc - c_acc
-            ok = drop <= tol.accuracy_drop_points
-            out.append(Finding(name, "accuracy", b_acc, c_acc, ok,
-                               f"{name}: accuracy {b_acc:.2f}% -> {c_acc:.2f}% ({-drop:+.2f} points, "
-                               f"allowed drop {tol.accuracy_drop_points:g})"))
-        b_lat, c_lat = (b.get("latency") or {}).get(tol.latency_stat), (c.get("latency") or {}).get(tol.latency_stat)
+        for spec in metric_specs:
+            bv, cv = b.metrics.get(spec.name), c.metrics.get(spec.name)
+            if not isinstance(bv, (int, float)) or not isinstance(cv, (int, float)):
+                continue
+            allowed = tol.for_metric(spec)
+            worse = (bv - cv) if spec.higher_is_better else (cv - bv)
+            word = "drop" if spec.higher_is_better else "increase"
+            out.append(Finding(name, spec.name, bv, cv, worse <= allowed,
+                               f"{name}: {spec.name} {bv:{spec.fmt}}{spec.unit} -> {cv:{spec.fmt}}{spec.unit} "
+                               f"({cv - bv:+{spec.fmt}}, allowed {word} {allowed:g})"))
+        b_lat, c_lat = (b.latency or {}).get(tol.latency_stat), (c.latency or {}).get(tol.latency_stat)
         if b_lat and c_lat is not None:
             growth = (c_lat / b_lat - 1) * 100
-            ok = growth <= tol.latency_growth_pct
-            out.append(Finding(name, f"latency {tol.latency_stat}", b_lat, c_lat, ok,
+            out.append(Finding(name, f"latency {tol.latency_stat}", b_lat, c_lat, growth <= tol.latency_growth_pct,
                                f"{name}: latency {tol.latency_stat} {b_lat:.3f} -> {c_lat:.3f} ms ({growth:+.1f}%, "
                                f"allowed +{tol.latency_growth_pct:g}%)"))
-        b_size, c_size = b.get("size_bytes"), c.get("size_bytes")
-        if b_size and c_size is not None:
-            growth = (c_size / b_size - 1) * 100
-            ok = growth <= tol.size_growth_pct
-            out.append(Finding(name, "size", b_size, c_size, ok,
-                               f"{name}: size {b_size / 1e6:.3f} -> {c_size / 1e6:.3f} MB ({growth:+.1f}%, "
+        if b.size_bytes and c.size_bytes is not None:
+            growth = (c.size_bytes / b.size_bytes - 1) * 100
+            out.append(Finding(name, "size", b.size_bytes, c.size_bytes, growth <= tol.size_growth_pct,
+                               f"{name}: size {b.size_bytes / 1e6:.3f} -> {c.size_bytes / 1e6:.3f} MB ({growth:+.1f}%, "
                                f"allowed +{tol.size_growth_pct:g}%)"))
     return out

@@ -1,0 +1,99 @@
+"""Planning: stage keys from cheap facts, the plan rows `--dry-run` prints, and the checks that
+reject a bad target before any training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from edgecv.errors import ConfigError
+from edgecv.orchestrator import keys
+
+STAGES = ("index", "train", "reference", "passes", "export", "validate")
+
+
+@dataclass
+class StageRecord:
+    stage: str
+    key: str
+    hit: bool
+    seconds: float = 0.0
+    target: Optional[str] = None
+    artifact: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class BuildKeys:
+    index: str
+    train: str
+    calibration: str
+    reference: str
+
+    @classmethod
+    def of(cls, recipe) -> "BuildKeys":
+        idx = keys.index_key(recipe)
+        train = keys.train_key(recipe, idx)
+        return cls(idx, train, keys.calibration_key(recipe, idx), keys.reference_key(recipe, train, idx))
+
+
+def artifact_keys(recipe, k: BuildKeys, target, spec) -> dict:
+    """passes (when the artifact has any), export and validate keys of one artifact."""
+    model_key = k.train
+    out = {}
+    if spec.passes:
+        model_key = out["passes"] = keys.passes_key(k.train, spec.passes, k.calibration, recipe.resolve)
+    searched = None
+    if "accuracy_aware" in spec.options:  # the export itself is validated against the gates
+        searched = {"gates": target.gates_for(spec).model_dump(mode="json"), "reference": k.reference,
+                    "runtime": target.runtime.model_dump(mode="json")}
+    out["export"] = keys.export_key(model_key, spec, k.calibration, recipe.name, searched)
+    out["validate"] = keys.validate_key(out["export"], k.reference, target.runtime.model_dump(mode="json"))
+    return out
+
+
+def plan_rows(recipe, k: BuildKeys, targets, is_cached) -> list[StageRecord]:
+    """Every stage with its key and whether the cache has it (`is_cached(stage, key)`)."""
+    rows = [StageRecord(s, key, is_cached(s, key)) for s, key in
+            (("index", k.index), ("train", k.train), ("reference", k.reference))]
+    for t in targets:
+        for spec in t.artifacts:
+            for stage, key in artifact_keys(recipe, k, t, spec).items():
+                rows.append(StageRecord(stage, key, is_cached(stage, key), target=t.name, artifact=spec.name))
+    return rows
+
+
+def check_plan(targets, task=None) -> None:
+    """Reject unknown formats, precisions and passes before any training starts."""
+    from edgecv.exporters import get_exporter
+    from edgecv.passes.base import parse_pass_config
+
+    problems = []
+    for t in targets:
+        for a in t.artifacts:
+            try:
+                exp = get_exporter(a.format)
+            except KeyError as e:
+                problems.append(f"target {t.name}, artifact {a.name}: {e.args[0]}")
+                continue
+            if a.precision not in exp.precisions:
+                problems.append(f"target {t.name}, artifact {a.name}: format {a.format} supports precision "
+                                f"{', '.join(exp.precisions)}, not {a.precision}")
+            try:  # the spec as the exporter will be held to it: with its effective gates
+                exp.check_spec(a.model_copy(update={"gates": t.gates_for(a)}))
+            except ConfigError as e:
+                problems.append(f"target {t.name}, artifact {a.name}: {e}")
+            for i, raw in enumerate(a.passes):
+                try:
+                    cls, _ = parse_pass_config(raw)
+                except (KeyError, ValueError) as e:  # pydantic's ValidationError is a ValueError
+                    msg = e.args[0] if isinstance(e, KeyError) else str(e)
+                    problems.append(f"target {t.name}, artifact {a.name}, passes[{i}]: {msg}")
+                    continue
+                if a.precision not in cls.precisions:
+                    problems.append(f"target {t.name}, artifact {a.name}: pass {cls.name} suits precision "
+                                    f"{', '.join(cls.precisions)}, not {a.precision}")
+                if task is not None and task.quality_metric is None and cls.needs & {"train_data", "teacher"}:
+                    problems.append(f"target {t.name}, artifact {a.name}: pass {cls.name} trains, and task "
+                                    f"{task.name} has no quality metric to train for")
+    if problems:
+        raise ConfigError("the plan cannot be built:\n  - " + "\n  - ".join(problems))

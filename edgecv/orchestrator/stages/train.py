@@ -1,0 +1,35 @@
+"""The train stage: the reference model, from the cache or fine-tuned now (only when needed)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+
+def info(b) -> dict:
+    hit = b.cache.get("train", b.keys.train)
+    return json.loads((hit / "train.json").read_text()) if hit else {}
+
+
+def run(b, index):
+    from edgecv.models.build import TaskModel
+
+    t0 = time.perf_counter()
+    key = b.keys.train
+    hit = b.hit("train", key)
+    if hit is not None:
+        model = TaskModel.load(hit / "model")
+    else:
+        from edgecv.train.trainer import train
+
+        result = train(b.recipe, index, b.console)
+        meta = {"key": key, "seconds": result.seconds, "best_metric": result.best_metric,
+                "best_value": result.best_value, "history": result.history,
+                "precision_policy": result.precision_policy, "strategy": result.strategy}
+        with b.cache.put("train", key) as tmp:
+            result.model.save(tmp / "model")
+            (tmp / "train.json").write_text(json.dumps(meta, indent=2))
+        b.console.print(f"  trained in {result.seconds:.0f} s, best {result.best_metric} {result.best_value:.4f}")
+        model = result.model
+    b.record("train", key, hit is not None, t0)
+    return model
