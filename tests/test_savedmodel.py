@@ -13,7 +13,7 @@ def test_serving_layout_and_signature(tiny_model, tiny_val, tmp_path):
     root = art.path
     assert (root / "3" / "saved_model.pb").is_file()
     assert "base_path: '/models/tiny_serving'" in (root / "models.config").read_text()
-    assert (root / "3" / "assets" / "labels.txt").read_text().split() == tiny_model.class_names
+    assert (root / "3" / "assets" / "labels.txt").read_text().split() == tiny_model.info["class_names"]
     assert detect_format(root) == "savedmodel"
 
     images, _ = tiny_val
