@@ -66,6 +66,11 @@ class Runtime(ABC):
         """images: N x H x W x 3 uint8 RGB pixels. Returns every output by its name in the artifact
         (floating outputs as float32); the task picks its outputs from these."""
 
+    def predict_all(self, images: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
+        """Every output by name over any number of images, `batch` images per call."""
+        parts = [self.predict(images[i:i + batch]) for i in range(0, len(images), batch)]
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts else {}
+
     def describe(self) -> dict:
         return {"format": self.format, "library": self.library, "threads": self.threads, **self.options}
 
