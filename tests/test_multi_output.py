@@ -100,3 +100,18 @@ def test_comparator_reads_both_outputs(two_output_model, images, tmp_path):
     ref = two_output_model.predict(images)
     cmp = compare(two_output_model.make_task(), {}, out, None, ref)
     assert set(cmp.outputs) == {"a", "b"} and all(o.max_abs_error < 1e-4 for o in cmp.outputs.values())
+
+
+def test_coreml_outputs_are_the_task_outputs_not_a_classifier(two_output_model, tmp_path):
+    """A task without classifier labels gets one multi-array output per task output, by name."""
+    pytest.importorskip("coremltools")
+    from edgecv.validate.coreml_checks import load_package
+
+    spec = ArtifactSpec(name="ml", format="coreml", precision="fp32", options={"minimum_deployment_target": "iOS16"})
+    art = get_exporter("coreml")().export(two_output_model, spec, tmp_path,
+                                          ExportContext("two", _calibration(), None, {"recipe_sha256": "x", "edgecv_version": "0"}))
+    assert art.checks["passed"], art.checks["message"]
+    mlmodel, pkg, func = load_package(art.path)
+    assert sorted(o.name for o in pkg.description.output) == ["a", "b"] and not pkg.description.predictedFeatureName
+    assert art.checks["labels"] is None and sorted(art.metadata["outputs"]) == ["a", "b"]
+    assert "com.apple.coreml.model.preview.type" not in mlmodel.user_defined_metadata
