@@ -64,7 +64,7 @@ def test_tiny_model_converts_to_an_ml_program_with_an_image_input_and_labels(var
     assert (inp.type.imageType.height, inp.type.imageType.width) == (32, 32)
     assert [o.name for o in spec.description.output] == ["classLabel", "classLabel_probs"]
     assert spec.description.predictedProbabilitiesName == "classLabel_probs"
-    assert art.checks["labels"] == tiny_model.class_names == ["class_0", "class_1", "class_2"]
+    assert art.checks["labels"] == tiny_model.info["class_names"] == ["class_0", "class_1", "class_2"]
     assert art.checks["compute_dtypes"].get("fp16") and not art.checks["weights"]["constexpr_ops"]
 
 
@@ -74,6 +74,8 @@ def test_metadata_says_who_what_and_from_which_recipe(variants):
     assert meta["edgecv.version"] == "0.1.0" and meta["edgecv.recipe_sha256"] == "abc123"
     assert json.loads(meta["edgecv.preprocessing"])["folded"] is True
     assert meta["com.apple.coreml.model.preview.type"] == "imageClassifier"
+    assert meta["edgecv.task"] == "classification"
+    assert [o["name"] for o in json.loads(meta["edgecv.outputs"])] == ["probabilities"]
     assert mlmodel.author == "edgecv" and "TinyCNN" in mlmodel.short_description and mlmodel.version == "0.1.0"
 
 
@@ -133,7 +135,7 @@ def _toy_task_model(mode: str):
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dense(2, name="logits")(x)
     y = keras.layers.Activation("softmax", name="probabilities")(x)
-    return TaskModel(keras.Model(inp, y), "classification", ["cat", "dog"], (16, 16), norm, "toy", [])
+    return TaskModel(keras.Model(inp, y), "classification", {"class_names": ["cat", "dog"]}, (16, 16), norm, "toy", [])
 
 
 @pytest.mark.parametrize("mode, layout, scale, bias, folded", [
@@ -312,18 +314,20 @@ def test_build_records_structural_validation_and_no_numbers(tiny_recipe_path, tm
 @pytest.mark.parametrize("name", ["none", "int8", "palettize6", "fp32"])
 def test_core_ml_predictions_match_the_keras_reference(variants, tiny_model, tiny_val, name):
     from edgecv.runtimes import load_runtime
-    from edgecv.validate.comparator import compare_classification
+    from edgecv.validate.comparator import compare
 
     images, labels = tiny_val
-    reference = tiny_model.keras_model.predict(images.astype(np.float32), verbose=0)
+    reference = tiny_model.predict(images)
     with load_runtime(variants[name].path, compute_units="cpu_only") as rt:
-        assert rt.input_size == (32, 32) and rt.labels == tiny_model.class_names
-        probs = rt.predict(images)["probabilities"]
-    cmp = compare_classification(probs, labels, reference)
-    assert probs.shape == reference.shape
-    assert cmp.agreement.top1_agreement >= 0.95
-    if name in ("none", "fp32"):
-        np.testing.assert_allclose(probs, reference, atol=0.02 if name == "none" else 1e-3)
+        assert rt.input_size == (32, 32) and rt.labels == tiny_model.info["class_names"]
+        out = rt.predict(images)
+    assert set(out) == set(tiny_model.output_names)  # the classifier's scores under the task's output name
+    cmp = compare(tiny_model.make_task(), tiny_model.info, out, labels, reference)
+    assert cmp.agreement["top1_agreement"] >= 0.95
+    for k in out:
+        assert out[k].shape == reference[k].shape
+        if name in ("none", "fp32"):
+            np.testing.assert_allclose(out[k], reference[k], atol=0.02 if name == "none" else 1e-3)
 
 
 @pytest.mark.macos

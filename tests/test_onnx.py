@@ -13,7 +13,7 @@ from edgecv.config.target import ArtifactSpec  # noqa: E402
 from edgecv.errors import ConfigError  # noqa: E402
 from edgecv.exporters import ExportContext, get_exporter  # noqa: E402
 from edgecv.runtimes import load_runtime  # noqa: E402
-from edgecv.validate.comparator import compare_classification  # noqa: E402
+from edgecv.validate.comparator import compare  # noqa: E402
 
 
 def _export(model, tmp_path, calibration, precision, name=None, **options):
@@ -44,12 +44,16 @@ def int8(tiny_model, onnx_dir, tiny_calibration):
     return _export(tiny_model, onnx_dir, tiny_calibration, "int8")
 
 
+def _compare(model, probs, labels, reference):
+    return compare(model.make_task(), model.info, {"probabilities": probs}, labels, {"probabilities": reference})
+
+
 def _predict(path, images, **kw):
     with load_runtime(path, **kw) as rt:
         return np.concatenate([rt.predict(images[i:i + 7])["probabilities"] for i in range(0, len(images), 7)]), rt
 
 
-def test_fp32_contract_and_agreement(fp32, tiny_val, keras_probs):
+def test_fp32_contract_and_agreement(fp32, tiny_model, tiny_val, keras_probs):
     import onnx
 
     images, labels = tiny_val
@@ -62,8 +66,8 @@ def test_fp32_contract_and_agreement(fp32, tiny_val, keras_probs):
     probs, rt = _predict(fp32.path, images)  # format detected from the suffix
     assert rt.input_size == (32, 32) and rt.input_dtype == "float32"
     np.testing.assert_allclose(probs, keras_probs, atol=1e-4)
-    cmp = compare_classification(probs, labels, keras_probs)
-    assert cmp.agreement.top1_agreement == 1.0 and cmp.accuracy_delta == 0
+    cmp = _compare(tiny_model, probs, labels, keras_probs)
+    assert cmp.agreement["top1_agreement"] == 1.0 and cmp.deltas["accuracy"] == 0
 
 
 def test_runtime_threads_batches_and_providers(fp32, tiny_val):
@@ -138,13 +142,13 @@ def test_int8_qdq_is_symmetric_with_zero_points_0(int8):
     assert int8.metadata["calibration_sha256"] and int8.metadata["calibration_images"] == 16
 
 
-def test_int8_accuracy_on_onnxruntime(int8, tiny_val, keras_probs):
+def test_int8_accuracy_on_onnxruntime(int8, tiny_model, tiny_val, keras_probs):
     images, labels = tiny_val
     probs, _ = _predict(int8.path, images)
-    cmp = compare_classification(probs, labels, keras_probs)
-    assert cmp.agreement.top1_agreement >= 0.95
-    assert abs(cmp.accuracy_delta) <= 5.0  # 15 validation images: one image is 6.7 points
-    assert cmp.agreement.max_abs_error < 0.2
+    cmp = _compare(tiny_model, probs, labels, keras_probs)
+    assert cmp.agreement["top1_agreement"] >= 0.95
+    assert abs(cmp.deltas["accuracy"]) <= 5.0  # 15 validation images: one image is 6.7 points
+    assert cmp.outputs["probabilities"].max_abs_error < 0.2
 
 
 def test_int8_keeps_layers_in_float_by_keras_name_and_op_type(tiny_model, onnx_dir, tiny_calibration, int8):

@@ -18,7 +18,8 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tf2onnx")
 
-from edgecv.exporters.tensorrt import TensorRTOptions, tensorrt_status  # noqa: E402
+from edgecv.exporters.tensorrt import TensorRTOptions  # noqa: E402
+from edgecv.runtimes.tensorrt_engine import tensorrt_status  # noqa: E402
 
 TARGET = {
     "description": "test Jetson: onnx, int8 QDQ, int8 and fp16 engines",
@@ -92,7 +93,7 @@ def test_bundle_is_self_contained(jetson_build, tiny_val, tiny_model):
     out_dir, report, _ = jetson_build
     bundle = out_dir / "device-bundle-engine-int8"  # one self-contained bundle per engine artifact
     data = json.loads((bundle / "bundle.json").read_text())
-    assert data["schema"] == "edgecv.device-bundle/1" and set(data["engines"]) == {"engine-int8"}
+    assert data["schema"] == "edgecv.device-bundle/2" and set(data["engines"]) == {"engine-int8"}
     fp16_data = json.loads((out_dir / "device-bundle-engine-fp16" / "bundle.json").read_text())
     assert set(fp16_data["engines"]) == {"engine-fp16"}
     assert data["input"] == {"name": "image", "dtype": "float32", "layout": "NHWC", "height": 32, "width": 32,
@@ -105,16 +106,101 @@ def test_bundle_is_self_contained(jetson_build, tiny_val, tiny_model):
     # the int8 engine is built from exactly the QDQ ONNX validated on the CPU as qdq-int8
     assert e8["onnx_sha256"] == _entry(report, "qdq-int8")["sha256"]
     assert e8["onnx_checks"]["qdq"]["zero_points_all_zero"]
+    _check_bundle_files(bundle, data, tiny_model, tiny_val)
+    assert e8["gates"] == {"accuracy_drop_max": 10.0}
+
+
+def _check_bundle_files(bundle, data, model, val):
+    """What every bundle holds: the task and its facts, the output spec, sidecars, validation data."""
+    assert data["task"] == {"name": "classification", "options": {}} and data["info"] == model.info
+    assert [o["name"] for o in data["outputs"]] == model.output_names
     for f in ("labels.txt", "preprocessing.json", "calibration.txt", "README.md"):
         assert (bundle / f).is_file(), f
-    assert (bundle / "labels.txt").read_text().splitlines() == tiny_model.class_names
-    images, labels = tiny_val
+    assert (bundle / "labels.txt").read_text().splitlines() == model.info["class_names"]
+    images, labels = val
     npz = np.load(bundle / "validation.npz")
     assert npz["images"].dtype == np.uint8 and npz["images"].shape == images.shape
-    np.testing.assert_array_equal(npz["labels"], labels)
-    assert npz["reference"].shape == (len(images), 3)
+    np.testing.assert_array_equal(npz["targets"], labels)
+    assert npz["reference.probabilities"].shape == (len(images), 3)
+    assert data["validation"]["reference_outputs"] == ["probabilities"] and data["validation"]["targets"]
+    name = bundle.name
     readme = (bundle / "README.md").read_text()
-    assert "edgecv engine build device-bundle-engine-int8" in readme and "engine-int8" in readme
+    assert f"edgecv engine build {name}" in readme and "`probabilities`" in readme
+
+
+# ---- the exporter and the device side, without the build ----------------------------------------
+
+@pytest.fixture(scope="module")
+def direct_bundle(tiny_model, tiny_val, tiny_calibration, tmp_path_factory):
+    """The tensorrt exporter called directly, as the build calls it (validation, sidecars, gates)."""
+    from edgecv.config.target import ArtifactSpec, Gates
+    from edgecv.exporters import ExportContext, NotBuiltHere, get_exporter
+    from edgecv.sidecars import preprocessing
+
+    out = tmp_path_factory.mktemp("trt-direct")
+    images, labels = tiny_val
+    batches, calib = tiny_calibration
+    task = tiny_model.make_task()
+    ctx = ExportContext("tiny", batches, calib.sha256,
+                        validation={"images": images, "targets": labels, "reference": tiny_model.predict(images)},
+                        preprocessing=preprocessing(task, tiny_model.info, tiny_model.input_size, "stretch",
+                                                    tiny_model.normalization.to_json()),
+                        calibration_set=calib, gates=Gates(accuracy_drop_max=10.0, top1_agreement_min=0.9))
+    spec = ArtifactSpec(name="engine-int8", format="tensorrt", precision="int8", options={"batch": [1, 4]})
+    try:
+        outcome = get_exporter("tensorrt")().export(tiny_model, spec, out, ctx)
+    except NotBuiltHere as e:
+        outcome = e
+    return out / "device-bundle-engine-int8", outcome
+
+
+def test_exporter_writes_the_bundle_or_says_why_not(direct_bundle, tiny_model, tiny_val):
+    from edgecv.exporters import NotBuiltHere
+
+    bundle, outcome = direct_bundle
+    can, reason = _can_build()
+    if not can:
+        assert isinstance(outcome, NotBuiltHere) and outcome.reason == reason and outcome.prepared == bundle
+        assert outcome.how_to_finish == f"edgecv engine build {bundle}"
+    data = json.loads((bundle / "bundle.json").read_text())
+    _check_bundle_files(bundle, data, tiny_model, tiny_val)
+    e8 = data["engines"]["engine-int8"]
+    assert e8["gates"] == {"accuracy_drop_max": 10.0, "top1_agreement_min": 0.9} and e8["tolerances"] == {}
+    assert json.loads((bundle / "preprocessing.json").read_text())["outputs"]["probabilities"]["shape"] == ["N", 3]
+    assert e8["onnx_metadata"]["outputs"] == ["probabilities"]
+
+
+def test_engine_validate_compares_and_gates_with_the_bundle_task(direct_bundle, monkeypatch):
+    """`edgecv engine validate` on a device, with onnxruntime standing in for TensorRT (no GPU here):
+    the task comes back from bundle.json, every output is compared, gates checked on a typed result."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    import edgecv.exporters.tensorrt_bundle as tb
+    import edgecv.runtimes as runtimes
+    from edgecv.cli.main import app
+    from edgecv.results import ArtifactResult
+    from edgecv.runtimes.onnx import OnnxRuntime
+
+    bundle, _ = direct_bundle
+    data = json.loads((bundle / "bundle.json").read_text())
+    e = data["engines"]["engine-int8"]
+    if not (bundle / e["engine"]).is_file():
+        shutil.copyfile(bundle / e["onnx"], bundle / e["engine"])  # the stand-in "engine" is its source ONNX
+    monkeypatch.setattr(tb, "tensorrt_status", lambda: (object(), ""))
+    monkeypatch.setattr(runtimes, "load_runtime", lambda path, fmt=None, **kw: OnnxRuntime(path))
+    res = CliRunner().invoke(app, ["engine", "validate", str(bundle)])
+    assert res.exit_code == 0, res.output
+    assert "top-1 agree" in res.output and "passed" in res.output
+    report = json.loads((bundle / "report.json").read_text())
+    assert report["schema"] == "edgecv.device-report/2" and report["task"]["name"] == "classification"
+    (entry,) = report["engines"]
+    result = ArtifactResult.model_validate(entry)
+    assert result.status == "ok" and result.validation.numeric
+    assert set(result.outputs) == {"probabilities"} and result.agreement["top1_agreement"] >= 0.9
+    assert {g.gate for g in result.gates} == {"accuracy_drop_max", "top1_agreement_min"}
+    assert all(g.passed and g.source == "device" for g in result.gates)
 
 
 def test_engine_cli_says_why_it_cannot_build_here(jetson_build):
@@ -169,7 +255,7 @@ def test_engine_build_and_run(jetson_build, tiny_val):
     can, reason = _can_build()
     if not can:
         pytest.skip(reason)
-    from edgecv.exporters.tensorrt import build_bundle
+    from edgecv.exporters.tensorrt_bundle import build_bundle
     from edgecv.runtimes import load_runtime
 
     out_dir, report, _ = jetson_build

@@ -8,7 +8,7 @@ from edgecv.errors import ConversionError
 from edgecv.exporters import ExportContext, get_exporter
 from edgecv.runtimes import load_runtime
 from edgecv.runtimes.tflite import pixels_to_input
-from edgecv.validate.comparator import agreement
+from edgecv.validate.comparator import compare
 from edgecv.validate.tflite_checks import inspect_tflite
 
 
@@ -23,14 +23,15 @@ def export(tiny_model, tiny_calibration, tmp_path, **spec):
 def test_round_trip_agrees_with_keras(tiny_model, tiny_calibration, tiny_val, tmp_path, precision, io_dtype, min_agree):
     art = export(tiny_model, tiny_calibration, tmp_path, name=precision, precision=precision, io_dtype=io_dtype)
     images, _ = tiny_val
-    ref = tiny_model.keras_model.predict(images.astype(np.float32), verbose=0)
+    ref = tiny_model.predict(images)
     with load_runtime(art.path) as rt:
         assert rt.input_size == (32, 32)
-        out = rt.predict(images)["probabilities"]
-    agr = agreement(ref, out)
-    assert agr.top1_agreement >= min_agree
+        out = rt.predict(images)
+    assert set(out) == set(tiny_model.output_names) == {"probabilities"}  # the signature's name, not a guess
+    cmp = compare(tiny_model.make_task(), tiny_model.info, out, None, ref)
+    assert cmp.agreement["top1_agreement"] >= min_agree
     if precision == "fp32":
-        assert agr.max_abs_error < 1e-4
+        assert cmp.outputs["probabilities"].max_abs_error < 1e-4
     assert art.checks["passed"]
 
 
@@ -73,6 +74,21 @@ def test_pixel_contract():
     assert pixels_to_input(px, np.int8).tolist() == [[-128, 0, 127]]
     assert pixels_to_input(px, np.float32).tolist() == [[0.0, 128.0, 255.0]]
     assert np.allclose(pixels_to_input(px, np.float32, (-1.0, 1.0)), [[-1.0, 128 / 127.5 - 1, 1.0]], atol=1e-6)
+
+
+def test_runtime_names_outputs_without_a_signature(tiny_model, tmp_path):
+    """A third-party model (converted from Keras, no edgecv signature names) still returns its
+    lone output, which the task takes as its only output."""
+    from edgecv._keras import tf
+
+    path = tmp_path / "plain.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(tiny_model.keras_model).convert())
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    with load_runtime(path) as rt:
+        out = rt.predict(images)
+    assert len(out) == 1
+    task = tiny_model.make_task()
+    assert list(task.select_outputs(out, tiny_model.info)) == ["probabilities"]
 
 
 def test_runtime_handles_any_batch_size(tiny_model, tiny_calibration, tiny_val, tmp_path):

@@ -22,44 +22,55 @@ console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 out = Console(width=None if sys.stdout.isatty() else 160)
 
 
-def _fmt(v, spec: str) -> str:
-    return "-" if v is None else f"{v:{spec}}"
+def _fmt(v, spec: str, suffix: str = "") -> str:
+    return "-" if v is None else f"{v:{spec}}{suffix}"
 
 
-def _table(report: dict) -> Table:
+def _table(report: dict, task) -> Table:
+    """One row per engine: status, the task's own columns (accuracy, agreement ... as the build's
+    report shows them), latency, size, gates, where it was built."""
+    from edgecv.results import ArtifactResult
+
     t = Table(title=f"edgecv engines: {report['bundle']}")
-    for col in ("engine", "precision", "status", "accuracy", "Δ vs float", "top-1 agree", "p50 ms", "p90 ms",
-                "size MB", "GPU", "TensorRT"):
+    columns = [c for c in task.columns if c.short]
+    for col in ("engine", "precision", "status", *(c.header for c in columns), "p50 ms", "p90 ms", "size MB",
+                "gates", "GPU", "TensorRT"):
         t.add_column(col)
-    for e in report["engines"]:
-        meta = e.get("engine_metadata") or {}
-        lat = e.get("latency") or {}
-        status = {"ok": "[green]ok[/]", "failed": "[red]error[/]"}.get(e["status"], e["status"])
-        t.add_row(e["name"], e["precision"], status, _fmt((e.get("metrics") or {}).get("accuracy"), ".2f"),
-                  _fmt(e.get("accuracy_delta"), "+.2f"), _fmt((e.get("agreement") or {}).get("top1_agreement"), ".3f"),
+    for raw in report["engines"]:
+        e = ArtifactResult.model_validate(raw)
+        meta = e.artifact_metadata or {}
+        lat = e.latency or {}
+        status = {"ok": "[green]ok[/]", "failed": "[red]error[/]"}.get(e.status, e.status)
+        failed = len(e.failed_gates)
+        gates = "-" if not e.gates else f"[red]{failed} failed[/]" if failed else "[green]passed[/]"
+        t.add_row(e.name, e.precision, status, *(_fmt(e.value(c.source, c.field), c.fmt, c.suffix) for c in columns),
                   _fmt(lat.get("p50_ms"), ".2f"), _fmt(lat.get("p90_ms"), ".2f"),
-                  _fmt(e["size_bytes"] / 1e6 if e.get("size_bytes") else None, ".2f"),
+                  _fmt(e.size_bytes / 1e6 if e.size_bytes else None, ".2f"), gates,
                   (meta.get("gpu") or {}).get("name", "-"), meta.get("tensorrt_version", "-"))
     return t
 
 
 def _run(bundle: Path, only: List[str], build: bool, validate: bool, batch: int, json_out: Optional[Path]) -> None:
-    from edgecv.exporters.tensorrt import build_bundle
+    from edgecv.exporters.tensorrt_bundle import build_bundle, bundle_task, read_bundle
 
     try:
         report = build_bundle(bundle, only, build=build, validate=validate, latency_batch=batch,
                               log=lambda m: console.print(m))
+        task = bundle_task(read_bundle(bundle))
     except EdgecvError as e:
         console.print(f"[red]error:[/] {e}")
         raise typer.Exit(e.exit_code)
-    out.print(_table(report))
+    out.print(_table(report, task))
     failed = [e for e in report["engines"] if e["status"] == "failed"]
     for e in failed:
         console.print(f"[red]{e['name']}: {e['error']}[/]")
+    gate_failures = [g for e in report["engines"] for g in e.get("gates", []) if g.get("passed") is False]
+    for g in gate_failures:
+        console.print(f"[red]{g['message']}[/]")
     console.print(f"report: {Path(bundle) / 'report.json'}")
     if json_out:
         json_out.write_text(json.dumps(report, indent=2, default=float) + "\n")
-    raise typer.Exit(3 if failed else 0)
+    raise typer.Exit(3 if failed else 1 if gate_failures else 0)
 
 
 @engine_app.command("build")
@@ -70,7 +81,7 @@ def build(
     batch: int = typer.Option(1, "--batch", min=1, help="batch size for latency"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the report here"),
 ):
-    """Build the bundle's TensorRT engines on this machine's GPU, then validate and time them."""
+    """Build the bundle's TensorRT engines on this machine's GPU, then validate, time and gate them."""
     _run(bundle, only, True, validate, batch, json_out)
 
 
@@ -81,5 +92,5 @@ def validate(
     batch: int = typer.Option(1, "--batch", min=1, help="batch size for latency"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the report here"),
 ):
-    """Validate and time already-built engines again (accuracy, agreement with float, latency)."""
+    """Validate and time already-built engines again (the task's metrics, agreement with float, latency, gates)."""
     _run(bundle, only, False, True, batch, json_out)

@@ -38,6 +38,9 @@ class ExportContext:
     sidecar_dir: Optional[Path] = None  # where the build wrote the task's files, preprocessing.json, calibration.txt
     preprocessing: Optional[dict] = None  # preprocessing.json's content (edgecv.sidecars.preprocessing)
     calibration_set: Any = None  # the CalibrationSet (file list and hash), for bundles that carry it
+    # the artifact's effective gates (edgecv.config.target.Gates: the target's merged with the
+    # artifact's own), for bundles that are validated elsewhere (the TensorRT device bundle)
+    gates: Any = None
     # Validate a candidate artifact file as the build validates the final one (same images,
     # runtime and comparator) against the artifact's quality gates (the task's gates on metrics,
     # deltas and agreement): (path, latency=False) -> {"passed", "metrics", "deltas", "agreement",
@@ -88,9 +91,10 @@ class Exporter(ABC):
             EXPORTERS.register(cls.format, cls)
 
     @classmethod
-    def check_spec(cls, spec) -> None:
+    def check_spec(cls, spec, task=None) -> None:
         """Reject bad `options` while planning (raise ConfigError), before any training. The build
-        passes the spec with its effective gates (the target's merged with the artifact's)."""
+        passes the spec with its effective gates (the target's merged with the artifact's) and the
+        recipe's task (None: any known task's gates count)."""
 
     @abstractmethod
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
@@ -109,6 +113,29 @@ def parse_options(raw: Optional[dict], model: type, what: str):
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
         raise ConfigError(f"{what} options: {problems} (allowed keys: {', '.join(model.model_fields)})") from None
+
+
+def check_accuracy_aware(spec, task=None) -> None:
+    """While planning: options.accuracy_aware needs int8, valid settings and a quality gate to aim
+    for: one of the task's gates on its metrics, their deltas or its agreement."""
+    from edgecv.errors import ConfigError
+    from edgecv.quantization.accuracy_aware import AccuracyAwareConfig, quality_gates
+
+    if "accuracy_aware" not in spec.options:
+        return
+    if spec.precision != "int8":
+        raise ConfigError(f"options.accuracy_aware needs precision int8, not {spec.precision}")
+    parse_options(spec.options["accuracy_aware"], AccuracyAwareConfig, "accuracy_aware")
+    if task is None:
+        from edgecv.tasks import all_task_classes
+
+        aims = quality_gates(all_task_classes())
+    else:
+        aims = quality_gates(task)
+    stated = spec.gates.limits() if spec.gates is not None else {}
+    if not any(stated.get(g) is not None for g in aims):
+        raise ConfigError("options.accuracy_aware: the artifact has no quality gate to aim for "
+                          f"(give one of {', '.join(aims)})")
 
 
 def get_exporter(fmt: str) -> type[Exporter]:

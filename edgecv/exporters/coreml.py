@@ -5,7 +5,9 @@
   model's `normalize` layer is removed and Core ML applies it as the ImageType's scale/bias/colour
   layout. Otherwise (torch: one std per channel, which the ImageType's single scale cannot say)
   the layer stays in the model and the ImageType is the identity. Which was done is recorded.
-- Output: a classifier (`classLabel`, `classLabel_probs`) carrying the class labels.
+- Outputs: a classifier (`classLabel`, `classLabel_probs`) carrying the labels where the task
+  offers Core ML classifier labels (`Task.coreml_classifier_labels`), otherwise one multi-array
+  output per task output, named as the task names them (`Task.output_spec`).
 - Precision: the artifact's precision is the compute precision (fp16 default, fp32 on request).
 - Compression (options.compression): int8 linear per-channel weights, k-means palettization to 6
   or 4 bits, magnitude pruning. All decompress to float at load time: compute precision is
@@ -32,6 +34,8 @@ from edgecv.config.recipe import Strict
 from edgecv.errors import ConfigError, ConversionError
 from edgecv.exporters.base import Artifact, ExportContext, Exporter, parse_options
 from edgecv.validate.coreml_checks import (
+    CLASSIFIER_OUTPUTS,
+    OUTPUTS_KEY,
     PREPROCESSING_KEY,
     Expected,
     ImagePreprocessing,
@@ -116,32 +120,44 @@ def network_without_normalize(keras_model):
                        name=f"{keras_model.name}_folded")
 
 
-def convert(task_model, precision: str, opts: CoreMLOptions, pre: ImagePreprocessing):
-    """The uncompressed ML Program (a coremltools MLModel in memory)."""
+def convert(task_model, precision: str, opts: CoreMLOptions, pre: ImagePreprocessing, task):
+    """The uncompressed ML Program (a coremltools MLModel in memory): a classifier where the task
+    gives classifier labels, else multi-array outputs under the task's output names."""
     import coremltools as ct
 
-    from edgecv._keras import tf
+    from edgecv.quantization.tflite import serving_function
 
     keras_model = network_without_normalize(task_model.keras_model) if pre.folded else task_model.keras_model
     h, w = task_model.input_size
-
-    @tf.function(input_signature=[tf.TensorSpec([1, h, w, 3], tf.float32, name=INPUT_NAME)])
-    def serve(image):
-        return {"probabilities": keras_model(image, training=False)}
-
+    fn = serving_function(keras_model, task_model.output_names, batch=1).get_concrete_function()
+    labels = task.coreml_classifier_labels(task_model.info)
     layout = ct.colorlayout.BGR if pre.color_layout == "BGR" else ct.colorlayout.RGB
     try:
-        return ct.convert(
-            [serve.get_concrete_function()], source="tensorflow", convert_to="mlprogram",
+        mlmodel = ct.convert(
+            [fn], source="tensorflow", convert_to="mlprogram",
             inputs=[ct.ImageType(name=INPUT_NAME, shape=(1, h, w, 3), scale=pre.scale, bias=list(pre.bias),
                                  color_layout=layout, channel_first=False)],
-            classifier_config=ct.ClassifierConfig([str(c) for c in task_model.class_names]),
+            classifier_config=ct.ClassifierConfig(labels) if labels is not None else None,
             compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
             minimum_deployment_target=ct.target[opts.minimum_deployment_target],
             skip_model_load=True,  # compiling needs macOS; the runtime loads it there
         )
     except Exception as e:
         raise ConversionError(f"coremltools rejected the model: {type(e).__name__}: {str(e).strip()[:2000]}") from None
+    if labels is None:  # the converter names outputs after the graph's tensors (Identity, Identity_1 ...)
+        mlmodel = rename_outputs(mlmodel, {t.name.split(":")[0]: name for name, t in fn.structured_outputs.items()})
+    return mlmodel
+
+
+def rename_outputs(mlmodel, names: dict):
+    """The same ML Program with outputs renamed old -> new (spec and program)."""
+    import coremltools as ct
+
+    spec = mlmodel.get_spec()
+    for old, new in names.items():
+        if old != new:
+            ct.utils.rename_feature(spec, old, new, rename_inputs=False)
+    return ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True)
 
 
 def compress(mlmodel, opts: CoreMLOptions):
@@ -167,27 +183,37 @@ def compress(mlmodel, opts: CoreMLOptions):
         raise ConversionError(f"coremltools could not apply {opts.compression}: {type(e).__name__}: {e}") from None
 
 
-def describe(mlmodel, task_model, opts: CoreMLOptions, pre: ImagePreprocessing, precision: str, ctx: ExportContext) -> None:
+def describe(mlmodel, task_model, task, opts: CoreMLOptions, pre: ImagePreprocessing, precision: str,
+             ctx: ExportContext) -> None:
     """Model metadata Xcode shows, plus what edgecv needs to check the package later."""
     h, w = task_model.input_size
+    outputs = task.output_spec(task_model.info)
+    classifier = task.coreml_classifier_labels(task_model.info) is not None
     mlmodel.author = opts.author
     mlmodel.license = opts.license
     mlmodel.version = opts.version or str(ctx.metadata.get("edgecv_version", ""))
     mlmodel.short_description = opts.description or (
-        f"{ctx.model_name}: {task_model.backbone} image classifier, {task_model.num_classes} classes, "
-        f"{h}x{w} RGB input, built by edgecv")
+        f"{ctx.model_name}: {task_model.backbone} {task.name} model "
+        f"({', '.join(f'{o.name} {list(o.shape)}' for o in outputs)}), {h}x{w} RGB input, built by edgecv")
     mlmodel.input_description[INPUT_NAME] = (
         f"RGB image {w}x{h} (resized by the app as the recipe does); pixel values 0-255, "
         + ("normalization applied by Core ML" if pre.folded else "normalization inside the model"))
-    mlmodel.output_description["classLabel"] = "most likely class"
-    mlmodel.output_description["classLabel_probs"] = "probability of each class"
+    if classifier:
+        mlmodel.output_description[CLASSIFIER_OUTPUTS[0]] = "most likely class"
+        mlmodel.output_description[CLASSIFIER_OUTPUTS[1]] = f"{outputs[0].name}: the score of each class"
+    else:
+        for o in outputs:
+            mlmodel.output_description[o.name] = o.meaning or f"{o.dtype} {list(o.shape)}"
     meta = mlmodel.user_defined_metadata
+    meta["edgecv.task"] = task.name
+    meta[OUTPUTS_KEY] = json.dumps([o.to_json() for o in outputs])
     meta["edgecv.version"] = str(ctx.metadata.get("edgecv_version", ""))
     meta["edgecv.recipe_sha256"] = str(ctx.metadata.get("recipe_sha256") or "unknown")
     meta["edgecv.compute_precision"] = precision
     meta["edgecv.compression"] = opts.compression + (f" sparsity={opts.sparsity}" if opts.compression == "prune" else "")
     meta[PREPROCESSING_KEY] = json.dumps(pre.to_json())
-    meta["com.apple.coreml.model.preview.type"] = "imageClassifier"  # Xcode's preview tab
+    if classifier:
+        meta["com.apple.coreml.model.preview.type"] = "imageClassifier"  # Xcode's preview tab
 
 
 def sample_pixels(ctx: ExportContext, size: tuple[int, int], n: int = 8) -> np.ndarray:
@@ -227,18 +253,21 @@ class CoreMLExporter(Exporter):
 
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         opts = coreml_options(spec.options)
+        task = model.make_task()
         pre = fold_normalization(model)
-        uncompressed = convert(model, spec.precision, opts, pre)
+        uncompressed = convert(model, spec.precision, opts, pre, task)
         mlmodel = compress(uncompressed, opts)
-        describe(mlmodel, model, opts, pre, spec.precision, ctx)
+        describe(mlmodel, model, task, opts, pre, spec.precision, ctx)
 
         path = out_dir / f"{ctx.model_name}_{spec.name}.mlpackage"
         with atomic_path(path) as tmp:  # tmp ends in .mlpackage, as coremltools wants
             mlmodel.save(str(tmp))
 
-        expected = Expected(INPUT_NAME, tuple(model.input_size), list(model.class_names), pre, spec.precision,
+        labels = task.coreml_classifier_labels(model.info)
+        expected = Expected(INPUT_NAME, tuple(model.input_size), labels, pre, spec.precision,
                             opts.minimum_deployment_target, opts.compression,
-                            opts.sparsity if opts.compression == "prune" else None, opts.weight_threshold)
+                            opts.sparsity if opts.compression == "prune" else None, opts.weight_threshold,
+                            outputs=tuple(model.output_names))
         checks = inspect_mlpackage(path, expected)
         if checks.get("image_preprocessing") is not None:
             found = ImagePreprocessing(**checks["image_preprocessing"])
@@ -254,9 +283,10 @@ class CoreMLExporter(Exporter):
                 main_function(uncompressed), load_package(path)[2], INPUT_NAME)
         if not checks["passed"]:
             raise ConversionError(f"{path.name}: {checks['message']}")
+        outputs = ({CLASSIFIER_OUTPUTS[0]: "string", CLASSIFIER_OUTPUTS[1]: "dict label -> probability"}
+                   if labels is not None else {o: "multi-array" for o in model.output_names})
         meta = {"minimum_deployment_target": opts.minimum_deployment_target, "compute_precision": spec.precision,
-                "compression": opts.compression, "preprocessing": pre.to_json(),
-                "outputs": {"classLabel": "string", "classLabel_probs": "dict label -> probability"}}
+                "compression": opts.compression, "preprocessing": pre.to_json(), "outputs": outputs}
         if opts.compression == "prune":
             meta["sparsity"] = opts.sparsity
         return Artifact(spec.name, self.format, spec.precision, path, "coreml", checks=checks, metadata=meta)

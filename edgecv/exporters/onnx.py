@@ -1,59 +1,40 @@
 """ONNX exporter: fp32 through tf2onnx, fp16 for GPUs, and int8 QDQ laid out for TensorRT.
 
 Contract of every ONNX file edgecv writes: one input `image`, float32 NHWC pixel values 0..255
-(normalization is inside the model), a dynamic batch axis named `batch`, one output
-`probabilities`. fp16 keeps that float32 interface and converts weights and compute inside.
+(normalization is inside the model), a dynamic batch axis named `batch`, and the task's outputs
+under the task's names (`model.output_names`). fp16 keeps that float32 interface and converts
+weights and compute inside.
 
-int8 is explicit quantization (QuantizeLinear/DequantizeLinear pairs), the only int8 TensorRT 10
-recommends and TensorRT 11 accepts: symmetric int8 activations and per-channel symmetric int8
-weights, every zero point 0. With `placement: tensorrt` (the default) Q/DQ sit where TensorRT fuses
-them: on the inputs of Conv/ConvTranspose/Gemm/MatMul and of residual Adds, never on the outputs of
-weighted ops, biases left in float (TensorRT rejects int32 DequantizeLinear). onnxruntime runs the
-same graph on the CPU, so the int8 accuracy is known before any GPU sees it.
+int8 is explicit quantization (QuantizeLinear/DequantizeLinear pairs) laid out for TensorRT; see
+`edgecv.quantization.qdq`. onnxruntime runs the same graph on the CPU, so the int8 accuracy is
+known before any GPU sees it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Optional, Sequence
 
 import numpy as np
 from pydantic import Field
 
+from edgecv.errors import ConversionError
+from edgecv.exporters.base import Artifact, ExportContext, Exporter, check_accuracy_aware, parse_options
 from edgecv.files import atomic_write_bytes
-from edgecv.config.recipe import Strict
-from edgecv.errors import ConfigError, ConversionError
-from edgecv.exporters.base import Artifact, ExportContext, Exporter, parse_options
+from edgecv.quantization.qdq import WEIGHTED_OPS, QdqOptions, match_nodes, quantize_qdq
 
 INPUT_NAME = "image"
-OUTPUT_NAME = "probabilities"
 BATCH_DIM = "batch"
 DEFAULT_OPSET = 17
 
-# Ops whose inputs TensorRT wants quantized (weighted ops, plus Add for residual connections).
-TRT_QUANTIZED_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul", "Add"]
-WEIGHTED_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
 
-
-class OnnxOptions(Strict):
+class OnnxOptions(QdqOptions):
     """`options:` of an onnx artifact (and the ONNX half of a tensorrt artifact)."""
 
     opset: int = Field(DEFAULT_OPSET, ge=13, le=21, description="ONNX opset (13+ for per-channel Q/DQ)")
-    exclude_nodes: list[str] = Field(default_factory=list,
-                                     description="int8/fp16: keep these in float32; an ONNX node name or a Keras layer name")
-    exclude_op_types: list[str] = Field(default_factory=list,
-                                        description="int8/fp16: keep every node of these ONNX op types in float32")
-    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
-    percentile: float = Field(99.999, gt=90, le=100, description="calibration_method percentile only")
-    placement: Literal["tensorrt", "all"] = Field(
-        "tensorrt", description="tensorrt: Q/DQ on inputs of weighted ops and residual Adds; "
-        "all: onnxruntime's default (every supported op, inputs and outputs), for CPU int8 kernels")
-    calibration_batch: int = Field(16, ge=1, le=256, description="images per calibration run")
 
 
 def _ensure_onnx():
@@ -90,33 +71,27 @@ def _memo(key: str, make):
     return _MEMO[key]
 
 
-def keras_to_onnx(keras_model, opset: int = DEFAULT_OPSET) -> bytes:
-    """Serialize the Keras model as a SavedModel with a float32 [batch,H,W,3] `image` signature,
-    then convert it with tf2onnx the way its `--saved-model` command line does."""
+def keras_to_onnx(keras_model, opset: int = DEFAULT_OPSET, output_names: Optional[Sequence[str]] = None) -> bytes:
+    """Serialize the Keras model as a SavedModel with a float32 [batch,H,W,3] `image` signature
+    returning the outputs by name (the task's; Keras' when none are given), then convert it with
+    tf2onnx the way its `--saved-model` command line does."""
     _ensure_onnx()
-    key = f"fp32:{model_fingerprint(keras_model)}:{opset}"
-    return _memo(key, lambda: _convert_saved_model(keras_model, opset))
+    names = list(output_names or keras_model.output_names)
+    key = f"fp32:{model_fingerprint(keras_model)}:{opset}:{','.join(names)}"
+    return _memo(key, lambda: _convert_saved_model(keras_model, opset, names))
 
 
-def _convert_saved_model(keras_model, opset: int) -> bytes:
+def _convert_saved_model(keras_model, opset: int, output_names: list[str]) -> bytes:
     import onnx
     from tf2onnx import tf_loader
     from tf2onnx.convert import _convert_common  # what `python -m tf2onnx.convert --saved-model` runs
 
     from edgecv._keras import tf
+    from edgecv.quantization.tflite import serving_function
 
-    h, w = keras_model.input_shape[1:3]
-
-    class Serving(tf.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = keras_model
-
-        @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32, name=INPUT_NAME)])
-        def serve(self, image):
-            return {OUTPUT_NAME: self.model(image, training=False)}
-
-    module = Serving()
+    module = tf.Module()
+    module.model = keras_model
+    module.serve = serving_function(keras_model, output_names)
     with tempfile.TemporaryDirectory(prefix="edgecv-onnx-") as tmp:
         try:
             tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
@@ -140,25 +115,6 @@ def _name_batch_axis(proto) -> None:
         dims = vi.type.tensor_type.shape.dim
         if dims and not dims[0].HasField("dim_value"):
             dims[0].dim_param = BATCH_DIM
-
-
-# ---- node selection ------------------------------------------------------------------------------
-
-def match_nodes(proto, names: list[str], op_types: list[str]) -> list[str]:
-    """ONNX node names for `exclude_nodes` (an exact ONNX node name, or a Keras layer name, which
-    tf2onnx keeps as a path component: model/<layer>/Conv2D) and `exclude_op_types`."""
-    nodes = list(proto.graph.node)
-    unknown_types = sorted(set(op_types) - {n.op_type for n in nodes})
-    if unknown_types:
-        present = ", ".join(sorted({n.op_type for n in nodes}))
-        raise ConfigError(f"exclude_op_types {unknown_types}: no such op in the ONNX graph (present: {present})")
-    picked = [n.name for n in nodes if n.op_type in op_types]
-    for name in names:
-        hits = [n.name for n in nodes if n.name == name or name in n.name.split("/")]
-        if not hits:
-            raise ConfigError(f"exclude_nodes: {name!r} names no ONNX node and no Keras layer of the model")
-        picked += hits
-    return sorted(set(picked))
 
 
 # ---- fp16 -----------------------------------------------------------------------------------------
@@ -199,106 +155,6 @@ def _topological_sort(graph) -> None:
     graph.node.extend(copies)
 
 
-# ---- int8 QDQ -------------------------------------------------------------------------------------
-
-@contextmanager
-def _quiet_preprocess_advice():
-    """onnxruntime.quantization warns on the root logger that pre-processing is advised; the
-    graph from tf2onnx is already optimized and shape-inferred, so drop just that advice."""
-    class Drop(logging.Filter):
-        def filter(self, record):
-            return "pre-processing" not in record.getMessage()
-
-    f = Drop()
-    root = logging.getLogger()
-    root.addFilter(f)
-    try:
-        yield
-    finally:
-        root.removeFilter(f)
-
-
-def _constant_operand_nodes(proto, op_types=("Add", "Mul", "Sub", "Div")) -> list[str]:
-    """Elementwise nodes with a constant operand (bias adds, the input normalization): quantizing
-    them buys TensorRT nothing and would put the pixel input itself on an int8 grid."""
-    consts = {i.name for i in proto.graph.initializer}
-    consts |= {o for n in proto.graph.node if n.op_type == "Constant" for o in n.output}
-    return [n.name for n in proto.graph.node if n.op_type in op_types and any(i in consts for i in n.input)]
-
-
-def quantize_qdq(fp32: bytes, calibration, opts: OnnxOptions) -> tuple[bytes, dict]:
-    """Static int8 QDQ quantization calibrated on `calibration()` (1xHxWx3 uint8 batches)."""
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    proto = onnx.load_from_string(fp32)
-    user_excluded = match_nodes(proto, opts.exclude_nodes, opts.exclude_op_types)
-    if opts.placement == "tensorrt":
-        op_types = TRT_QUANTIZED_OPS
-        auto_excluded = _constant_operand_nodes(proto)
-        placement = {"OpTypesToExcludeOutputQuantization": TRT_QUANTIZED_OPS, "DedicatedQDQPair": True}
-    else:
-        op_types, auto_excluded, placement = None, [], {}
-    excluded = sorted(set(user_excluded) | set(auto_excluded))
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = _stacked(calibration(), opts.calibration_batch)
-            self.count = 0
-
-        def get_next(self):
-            batch = next(self.batches, None)
-            if batch is None:
-                return None
-            self.count += len(batch)
-            return {INPUT_NAME: batch}
-
-    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile}[opts.calibration_method]
-    extra = {
-        "ActivationSymmetric": True,    # zero point 0 for activations, as TensorRT requires
-        "WeightSymmetric": True,        # and for weights
-        "QuantizeBias": False,          # TensorRT has no int32 DequantizeLinear: biases stay float
-        "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # MatMul weights are [in, out]: per output
-        **placement,
-    }
-    if opts.calibration_method == "percentile":
-        extra["CalibPercentile"] = opts.percentile
-    reader = Reader()
-    with tempfile.TemporaryDirectory(prefix="edgecv-qdq-") as tmp:
-        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        src.write_bytes(fp32)
-        try:
-            with _quiet_preprocess_advice():
-                quantize_static(str(src), str(dst), reader, quant_format=QuantFormat.QDQ,
-                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
-                                op_types_to_quantize=op_types, nodes_to_exclude=excluded,
-                                calibrate_method=method, extra_options=extra)
-        except Exception as e:
-            raise ConversionError(f"onnxruntime int8 QDQ quantization failed: {str(e).strip()[:2000]}") from None
-        out = onnx.load(str(dst))
-    if reader.count == 0:
-        raise ConversionError("int8 QDQ quantization got no calibration images")
-    onnx.checker.check_model(out)
-    info = {"calibration_images": reader.count, "calibration_method": opts.calibration_method,
-            "placement": opts.placement, "kept_float": user_excluded,
-            "not_quantized_constant_operand_nodes": len(auto_excluded)}
-    return out.SerializeToString(), info
-
-
-def _stacked(batches, size: int):
-    """Regroup 1xHxWx3 uint8 batches into float32 batches of `size` images (the graph's batch axis
-    is dynamic; min/max and histograms do not depend on how images are grouped)."""
-    buf = []
-    for b in batches:
-        buf.append(np.asarray(b, np.float32))
-        if sum(len(x) for x in buf) >= size:
-            yield np.concatenate(buf)
-            buf = []
-    if buf:
-        yield np.concatenate(buf)
-
-
 # ---- checks -----------------------------------------------------------------------------------
 
 _ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16"}
@@ -310,8 +166,9 @@ def _io(vi) -> str:
     return f"{_ONNX_TYPES.get(t.elem_type, t.elem_type)}[{dims}]"
 
 
-def inspect_onnx(data: bytes, precision: str) -> dict:
-    """Structural checks every edgecv ONNX must pass, plus the precision-specific ones."""
+def inspect_onnx(data: bytes, precision: str, output_names: Optional[Sequence[str]] = None) -> dict:
+    """Structural checks every edgecv ONNX must pass (with `output_names`: exactly those outputs),
+    plus the precision-specific ones."""
     import onnx
     from onnx import numpy_helper
 
@@ -322,8 +179,11 @@ def inspect_onnx(data: bytes, precision: str) -> dict:
     problems = []
     if list(inputs) != [INPUT_NAME] or not inputs[INPUT_NAME].startswith(f"float32[{BATCH_DIM},"):
         problems.append(f"input must be float32 `{INPUT_NAME}` with a dynamic batch axis, got {inputs}")
-    if list(outputs) != [OUTPUT_NAME] or not outputs[OUTPUT_NAME].startswith(f"float32[{BATCH_DIM},"):
-        problems.append(f"output must be float32 `{OUTPUT_NAME}` with a dynamic batch axis, got {outputs}")
+    if output_names is not None and sorted(outputs) != sorted(output_names):
+        problems.append(f"outputs must be the task's {list(output_names)}, got {list(outputs)}")
+    unbatched = {k: v for k, v in outputs.items() if v.split("[", 1)[1].rstrip("]").split(",")[0] != BATCH_DIM}
+    if unbatched:
+        problems.append(f"every output needs the dynamic batch axis `{BATCH_DIM}` first, got {unbatched}")
     opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
     inits = {i.name: i for i in g.initializer}
     float_params = {"float32": 0, "float16": 0}
@@ -419,11 +279,9 @@ def inspect_qdq(proto, inits, numpy_helper) -> dict:
 def export_onnx_bytes(model, precision: str, opts: OnnxOptions, ctx: ExportContext) -> tuple[bytes, dict]:
     """The ONNX for `precision` plus what went into it (used by the onnx and tensorrt exporters)."""
     import onnxruntime
-    import tf2onnx
 
-    fp32 = keras_to_onnx(model.keras_model, opts.opset)
-    meta = {"opset": opts.opset, "tf2onnx": tf2onnx.__version__, "input": INPUT_NAME, "output": OUTPUT_NAME,
-            "pixels": "float32 NHWC 0..255, dynamic batch"}
+    fp32 = keras_to_onnx(model.keras_model, opts.opset, model.output_names)
+    meta = onnx_metadata(model, opts)
     if precision == "fp32":
         return fp32, meta
     import onnx
@@ -444,38 +302,42 @@ def export_onnx_bytes(model, precision: str, opts: OnnxOptions, ctx: ExportConte
     return data, meta
 
 
+def onnx_metadata(model, opts: OnnxOptions) -> dict:
+    import tf2onnx
+
+    return {"opset": opts.opset, "tf2onnx": tf2onnx.__version__, "input": INPUT_NAME, "outputs": model.output_names,
+            "pixels": "float32 NHWC 0..255, dynamic batch"}
+
+
 class OnnxExporter(Exporter):
     format = "onnx"
     precisions = ("fp32", "fp16", "int8")
     needs_calibration = ("int8",)
 
     @classmethod
-    def check_spec(cls, spec) -> None:
-        from edgecv.exporters.accuracy_aware import check_options
-
+    def check_spec(cls, spec, task=None) -> None:
         parse_options({k: v for k, v in spec.options.items() if k != "accuracy_aware"}, OnnxOptions, "onnx artifact")
-        check_options(spec)
+        check_accuracy_aware(spec, task)
 
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         _ensure_onnx()
-        # accuracy_aware (int8): keep the worst layers float until the gate passes; see accuracy_aware.py
+        # accuracy_aware (int8): keep the worst layers float until the gate passes (edgecv.quantization.accuracy_aware)
         opts = parse_options({k: v for k, v in spec.options.items() if k != "accuracy_aware"}, OnnxOptions, "onnx artifact")
         if "accuracy_aware" in spec.options and spec.precision == "int8":
             import onnxruntime
-            import tf2onnx
 
-            from edgecv.exporters.accuracy_aware import AccuracyAwareConfig, accuracy_aware_onnx
+            from edgecv.quantization.accuracy_aware import AccuracyAwareConfig, accuracy_aware_onnx
 
             cfg = AccuracyAwareConfig.model_validate(spec.options["accuracy_aware"] or {})
-            data, info, report = accuracy_aware_onnx(model.keras_model, spec, opts, ctx, out_dir, cfg, log=ctx.log)
-            meta = {"opset": opts.opset, "tf2onnx": tf2onnx.__version__, "input": INPUT_NAME, "output": OUTPUT_NAME,
-                    "pixels": "float32 NHWC 0..255, dynamic batch", "onnxruntime": onnxruntime.__version__, **info,
+            fp32 = keras_to_onnx(model.keras_model, opts.opset, model.output_names)
+            data, info, report = accuracy_aware_onnx(model, fp32, opts, spec, ctx, out_dir, cfg, log=ctx.log)
+            meta = {**onnx_metadata(model, opts), "onnxruntime": onnxruntime.__version__, **info,
                     "accuracy_aware": report}
             if ctx.calibration_sha256:
                 meta["calibration_sha256"] = ctx.calibration_sha256
         else:
             data, meta = export_onnx_bytes(model, spec.precision, opts, ctx)
-        checks = inspect_onnx(data, spec.precision)
+        checks = inspect_onnx(data, spec.precision, model.output_names)
         if not checks["passed"]:
             raise ConversionError(f"{spec.name}: ONNX checks failed: {checks['message']}")
         path = out_dir / f"{ctx.model_name}_{spec.name}.onnx"

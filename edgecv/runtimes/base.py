@@ -63,7 +63,13 @@ class Runtime(ABC):
 
     @abstractmethod
     def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """images: N x H x W x 3 uint8 RGB pixels. Returns float32 outputs by name."""
+        """images: N x H x W x 3 uint8 RGB pixels. Returns every output by its name in the artifact
+        (floating outputs as float32); the task picks its outputs from these."""
+
+    def predict_all(self, images: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
+        """Every output by name over any number of images, `batch` images per call."""
+        parts = [self.predict(images[i:i + batch]) for i in range(0, len(images), batch)]
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts else {}
 
     def describe(self) -> dict:
         return {"format": self.format, "library": self.library, "threads": self.threads, **self.options}
@@ -76,6 +82,16 @@ class Runtime(ABC):
 
     def __exit__(self, *exc):
         self.close()
+
+
+def as_outputs(named) -> dict[str, np.ndarray]:
+    """A runtime's outputs by name as numpy: floating outputs as float32, others (class ids,
+    counts) as they are."""
+    out = {}
+    for name, value in dict(named).items():
+        value = np.asarray(value)
+        out[name] = value.astype(np.float32) if np.issubdtype(value.dtype, np.floating) else value
+    return out
 
 
 def detect_format(path: Path) -> str:

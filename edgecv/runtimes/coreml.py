@@ -1,5 +1,10 @@
 """Core ML packages through coremltools, which predicts on macOS only.
 
+Outputs come back by name: a classifier's class scores (a dict label -> score) as one array in
+label order, named as the task's output (from the package's `edgecv.outputs` metadata; Core ML's
+class-score output for third-party classifiers); other packages' multi-array outputs under
+their own names.
+
 Elsewhere loading raises RuntimeUnavailable: the build then records structural validation only
 (see edgecv.validate.coreml_checks) and reports every numeric gate as not measured.
 
@@ -13,12 +18,13 @@ Never imports TensorFlow itself (coremltools imports it when it is installed).
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 
 import numpy as np
 
-from edgecv.runtimes.base import Runtime, RuntimeUnavailable
+from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs
 
 COMPUTE_UNITS = ("cpu_only", "cpu_and_gpu", "cpu_and_ne", "all")
 LATENCY_IMAGES = 16
@@ -47,7 +53,7 @@ class CoreMLRuntime(Runtime):
             import coremltools as ct
         except ImportError:
             raise RuntimeUnavailable("Core ML runtime missing: pip install 'edgecv[coreml]' (coremltools)") from None
-        from edgecv.validate.coreml_checks import CLASSIFIER_OUTPUTS, load_package, read_labels
+        from edgecv.validate.coreml_checks import OUTPUTS_KEY, load_package, read_labels
 
         self._ct = ct
         self.compute_units = str(self.options.get("compute_units", "all")).lower()
@@ -55,31 +61,40 @@ class CoreMLRuntime(Runtime):
         _, spec, func = load_package(self.path)
         image = next((f for f in spec.description.input if f.type.WhichOneof("Type") == "imageType"), None)
         if image is None:
-            raise ValueError(f"{self.path}: no image input; edgecv runs Core ML classifiers that take an image")
+            raise ValueError(f"{self.path}: no image input; edgecv runs Core ML models that take an image")
         self._input = image.name
         self._size = (int(image.type.imageType.height), int(image.type.imageType.width))
         self.labels = read_labels(func)
-        self._probs = spec.description.predictedProbabilitiesName or CLASSIFIER_OUTPUTS[1]
+        self._probs = spec.description.predictedProbabilitiesName or None  # a classifier's scores
+        self._outputs = [o.name for o in spec.description.output]
+        listed = json.loads(self.model.user_defined_metadata.get(OUTPUTS_KEY) or "[]")
+        self._scores_name = listed[0]["name"] if self._probs and len(listed) == 1 else self._probs
         self._sample = None
 
     @property
     def input_size(self) -> tuple[int, int]:
         return self._size
 
-    def _predict_with(self, model, images: np.ndarray) -> np.ndarray:
+    def _predict_with(self, model, images: np.ndarray) -> dict[str, np.ndarray]:
         from PIL import Image
 
-        rows = []
+        rows: dict[str, list] = {}
         for img in np.asarray(images, np.uint8):
             out = model.predict({self._input: Image.fromarray(img, "RGB")})
-            probs = out[self._probs]
-            rows.append([probs[label] for label in self.labels] if self.labels else list(probs.values()))
-        return np.asarray(rows, np.float32)
+            if self._probs:
+                scores = out[self._probs]
+                rows.setdefault(self._scores_name, []).append(
+                    [scores[label] for label in self.labels] if self.labels else list(scores.values()))
+            else:
+                for name in self._outputs:  # one image per call: drop the batch axis Core ML keeps
+                    value = np.asarray(out[name])
+                    rows.setdefault(name, []).append(value[0] if value.ndim and value.shape[0] == 1 else value)
+        return as_outputs((name, np.asarray(v)) for name, v in rows.items())
 
     def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
         if self._sample is None or len(self._sample) < min(LATENCY_IMAGES, len(images)):
             self._sample = np.array(images[:LATENCY_IMAGES])  # the images latency per compute unit reuses
-        return {"probabilities": self._predict_with(self.model, images)}
+        return self._predict_with(self.model, images)
 
     def latency_by_compute_units(self, images: np.ndarray, units) -> dict:
         """Latency of one-image predictions under each compute unit (a fresh model load for each)."""
@@ -89,7 +104,7 @@ class CoreMLRuntime(Runtime):
         for unit in units:
             model = self._ct.models.MLModel(str(self.path), compute_units=_compute_unit(unit))
             result[str(unit).lower()] = measure_latency(
-                lambda batch, m=model: {"probabilities": self._predict_with(m, batch)}, images, batch=1).to_json()
+                lambda batch, m=model: self._predict_with(m, batch), images, batch=1).to_json()
         return result
 
     def describe(self) -> dict:

@@ -1,4 +1,5 @@
 """ONNX artifacts through onnxruntime (CPU here; CUDA or TensorRT providers where installed).
+Outputs come back under the session's output names.
 
 Runtime options (target `runtime.options`):
   providers: [CUDAExecutionProvider, CPUExecutionProvider]  preference order; a provider this
@@ -10,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecv.runtimes.base import Runtime, RuntimeUnavailable
-from edgecv.runtimes.tflite import output_name, pixels_to_input
+from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs
+from edgecv.runtimes.tflite import pixels_to_input
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
               "tensor(int8)": np.int8, "tensor(double)": np.float64}
@@ -70,8 +71,7 @@ class OnnxRuntime(Runtime):
         if self.channels_first:
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         values = self.session.run(None, {self._in.name: x})
-        return {output_name(o.name, i, len(self._outs)): np.asarray(v, np.float32)
-                for i, (o, v) in enumerate(zip(self._outs, values))}
+        return as_outputs(zip((o.name for o in self._outs), values))
 
     def describe(self) -> dict:
         d = {**super().describe(), "onnxruntime": self._ort.__version__, "providers": self.session.get_providers(),

@@ -1,4 +1,5 @@
-"""SavedModel artifacts through their `serving_default` signature, as TF Serving calls them."""
+"""SavedModel artifacts through their `serving_default` signature, as TF Serving calls them: every
+signature output by its name (the task's outputs plus ready-made extras such as class ids)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecv.runtimes.base import Runtime
+from edgecv.runtimes.base import Runtime, as_outputs
 
 
 def savedmodel_dir(path: Path) -> Path:
@@ -49,7 +50,7 @@ class SavedModelRuntime(Runtime):
 
     def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
         out = self.fn(**{self._input_key: self._tf.constant(images, dtype=self._dtype)})
-        return {k: v.numpy().astype(np.float32) if v.dtype.is_floating else v.numpy() for k, v in out.items()}
+        return as_outputs((k, v.numpy()) for k, v in out.items())
 
     def describe(self) -> dict:
         return {**super().describe(), "tensorflow": self._tf.__version__}

@@ -14,8 +14,8 @@ from typing import Optional
 
 import numpy as np
 
-from edgecv.runtimes.base import Runtime, RuntimeUnavailable
-from edgecv.runtimes.tflite import output_name, pixels_to_input
+from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs
+from edgecv.runtimes.tflite import pixels_to_input
 
 
 def import_tensorrt():
@@ -172,8 +172,7 @@ class TensorRTRuntime(Runtime):
         if self._chw:
             x = x.transpose(0, 3, 1, 2)
         parts = [self._run(x[i:i + self.max_batch]) for i in range(0, len(x), self.max_batch)]
-        return {output_name(name, i, len(self._outs)): np.concatenate([p[name] for p in parts]).astype(np.float32)
-                for i, name in enumerate(self._outs)}
+        return as_outputs((name, np.concatenate([p[name] for p in parts])) for name in self._outs)
 
     def describe(self) -> dict:
         side = self.sidecar or {}

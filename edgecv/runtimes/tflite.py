@@ -1,10 +1,15 @@
-"""TFLite artifacts through ai_edge_litert (the maintained successor of tf.lite.Interpreter)."""
+"""TFLite artifacts through ai_edge_litert (the maintained successor of tf.lite.Interpreter).
+
+Outputs come back under their real names: the model's signature (edgecv's TFLite files have a
+`serving_default` signature mapping each task output name to its tensor); a model without one
+(third-party) falls back to its output tensor names.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from edgecv.runtimes.base import Runtime, RuntimeUnavailable
+from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs
 
 
 def pixels_to_input(images: np.ndarray, dtype, float_range: tuple[float, float] = (0.0, 255.0)) -> np.ndarray:
@@ -31,6 +36,7 @@ class TFLiteRuntime(Runtime):
         self.interpreter.allocate_tensors()
         self._in = self.interpreter.get_input_details()[0]
         self._outs = self.interpreter.get_output_details()
+        self._names = output_names(self.interpreter)  # output tensor index -> name
         self._batch = int(self._in["shape"][0])
         # a model exported with a fixed batch (most third-party ones) cannot be resized: loop instead
         self._fixed_batch = int(self._in["shape_signature"][0]) if int(self._in["shape_signature"][0]) > 0 else None
@@ -66,20 +72,36 @@ class TFLiteRuntime(Runtime):
         self.interpreter.set_tensor(self._in["index"], pixels_to_input(images, self._in["dtype"], self.float_range))
         self.interpreter.invoke()
         out = {}
-        for i, d in enumerate(self._outs):
+        for d in self._outs:
             raw = self.interpreter.get_tensor(d["index"])
             scale, zero = d["quantization"]
-            value = (raw.astype(np.float32) - zero) * scale if scale else raw.astype(np.float32)
-            out[output_name(d["name"], i, len(self._outs))] = value
-        return out
+            out[self._names[d["index"]]] = (raw.astype(np.float32) - zero) * scale if scale else raw
+        return as_outputs(out)
 
     def describe(self) -> dict:
         return {**super().describe(), "input_dtype": self.input_dtype,
                 "input_quantization": [float(q) for q in self._in["quantization"]]}
 
 
-def output_name(raw: str, i: int, n: int) -> str:
-    """Converters name outputs 'StatefulPartitionedCall:0'; a single output is the task's scores."""
-    if n == 1:
-        return "probabilities"
-    return raw.split(":")[0].split("/")[-1] or f"output_{i}"
+def output_names(interpreter) -> dict[int, str]:
+    """Output tensor index -> output name: from the signature (the first, `serving_default` when
+    there are several), else from the tensor names."""
+    outs = interpreter.get_output_details()
+    signatures = interpreter.get_signature_list()
+    if signatures:
+        key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
+        details = interpreter.get_signature_runner(key).get_output_details()
+        names = {int(d["index"]): name for name, d in details.items()}
+        if set(names) == {int(d["index"]) for d in outs}:  # the signature is the main graph's
+            return names
+    return dict(zip((int(d["index"]) for d in outs), tensor_output_names([d["name"] for d in outs])))
+
+
+def tensor_output_names(raw: list[str]) -> list[str]:
+    """Names for outputs known only by their tensor names ('model/head/Softmax:0' -> 'Softmax');
+    `output_<i>` where that leaves no name or the same name twice (the task maps a lone output to
+    its only output)."""
+    short = [r.split(":")[0].split("/")[-1] for r in raw]
+    if all(short) and len(set(short)) == len(short):
+        return short
+    return [f"output_{i}" for i in range(len(raw))]

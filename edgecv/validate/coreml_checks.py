@@ -7,7 +7,7 @@ back from the saved package, never taken from what the exporter meant to write:
 - the image input (name, size, colour layout) and the scale/bias Core ML applies to its pixels,
   found as the `<input>__scaled__` / `<input>__biased__` ops coremltools puts at the top of the
   program for an ImageType;
-- the class labels (the `classify` op) and the classifier outputs;
+- the outputs: a classifier's labels (the `classify` op) and outputs, or the named multi-arrays;
 - the compute precision (dtype of every computing op) and the deployment target (spec version);
 - the weights: how each is stored (fp16/fp32 const, int8 linear, n-bit palette, sparse), their
   element counts and the sparsity of the decompressed values.
@@ -18,6 +18,7 @@ preprocessing as a numpy function.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -27,7 +28,8 @@ from typing import Callable, Optional
 import numpy as np
 
 PREPROCESSING_KEY = "edgecv.preprocessing"  # user-defined metadata: JSON of ImagePreprocessing
-REQUIRED_METADATA = ("edgecv.version", "edgecv.recipe_sha256", PREPROCESSING_KEY)
+OUTPUTS_KEY = "edgecv.outputs"  # user-defined metadata: JSON list of the task's output spec
+REQUIRED_METADATA = ("edgecv.version", "edgecv.recipe_sha256", PREPROCESSING_KEY, OUTPUTS_KEY)
 CLASSIFIER_OUTPUTS = ("classLabel", "classLabel_probs")  # coremltools' ClassifierConfig names
 
 # constexpr op -> how the compression is named in `compression` options
@@ -69,13 +71,14 @@ class Expected:
 
     input_name: str
     input_size: tuple[int, int]  # (height, width)
-    labels: list[str]
+    labels: Optional[list[str]]  # a classifier's labels; None: multi-array outputs named `outputs`
     preprocessing: ImagePreprocessing
     compute_precision: str  # fp16 | fp32
     deployment_target: str  # iOS15, iOS16 ...
     compression: str = "none"  # none | int8 | palettize6 | palettize4 | prune
     sparsity: Optional[float] = None  # prune: target fraction of zeros in the pruned tensors
     weight_threshold: int = 2048  # tensors with more elements than this must be compressed
+    outputs: tuple[str, ...] = ()  # the task's output names (multi-array outputs when labels is None)
 
 
 # ---- reading a package -------------------------------------------------------------------------
@@ -315,13 +318,19 @@ def inspect_mlpackage(path: Path, exp: Expected) -> dict:
                             f"expected scale {want.scale:.8g} bias {list(want.bias)}")
 
     outputs = [o.name for o in desc.output]
-    if tuple(outputs) != CLASSIFIER_OUTPUTS or desc.predictedFeatureName != CLASSIFIER_OUTPUTS[0] \
-            or desc.predictedProbabilitiesName != CLASSIFIER_OUTPUTS[1]:
-        problems.append(f"classifier outputs are {outputs} (predicted {desc.predictedFeatureName!r}, "
-                        f"probabilities {desc.predictedProbabilitiesName!r}), expected {list(CLASSIFIER_OUTPUTS)}")
     labels = read_labels(func)
-    if labels != list(exp.labels):
-        problems.append(f"class labels are {labels}, the model's classes are {list(exp.labels)}")
+    if exp.labels is not None:
+        if tuple(outputs) != CLASSIFIER_OUTPUTS or desc.predictedFeatureName != CLASSIFIER_OUTPUTS[0] \
+                or desc.predictedProbabilitiesName != CLASSIFIER_OUTPUTS[1]:
+            problems.append(f"classifier outputs are {outputs} (predicted {desc.predictedFeatureName!r}, "
+                            f"class scores {desc.predictedProbabilitiesName!r}), expected {list(CLASSIFIER_OUTPUTS)}")
+        if labels != list(exp.labels):
+            problems.append(f"class labels are {labels}, the model's classes are {list(exp.labels)}")
+    else:
+        if sorted(outputs) != sorted(exp.outputs):
+            problems.append(f"outputs are {outputs}, the task's are {list(exp.outputs)}")
+        if labels is not None or desc.predictedFeatureName:
+            problems.append(f"the package is a classifier (labels {labels}), the task's outputs are plain arrays")
 
     target_version = ct.target[exp.deployment_target].value
     if spec.specificationVersion != target_version:
@@ -339,6 +348,10 @@ def inspect_mlpackage(path: Path, exp: Expected) -> dict:
 
     meta = dict(mlmodel.user_defined_metadata)
     missing = [k for k in REQUIRED_METADATA if not meta.get(k)]
+    if not missing and exp.outputs:
+        listed = [o.get("name") for o in json.loads(meta[OUTPUTS_KEY])]
+        if listed != list(exp.outputs):
+            problems.append(f"metadata {OUTPUTS_KEY} lists {listed}, the task's outputs are {list(exp.outputs)}")
     if missing:
         problems.append(f"metadata lacks {missing}")
 
@@ -356,7 +369,7 @@ def inspect_mlpackage(path: Path, exp: Expected) -> dict:
         "weights": stats,
         "metadata": {"author": mlmodel.author, "license": mlmodel.license, "version": mlmodel.version,
                      "short_description": mlmodel.short_description,
-                     **{k: v for k, v in meta.items() if k.startswith("edgecv.") and k != PREPROCESSING_KEY}},
+                     **{k: v for k, v in meta.items() if k.startswith("edgecv.") and k not in (PREPROCESSING_KEY, OUTPUTS_KEY)}},
         "passed": not problems,
         "message": "; ".join(problems),
     }

@@ -1,5 +1,5 @@
 """`edgecv diagnose`: find an int8 artifact's float model and calibration set in its build, then rank
-its layers by quantization error (see `diagnose.py`).
+its layers by quantization error (see `edgecv.quantization.diagnose`).
 
 An artifact alone does not hold the float model it was converted from; its build folder does:
 manifest.json names the stage key of the model (`made_from`), the cache keeps that model, and
@@ -51,7 +51,7 @@ def locate(artifact: Path) -> dict:
 def diagnose_artifact(artifact: Path, samples: int = 32):
     from edgecv.data.images import load_batch
     from edgecv.models.build import TaskModel
-    from edgecv.validate.diagnose import diagnose
+    from edgecv.quantization.diagnose import diagnose
 
     where = locate(artifact)
     model = TaskModel.load(where["model_dir"])
@@ -60,4 +60,5 @@ def diagnose_artifact(artifact: Path, samples: int = 32):
         for f in where["calibration"]:
             yield load_batch([f], model.input_size, where["resize"])
 
-    return diagnose(model.keras_model, calibration, debug_samples=samples, io_dtype=where["io_dtype"])
+    return diagnose(model.keras_model, calibration, debug_samples=samples, io_dtype=where["io_dtype"],
+                    output_names=model.output_names)

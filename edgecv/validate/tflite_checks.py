@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecv.quantization.tflite import EXPECTED_INPUT_QUANT
+
 # Boundary ops that legitimately touch float when the model's own input/output is float
 _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
-EXPECTED_INPUT_QUANT = {"uint8": (1.0, 0), "int8": (1.0, -128)}
 
 
 def inspect_tflite(path: Path, precision: str, io_dtype: str = "float32", allow_float_ops: bool = False) -> dict:

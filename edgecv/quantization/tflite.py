@@ -1,0 +1,85 @@
+"""TFLite converter settings: fp32, fp16 weights, and full-integer int8 calibrated on training images
+with the integer input pinned to the pixel value. Outputs keep the task's names (the converted
+model's `serving_default` signature maps each name to its tensor)."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from edgecv.errors import ConversionError
+
+# (scale, zero point) of an integer input that is the pixel itself
+EXPECTED_INPUT_QUANT = {"uint8": (1.0, 0), "int8": (1.0, -128)}
+
+
+def pin_pixel_range(batch: np.ndarray) -> np.ndarray:
+    """Make the calibrated input range exactly 0..255 so the integer input is the pixel itself
+    (scale 1, zero point 0 for uint8, -128 for int8). Two pixels of the first image change."""
+    batch = batch.copy()
+    batch[0, 0, 0, 0] = 0
+    batch[0, 0, 0, 1] = 255
+    return batch
+
+
+def serving_function(keras_model, output_names: Optional[Sequence[str]] = None, batch: Optional[int] = None):
+    """A tf.function from float32 pixels `image` [batch, H, W, 3] to the model's outputs by name
+    (the task's names; the Keras output names when none are given)."""
+    from edgecv._keras import tf
+    from edgecv.tasks.base import as_named
+
+    names = list(output_names or keras_model.output_names)
+    h, w = keras_model.input_shape[1:3]
+
+    @tf.function(input_signature=[tf.TensorSpec([batch, h, w, 3], tf.float32, name="image")])
+    def serve(image):
+        return as_named(keras_model(image, training=False), names)
+
+    return serve
+
+
+def make_converter(keras_model, precision: str, io_dtype: str, allow_float_ops: bool, calibration=None,
+                   output_names: Optional[Sequence[str]] = None):
+    """A TFLiteConverter set up for the precision (int8: calibrated, input pinned to pixels)."""
+    from edgecv._keras import tf
+
+    serve = serving_function(keras_model, output_names)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], keras_model)
+    if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        if calibration is None:
+            raise ConversionError("int8 TFLite needs a calibration set; none was given")
+
+        def representative():
+            for i, batch in enumerate(calibration()):
+                yield [(pin_pixel_range(batch) if i == 0 else batch).astype(np.float32)]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        if allow_float_ops:
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        else:
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        io = io_tf_dtype(io_dtype)
+        converter.inference_input_type = io
+        converter.inference_output_type = io
+    return converter
+
+
+def io_tf_dtype(io_dtype: str):
+    from edgecv._keras import tf
+
+    return {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}[io_dtype]
+
+
+def convert(keras_model, precision: str, io_dtype: str, allow_float_ops: bool, calibration=None,
+            output_names: Optional[Sequence[str]] = None) -> bytes:
+    converter = make_converter(keras_model, precision, io_dtype, allow_float_ops, calibration, output_names)
+    try:
+        return converter.convert()
+    except Exception as e:
+        hint = " Set allow_float_ops: true on the artifact to keep unsupported ops in float." if precision == "int8" else ""
+        raise ConversionError(f"TFLite converter rejected the model ({precision}): {str(e).strip()[:2000]}{hint}") from None
