@@ -114,7 +114,7 @@ def main() -> int:
     ptq = artifact(base, "int8")
     print(f"Original: {base['training']['key'][:12]} MobileNetV2 1.0/224 fine-tuned, float reference accuracy "
           f"{pct(ref_acc)} on {n_val} validation images (1 image = {100 / n_val:.2f} points)")
-    print(f"  post-training int8: {pct(ptq['metrics']['accuracy'])} (delta {ptq['accuracy_delta']:+.2f}), "
+    print(f"  post-training int8: {pct(ptq['metrics']['accuracy'])} (delta {ptq['deltas']['accuracy']:+.2f}), "
           f"agreement {ptq['agreement']['top1_agreement']:.4f}")
 
     # ---- pruning
@@ -127,8 +127,8 @@ def main() -> int:
         "target_sparsity": prep["target_sparsity"], "achieved_sparsity": prep["achieved_sparsity"],
         "model_kernel_sparsity": prep["model_kernel_sparsity"],
         "keras_accuracy_before": prep["val_accuracy_before"], "keras_accuracy_after": prep["val_accuracy_after"],
-        "fp32_tflite_accuracy_delta": p32["accuracy_delta"], "int8_accuracy": p8["metrics"]["accuracy"],
-        "int8_accuracy_delta": p8["accuracy_delta"],
+        "fp32_tflite_accuracy_delta": p32['deltas']['accuracy'], "int8_accuracy": p8["metrics"]["accuracy"],
+        "int8_accuracy_delta": p8['deltas']['accuracy'],
         "int8_size_bytes": p8["size_bytes"], "int8_gzip_bytes": gzip_size(pruned_int8),
         "unpruned_int8_size_bytes": ptq["size_bytes"], "unpruned_int8_gzip_bytes": gzip_size(base_int8),
         "seconds": prep["seconds"],
@@ -148,9 +148,9 @@ def main() -> int:
     q = load_report(args.out, "raspberry-pi-4-qat")
     q8 = artifact(q, "int8")
     qrep = q8["passes"][0]
-    summary["qat"] = {"qat_int8_accuracy": q8["metrics"]["accuracy"], "qat_int8_delta": q8["accuracy_delta"],
+    summary["qat"] = {"qat_int8_accuracy": q8["metrics"]["accuracy"], "qat_int8_delta": q8['deltas']['accuracy'],
                       "qat_int8_agreement": q8["agreement"]["top1_agreement"],
-                      "ptq_int8_accuracy": ptq["metrics"]["accuracy"], "ptq_int8_delta": ptq["accuracy_delta"],
+                      "ptq_int8_accuracy": ptq["metrics"]["accuracy"], "ptq_int8_delta": ptq['deltas']['accuracy'],
                       "ptq_int8_agreement": ptq["agreement"]["top1_agreement"],
                       "integer_only": q8["checks"].get("integer_only"), "seconds": qrep["seconds"]}
     s = summary["qat"]
@@ -174,8 +174,9 @@ def main() -> int:
                 print(f"  skipped {st['added']}: {st['error']}")
                 continue
             what = "all int8" if st["step"] == 0 else f"+float {st['added'][0].split(';')[0]}"
-            print(f"  step {st['step']}: {what}: accuracy {pct(r.get('accuracy'))} (delta {r.get('accuracy_delta'):+.2f}), "
-                  f"agreement {r.get('top1_agreement'):.4f}, {'pass' if st['passed'] else 'miss'}")
+            print(f"  step {st['step']}: {what}: accuracy {pct(r['metrics'].get('accuracy'))} "
+                  f"(delta {r['deltas'].get('accuracy'):+.2f}), agreement {r['agreement'].get('top1_agreement'):.4f}, "
+                  f"{'pass' if st['passed'] else 'miss'}")
         print(f"  kept float: {aw['float_layers_keras']}")
         c = aw["cost"]
         print(f"  cost: size {c['size_bytes_all_int8'] / 1e6:.3f} -> {c['size_bytes_final'] / 1e6:.3f} MB"
@@ -183,7 +184,7 @@ def main() -> int:
                  if "latency_p50_ms_final" in c else ""))
         summary["accuracy_aware"][fmt] = {"passed": aw["passed"], "steps_used": aw["steps_used"],
                                           "float_layers": aw["float_layers_keras"], "cost": c,
-                                          "final_accuracy": a8["metrics"]["accuracy"], "final_delta": a8["accuracy_delta"]}
+                                          "final_accuracy": a8["metrics"]["accuracy"], "final_delta": a8['deltas']['accuracy']}
         if fmt == "TFLite":
             aa_int8 = args.out / target / a8["path"]
 
@@ -193,7 +194,7 @@ def main() -> int:
     srep = s8["passes"][0]
     student_int8 = args.out / "raspberry-pi-zero-student" / s8["path"]
     summary["swap"] = {"teacher": srep["teacher"], "student": srep["student"],
-                       "student_int8_accuracy": s8["metrics"]["accuracy"], "student_int8_delta": s8["accuracy_delta"],
+                       "student_int8_accuracy": s8["metrics"]["accuracy"], "student_int8_delta": s8['deltas']['accuracy'],
                        "student_int8_size_bytes": s8["size_bytes"], "original_int8_size_bytes": ptq["size_bytes"],
                        "original_int8_accuracy": ptq["metrics"]["accuracy"], "seconds": srep["seconds"]}
     s = summary["swap"]

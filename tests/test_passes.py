@@ -26,16 +26,19 @@ def _int8_tflite(task_model, calibration, tmp_path, name="m.tflite"):
     from edgecv.validate.tflite_checks import inspect_tflite
 
     path = tmp_path / name
-    path.write_bytes(convert(task_model.keras_model, "int8", "uint8", False, calibration))
+    path.write_bytes(convert(task_model.keras_model, "int8", "uint8", False, calibration,
+                             output_names=task_model.output_names))
     return path, inspect_tflite(path, "int8", "uint8")
 
 
 def _tflite_accuracy(path, images, labels):
     from edgecv.runtimes import load_runtime
+    from edgecv.tasks import get_task
 
+    task = get_task("classification")
     with load_runtime(path) as rt:
-        probs = rt.predict(images)["probabilities"]
-    return float((probs.argmax(1) == labels).mean() * 100)
+        outputs = task.select_outputs(rt.predict(images), {})
+    return task.evaluate(outputs, labels, {})["accuracy"]
 
 
 # ---- registry and plan checks -----------------------------------------------------------------
@@ -67,7 +70,7 @@ def test_plan_rejects_bad_pass_combinations():
         check_plan([target(precision="fp32", passes=[{"name": "prune", "sparsty": 0.5}])])
     with pytest.raises(ConfigError, match="accuracy_aware needs precision int8"):
         check_plan([target(precision="fp32", options={"accuracy_aware": {}}, gates={"accuracy_drop_max": 1})])
-    with pytest.raises(ConfigError, match="no accuracy gate"):
+    with pytest.raises(ConfigError, match="no quality gate"):
         check_plan([target(precision="int8", options={"accuracy_aware": {}})])
 
 
@@ -217,7 +220,7 @@ class _Recorder:
 
 
 def test_accuracy_aware_stops_as_soon_as_the_gate_passes():
-    from edgecv.exporters.accuracy_aware import search
+    from edgecv.quantization.accuracy_aware import search
 
     rec = _Recorder({"a", "b"})
     res = search(["a", "b", "c", "d"], rec.build, rec.evaluate, max_steps=8)
@@ -229,7 +232,7 @@ def test_accuracy_aware_stops_as_soon_as_the_gate_passes():
 
 
 def test_accuracy_aware_keeps_all_int8_when_it_already_passes():
-    from edgecv.exporters.accuracy_aware import search
+    from edgecv.quantization.accuracy_aware import search
 
     rec = _Recorder(set())
     res = search(["a", "b"], rec.build, rec.evaluate, max_steps=8)
@@ -237,7 +240,7 @@ def test_accuracy_aware_keeps_all_int8_when_it_already_passes():
 
 
 def test_accuracy_aware_gives_up_after_its_budget():
-    from edgecv.exporters.accuracy_aware import search
+    from edgecv.quantization.accuracy_aware import search
 
     rec = _Recorder({"z"})  # never reached
     res = search(["a", "b", "c", "d", "e"], rec.build, rec.evaluate, max_steps=3, layers_per_step=1)
@@ -251,7 +254,7 @@ def test_accuracy_aware_gives_up_after_its_budget():
 
 def test_accuracy_aware_skips_layers_that_fail_to_convert():
     from edgecv.errors import ConversionError
-    from edgecv.exporters.accuracy_aware import search
+    from edgecv.quantization.accuracy_aware import search
 
     rec = _Recorder({"c"})
 
@@ -267,7 +270,7 @@ def test_accuracy_aware_skips_layers_that_fail_to_convert():
 
 def test_diagnose_ranks_layers_and_keeps_denylisted_ones_float(tiny_model, tiny_calibration, tmp_path):
     from edgecv.exporters.tflite import convert
-    from edgecv.validate.diagnose import diagnose
+    from edgecv.quantization.diagnose import diagnose
     from edgecv.validate.tflite_checks import inspect_tflite
 
     diag = diagnose(tiny_model.keras_model, tiny_calibration[0], debug_samples=8)
@@ -360,7 +363,9 @@ def test_plan_accepts_accuracy_aware_onnx_but_not_tensorrt():
 
 def test_distillation_loss_matches_its_definition():
     from edgecv._keras import tf
-    from edgecv.passes.swap import distillation_loss
+    from edgecv.tasks import get_task
+
+    distillation_loss = get_task("classification").distillation_loss
 
     y = np.array([[0, 1.0, 0]], np.float32)
     s, t = np.array([[0.5, 1.0, -1.0]], np.float32), np.array([[2.0, 0.0, 1.0]], np.float32)

@@ -248,7 +248,7 @@ class CoreMLExporter(Exporter):
     precisions = ("fp16", "fp32")  # compute precision; weight compression is options.compression
 
     @classmethod
-    def check_spec(cls, spec) -> None:
+    def check_spec(cls, spec, task=None) -> None:
         coreml_options(spec.options)
 
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:

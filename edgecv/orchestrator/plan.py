@@ -79,7 +79,7 @@ def check_plan(targets, task=None) -> None:
                 problems.append(f"target {t.name}, artifact {a.name}: format {a.format} supports precision "
                                 f"{', '.join(exp.precisions)}, not {a.precision}")
             try:  # the spec as the exporter will be held to it: with its effective gates
-                exp.check_spec(a.model_copy(update={"gates": t.gates_for(a)}))
+                exp.check_spec(a.model_copy(update={"gates": t.gates_for(a)}), task)
             except ConfigError as e:
                 problems.append(f"target {t.name}, artifact {a.name}: {e}")
             for i, raw in enumerate(a.passes):

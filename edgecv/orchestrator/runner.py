@@ -185,7 +185,7 @@ class Build:
             if nb.get("prepared"):  # the exporter named its working folder; point at the published copy
                 nb["how_to_finish"] = nb["how_to_finish"].replace(nb.pop("prepared_at", ""), str(out_dir / nb["prepared"]))
             nb.pop("prepared_at", None)
-            return ArtifactResult(**entry, **{**nb, "status": "not_built"})
+            return ArtifactResult(**{**entry, **nb, "status": "not_built"})
         meta = json.loads((exp_dir / "artifact.json").read_text())
         path = out_dir / meta["path"]
         # a pass may have changed the input size (backbone swap): validate at the model's own size

@@ -25,15 +25,14 @@ class RichProgress(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
-        self.progress.update(self.task, completed=batch + 1,
-                             metrics=f"loss {logs.get('loss', float('nan')):.3f} acc {logs.get('accuracy', float('nan')):.3f}")
+        self.progress.update(self.task, completed=batch + 1, metrics=_numbers(logs, "{:.3f}"))
 
     def on_epoch_end(self, epoch, logs=None):
         self.progress.stop()
         logs = logs or {}
-        val = (f" val_loss {logs.get('val_loss', 0):.4f} val_acc {logs.get('val_accuracy', 0):.4f}"
-               if "val_loss" in logs else "")  # passes fine-tune without validation
-        self.console.print(
-            f"  {self.phase} epoch {epoch + 1}/{self.epochs}: loss {logs.get('loss', 0):.4f} "
-            f"acc {logs.get('accuracy', 0):.4f}{val}"
-        )
+        self.console.print(f"  {self.phase} epoch {epoch + 1}/{self.epochs}: {_numbers(logs, '{:.4f}')}")
+
+
+def _numbers(logs: dict, fmt: str) -> str:
+    """Whatever the task's loss and metrics logged: 'loss 0.123 accuracy 0.950 val_loss ...'."""
+    return " ".join(f"{k} {fmt.format(float(v))}" for k, v in logs.items() if isinstance(v, (int, float)))

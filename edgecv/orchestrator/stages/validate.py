@@ -14,7 +14,9 @@ from edgecv.validate.gates import check_gates
 
 def quality_limits(task, gates) -> dict:
     """The artifact's gates on the task's metrics, deltas and agreement (what a search tries to meet)."""
-    quality = {g.name for g in task.gates if g.source in ("metrics", "deltas", "agreement")}
+    from edgecv.quantization.accuracy_aware import quality_gates
+
+    quality = set(quality_gates(task))
     return {k: v for k, v in gates.limits().items() if k in quality}
 
 
