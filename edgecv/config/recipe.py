@@ -120,6 +120,8 @@ class Recipe(Strict):
     augment: AugmentConfig = AugmentConfig()
     train: TrainConfig = TrainConfig()
     calibration: CalibrationConfig = CalibrationConfig()
+    gates: Optional["Gates"] = Field(None, description="the task's default gates for every target; a target's or an "
+                                     "artifact's own limit for the same gate wins")
 
     # Where the recipe file lives; relative data paths resolve against it. Not a YAML key.
     base_dir: Path = Field(Path("."), exclude=True)
@@ -147,3 +149,8 @@ class Recipe(Strict):
     def resolve(self, path: Union[str, Path]) -> Path:
         p = Path(path).expanduser()
         return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+
+from edgecv.config.target import Gates  # noqa: E402  (target.py imports Strict from here)
+
+Recipe.model_rebuild()

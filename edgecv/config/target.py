@@ -116,9 +116,17 @@ class Target(Strict):
             raise ValueError(f"artifact names must be unique; repeated: {dupes}")
         return self
 
-    def gates_for(self, artifact: ArtifactSpec) -> Gates:
-        if artifact.gates is None:
-            return self.gates
-        merged = self.gates.model_dump(exclude_none=True) | artifact.gates.model_dump(exclude_none=True)
-        merged["tolerances"] = {**self.gates.tolerances, **artifact.gates.tolerances}
-        return Gates(**merged)
+    def gates_for(self, artifact: ArtifactSpec, defaults: Optional[Gates] = None) -> Gates:
+        """The artifact's effective gates: the recipe's `defaults` (a task's own limits), then the
+        target's, then the artifact's own; a later one wins per gate."""
+        return merge_gates(defaults, self.gates, artifact.gates)
+
+
+def merge_gates(*layers: Optional[Gates]) -> Gates:
+    merged: dict = {}
+    tolerances: dict = {}
+    for g in layers:
+        if g is not None:
+            merged |= g.model_dump(exclude_none=True, exclude={"tolerances"})
+            tolerances |= g.tolerances
+    return Gates(**merged, tolerances=tolerances)

@@ -44,7 +44,7 @@ def artifact_keys(recipe, k: BuildKeys, target, spec) -> dict:
         model_key = out["passes"] = keys.passes_key(k.train, spec.passes, k.calibration, recipe.resolve)
     searched = None
     if "accuracy_aware" in spec.options:  # the export itself is validated against the gates
-        searched = {"gates": target.gates_for(spec).model_dump(mode="json"), "reference": k.reference,
+        searched = {"gates": target.gates_for(spec, recipe.gates).model_dump(mode="json"), "reference": k.reference,
                     "runtime": target.runtime.model_dump(mode="json")}
     out["export"] = keys.export_key(model_key, spec, k.calibration, recipe.name, searched)
     out["validate"] = keys.validate_key(out["export"], k.reference, target.runtime.model_dump(mode="json"))
@@ -62,7 +62,7 @@ def plan_rows(recipe, k: BuildKeys, targets, is_cached) -> list[StageRecord]:
     return rows
 
 
-def check_plan(targets, task=None) -> None:
+def check_plan(targets, task=None, recipe_gates=None) -> None:
     """Reject unknown formats, precisions and passes before any training starts."""
     from edgecv.exporters import get_exporter
     from edgecv.passes.base import parse_pass_config
@@ -79,7 +79,7 @@ def check_plan(targets, task=None) -> None:
                 problems.append(f"target {t.name}, artifact {a.name}: format {a.format} supports precision "
                                 f"{', '.join(exp.precisions)}, not {a.precision}")
             try:  # the spec as the exporter will be held to it: with its effective gates
-                exp.check_spec(a.model_copy(update={"gates": t.gates_for(a)}), task)
+                exp.check_spec(a.model_copy(update={"gates": t.gates_for(a, recipe_gates)}), task)
             except ConfigError as e:
                 problems.append(f"target {t.name}, artifact {a.name}: {e}")
             for i, raw in enumerate(a.passes):

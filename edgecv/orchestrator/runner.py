@@ -198,7 +198,7 @@ class Build:
 
             entry.update(sizes(path))
         result = ArtifactResult.model_validate(entry)
-        gates = target.gates_for(spec)
+        gates = target.gates_for(spec, self.recipe.gates)
         result.gates = check_gates(result, gates.limits(), self.task, gates.tolerances)
         skipped = not_applicable(gates.limits(), self.task)
         if skipped:
@@ -255,7 +255,7 @@ def load_build(recipe_path: Path, target_names: list[str], out_root: Path, overr
     console = console or Console(stderr=True)
     recipe = load_recipe(recipe_path, overrides)
     targets = [load_target(t, recipe.base_dir) for t in target_names]
-    check_plan(targets, recipe.make_task())
+    check_plan(targets, recipe.make_task(), recipe.gates)
     check_model_config(recipe)
     recipe_sha = hashlib.sha256(Path(recipe_path).read_bytes() + "\n".join(overrides).encode()).hexdigest()
     return Build(recipe, targets, out_root, console, recipe_sha256=recipe_sha, **kw)

@@ -24,7 +24,7 @@ def candidate_evaluator(b, spec, target, images, targets, reference):
     """What an exporter that searches (accuracy-aware int8) calls on each candidate file: the
     build's own validation (images, runtime settings, comparator), checked against the artifact's
     quality gates only."""
-    gates = target.gates_for(spec)
+    gates = target.gates_for(spec, b.recipe.gates)
     limits = quality_limits(b.task, gates)
 
     def evaluate(path: Path, latency: bool = False) -> dict:
@@ -59,7 +59,7 @@ def run(b, spec, target, akeys: dict, artifact_path: Path, runtime_format: str, 
     else:
         images, targets = b.eval_set(index, input_size)
         reference = b.reference(index)
-        gates = target.gates_for(spec)
+        gates = target.gates_for(spec, b.recipe.gates)
         try:
             m = measure_artifact(artifact_path, runtime_format, images, target.runtime.threads,
                                  target.runtime.batches, target.runtime.options)
