@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
@@ -151,7 +152,8 @@ def validate(
             raise EdgecvError(f"{artifact}: no such file or folder")
         labels = labels or default_labels(artifact)
         names = read_labels(labels) if labels else None
-        with load_runtime(artifact, threads=threads) as rt:
+        with capture_native(Path(tempfile.gettempdir()) / "edgecv-validate.log"), \
+                load_runtime(artifact, threads=threads) as rt:
             res = evaluate_folder(rt, data, names, resize, label_offset, top_k)
     except (EdgecvError, ValueError, RuntimeUnavailable) as e:  # e.g. Core ML off macOS: a message, not a traceback
         _fail(e if isinstance(e, EdgecvError) else EdgecvError(str(e)))
@@ -200,21 +202,30 @@ def bench(
 ):
     """Measure an artifact on this machine: latency percentiles, memory, load time, accuracy with --data."""
     from edgecv.validate.bench import bench as run_bench
+    from edgecv.validate.latency import NOISY_P99_OVER_P50, noisy
 
     try:
         if not artifact.exists():
             raise EdgecvError(f"{artifact}: no such file or folder")
-        res = run_bench(artifact, data, random_inputs, threads, batch, labels, resize, runs, seconds)
+        with capture_native(Path(tempfile.gettempdir()) / "edgecv-bench.log"):  # the runtime's own start-up lines
+            res = run_bench(artifact, data, random_inputs, threads, batch, labels, resize, runs, seconds)
     except (EdgecvError, ValueError) as e:
         _fail(e if isinstance(e, EdgecvError) else EdgecvError(str(e)))
     t = Table(title=f"{artifact.name} on {res['device']['cpu']} ({res['device']['cpu_count']} cores), "
                     f"{res['runtime'].get('library')}, threads {threads or 'default'}")
-    for col in ("batch", "runs", "p50 ms", "p90 ms", "p99 ms", "mean ms", "images/s"):
+    for col in ("batch", "warm-up", "runs", "first ms", "p50 ms", "p90 ms", "p99 ms", "mean ± std ms", "images/s"):
         t.add_column(col, justify="right")
     for lat in res["latency_by_batch"]:
-        t.add_row(str(lat["batch"]), str(lat["runs"]), f"{lat['p50_ms']:.3f}", f"{lat['p90_ms']:.3f}",
-                  f"{lat['p99_ms']:.3f}", f"{lat['mean_ms']:.3f}", f"{lat['throughput_ips']:.1f}")
+        first = "-" if lat.get("first_ms") is None else f"{lat['first_ms']:.3f}"
+        t.add_row(str(lat["batch"]), str(lat["warmup"]), str(lat["runs"]), first, f"{lat['p50_ms']:.3f}",
+                  f"{lat['p90_ms']:.3f}", f"{lat['p99_ms']:.3f}", f"{lat['mean_ms']:.3f} ± {lat.get('std_ms', 0):.3f}",
+                  f"{lat['throughput_ips']:.1f}")
     out.print(t)
+    for lat in res["latency_by_batch"]:
+        if noisy(lat["p50_ms"], lat["p99_ms"]):
+            console.print(f"[yellow]warning:[/] batch {lat['batch']}: p99 {lat['p99_ms']:.3f} ms is more than "
+                          f"{NOISY_P99_OVER_P50:g}x p50 {lat['p50_ms']:.3f} ms: the runs are noisy (other load, "
+                          "throttling); close other programs or raise --runs/--seconds before trusting these numbers")
     mem = res["memory"]
     out.print(f"load {res['load_seconds'] * 1000:.1f} ms; size {res['artifact']['size_bytes'] / 1e6:.3f} MB "
               f"(gzip {res['artifact']['gzip_bytes'] / 1e6:.3f} MB); peak RSS "

@@ -34,7 +34,7 @@ def markdown_summary(report) -> str:
 def _md_cell(row: dict, key: str) -> str:
     value = str(row[key]).replace("|", "\\|")
     if key == "status":
-        return {"pass": "✅ ", "fail": "❌ "}.get(row["verdict"], "") + value
+        return {"pass": "✅ ", "fail": "❌ ", "not built": "➖ ", "not measured": "➖ "}[row["verdict"]] + value
     return value
 
 

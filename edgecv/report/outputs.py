@@ -134,8 +134,9 @@ def artifact_rows(report) -> list[dict]:
     rows = []
     for a in report.artifacts:
         lat = a.latency or {}
-        row = {"artifact": a.name, "format": a.format, "precision": a.precision, "status": a.status,
-               "verdict": verdict(a)}
+        word = verdict(a)
+        status = {"pass": "ok", "fail": "failed" if a.status == "failed" else "gate failed"}.get(word, word)
+        row = {"artifact": a.name, "format": a.format, "precision": a.precision, "status": status, "verdict": word}
         for c in task_columns(report):
             row[c.key] = _fmt(a.value(c.source, c.field), c.fmt, c.suffix)
         row.update({
