@@ -3,6 +3,7 @@ errors naming the override, YAML 1.2 values, close-match suggestions, format ali
 `passes -v` without TensorFlow."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,7 +59,7 @@ def test_set_values_follow_yaml_1_2(tiny_recipe_path):
 def test_set_errors_name_the_override_not_a_recipe_line(tiny_recipe_path):
     with pytest.raises(ConfigError) as e:
         load_recipe(tiny_recipe_path, ["train.warmup.epochs=many"])
-    assert "--set train.warmup.epochs=many" in str(e.value) and "line " not in str(e.value)
+    assert "--set train.warmup.epochs=many" in str(e.value) and not re.search(r"line \d", str(e.value))
     with pytest.raises(ConfigError) as e:
         load_recipe(tiny_recipe_path, ["train.warmpu.epochs=1"])
     assert "did you mean `warmup`" in str(e.value)

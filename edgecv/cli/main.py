@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -21,9 +23,10 @@ from edgecv.terminal import NativeOutput, log_tail
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   context_settings=HELP_OPTIONS,
                   help="Fine-tune a vision model and build validated, optimized artifacts for edge targets.")
-# Wide enough for the summary table when output goes to a file or CI log (rich assumes 80 there)
-console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-out = Console(width=None if sys.stdout.isatty() else 160)
+# Wide enough for --wide tables when output goes to a file or CI log (rich assumes 80 there),
+# unless COLUMNS says how wide
+console = Console(stderr=True, width=None if sys.stderr.isatty() or "COLUMNS" in os.environ else 160)
+out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 
 
 @app.callback()
@@ -212,13 +215,14 @@ def bench(
     except (EdgecvError, ValueError) as e:
         _fail(e if isinstance(e, EdgecvError) else EdgecvError(str(e)))
     t = Table(title=f"{artifact.name} on {res['device']['cpu']} ({res['device']['cpu_count']} cores), "
-                    f"{res['runtime'].get('library')}, threads {threads or 'default'}")
-    for col in ("batch", "warm-up", "runs", "first ms", "p50 ms", "p90 ms", "p99 ms", "mean ± std ms", "images/s"):
-        t.add_column(col, justify="right")
+                    f"{res['runtime'].get('library')}, threads {threads or 'default'}; times in ms",
+              box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    for col in ("batch", "warm-up", "runs", "1st", "p50", "p90", "p99", "mean ± std", "img/s"):
+        t.add_column(col, justify="right", no_wrap=True)
     for lat in res["latency_by_batch"]:
         first = "-" if lat.get("first_ms") is None else f"{lat['first_ms']:.3f}"
         t.add_row(str(lat["batch"]), str(lat["warmup"]), str(lat["runs"]), first, f"{lat['p50_ms']:.3f}",
-                  f"{lat['p90_ms']:.3f}", f"{lat['p99_ms']:.3f}", f"{lat['mean_ms']:.3f} ± {lat.get('std_ms', 0):.3f}",
+                  f"{lat['p90_ms']:.3f}", f"{lat['p99_ms']:.3f}", f"{lat['mean_ms']:.2f} ± {lat.get('std_ms', 0):.2f}",
                   f"{lat['throughput_ips']:.1f}")
     out.print(t)
     for lat in res["latency_by_batch"]:
@@ -227,7 +231,9 @@ def bench(
                           f"{NOISY_P99_OVER_P50:g}x p50 {lat['p50_ms']:.3f} ms: the runs are noisy (other load, "
                           "throttling); close other programs or raise --runs/--seconds before trusting these numbers")
     mem = res["memory"]
-    out.print(f"load {res['load_seconds'] * 1000:.1f} ms; size {res['artifact']['size_bytes'] / 1e6:.3f} MB "
+    first = res.get("first_inference_ms")
+    out.print(f"load {res['load_seconds'] * 1000:.1f} ms; first inference "
+              + ("-" if first is None else f"{first:.1f} ms") + f"; size {res['artifact']['size_bytes'] / 1e6:.3f} MB "
               f"(gzip {res['artifact']['gzip_bytes'] / 1e6:.3f} MB); peak RSS "
               + ("-" if mem["peak_rss_mb"] is None else f"{mem['peak_rss_mb']:.1f} MB"))
     if res["accuracy"]:

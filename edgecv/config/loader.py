@@ -130,7 +130,7 @@ def apply_overrides(data: dict, overrides: Iterable[str], file: Path) -> dict:
         for k in keys[:-1]:
             nxt = cursor.setdefault(k, {})
             if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {item}: `{k}` is a value in {file.name}, not a section; "
+                raise ConfigError(f"--set {item}: `{k}` is a value, not a section (in {file.name}); "
                                   f"set `{'.'.join(keys[:keys.index(k) + 1])}` itself")
             cursor = nxt
         cursor[keys[-1]] = _parse_value(value)

@@ -4,6 +4,7 @@ plots (`plots.py`). Rendered by a Jinja2 template with autoescaping."""
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from edgecv.report.outputs import (artifact_rows, as_report, column_specs, device_name, device_result,
@@ -19,9 +20,12 @@ MARKS = {"pass": "✓", "fail": "✗", "not built": "–", "not measured": "–"
 @lru_cache(maxsize=1)
 def _template():
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+    from markupsafe import Markup, escape
 
     env = Environment(loader=PackageLoader("edgecv.report", "templates"), undefined=StrictUndefined,
                       autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True))
+    # `command` in a note becomes <code>command</code>, after escaping the text
+    env.filters["code"] = lambda text: Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
     return env.get_template("report.html.j2")
 
 

@@ -45,8 +45,8 @@ def measure_latency(predict, images: np.ndarray, batch: int = 1, warmup: int = 5
     reps = int(np.ceil(batch / len(images)))
     pool = np.concatenate([images] * reps) if reps > 1 else images
     batches = [pool[i:i + batch] for i in range(0, len(pool) - batch + 1, batch)] or [pool[:batch]]
-    first_ms = None
-    for i in range(max(warmup, 1)):
+    first_ms = None  # the first call after loading, warm-up or not
+    for i in range(warmup):
         t0 = time.perf_counter()
         predict(batches[i % len(batches)])
         if first_ms is None:
@@ -58,10 +58,12 @@ def measure_latency(predict, images: np.ndarray, batch: int = 1, warmup: int = 5
         t0 = time.perf_counter()
         predict(b)
         times.append(time.perf_counter() - t0)
+        if first_ms is None:
+            first_ms = times[0] * 1000
         if progress is not None:
             progress(min(len(times) / min_runs, (time.perf_counter() - start) / min_seconds if min_seconds else 1.0))
     ms = np.array(times) * 1000
-    return Latency(batch, len(ms), max(warmup, 1), float(np.percentile(ms, 50)), float(np.percentile(ms, 90)),
+    return Latency(batch, len(ms), warmup, float(np.percentile(ms, 50)), float(np.percentile(ms, 90)),
                    float(np.percentile(ms, 99)), float(ms.mean()), float(ms.min()),
                    float(batch / (ms.mean() / 1000)), float(ms.std()), first_ms, ms.tolist())
 

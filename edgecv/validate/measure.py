@@ -30,6 +30,17 @@ def predict_all(runtime, images: np.ndarray, batch: int = EVAL_BATCH,
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts else {}
 
 
+def first_inference_ms(runtime) -> float:
+    """The first call after loading, on one black image (what an app waits for at start-up:
+    allocation, delegate preparation, caches)."""
+    import time
+
+    h, w = runtime.input_size
+    t0 = time.perf_counter()
+    runtime.predict(np.zeros((1, h, w, 3), np.uint8))
+    return (time.perf_counter() - t0) * 1000
+
+
 def sizes(path: Path) -> dict:
     """File size and gzip size (what a download costs); a folder counts all its files."""
     path = Path(path)
@@ -53,6 +64,7 @@ def measure_artifact(path: Path, fmt: Optional[str], images: Optional[np.ndarray
 
     with peak_memory() as mem:
         with load_runtime(path, fmt, threads=threads, **(runtime_options or {})) as rt:
+            first_ms = first_inference_ms(rt)
             has_images = images is not None and len(images) > 0
             parts = len(batches) + has_images
             outputs = predict_all(rt, images, progress=part(0, parts, f"{len(images)} images")) if has_images else None
@@ -64,7 +76,8 @@ def measure_artifact(path: Path, fmt: Optional[str], images: Optional[np.ndarray
                 lat = measure_latency(rt.predict, lat_imgs, batch=b, min_runs=min_runs, min_seconds=min_seconds,
                                       progress=part(len(latency) + has_images, parts, f"latency batch {b}"))
                 latency.append(lat.to_json() | {"samples_ms": [round(x, 4) for x in lat.samples_ms[:LATENCY_SAMPLES_KEPT]]})
-            result = {"runtime": rt.describe(), "load_seconds": rt.load_seconds, "input_size": list(rt.input_size),
+            result = {"runtime": rt.describe(), "load_seconds": rt.load_seconds, "first_inference_ms": first_ms,
+                      "input_size": list(rt.input_size),
                       "input_dtype": rt.input_dtype}
     result.update({"latency": latency[0] if latency else None, "latency_by_batch": latency, "memory": mem,
                    **sizes(path), "_outputs": outputs})
