@@ -258,6 +258,11 @@ def report(
         failures = merge_files(report_json, merge)
     except EdgecvError as e:
         _fail(e)
+    from edgecv.report.outputs import device_lines
+    from edgecv.results import load_report
+
+    for line in device_lines(load_report(json.loads(report_json.read_text()))):
+        out.print(line)
     for f in failures:
         console.print(f"[red]gate failed[/] {f}")
     out.print(f"merged {len(merge)} result(s) into {report_json} (and its junit.xml, summary.md, report.html)")

@@ -105,7 +105,7 @@ def column_specs(report: Report) -> list[Column]:
              Column("gates", "gates", "gates", text=True)]
     if on_device:
         q = _quality_column(report)
-        cols += [Column("dev_p50", "device p50 ms", "dev p50", True), Column("dev_p90", "device p90 ms", "dev p90"),
+        cols += [Column("dev_p50", "device p50 ms", "dev p50"), Column("dev_p90", "device p90 ms", "dev p90"),
                  Column("dev_fps", "device FPS", "dev FPS")]
         if q:
             cols.append(Column("dev_quality", f"device {q}", f"dev {q}"))
@@ -174,6 +174,18 @@ def latency_provenance(report) -> list[str]:
             devices.setdefault(device_name(dev), []).append(a.name)
     for name, arts in devices.items():
         lines.append(f"Device latency: measured on {name} by `edgecv bench` ({', '.join(arts)}).")
+    return lines
+
+
+def device_lines(report: Report) -> list[str]:
+    """'int8: p50 4.97 ms on Raspberry Pi 4 (pi4), 18.90 ms on the build host': device beside host."""
+    lines = []
+    for a in report.artifacts:
+        dev = device_result(a)
+        if dev and dev.get("latency"):
+            host = (a.latency or {}).get("p50_ms")
+            lines.append(f"{a.name}: p50 {dev['latency']['p50_ms']:.2f} ms on {device_name(dev)}"
+                         + ("" if host is None else f", {host:.2f} ms on the build host"))
     return lines
 
 
