@@ -47,6 +47,9 @@ def _fail(e: EdgecvError, log: Optional[Path] = None) -> None:
 @contextmanager
 def capture_native(log: Path, verbose: bool = False):
     """Native libraries' output into `log` while edgecv's consoles keep the terminal."""
+    from edgecv.files import ensure_dir
+
+    ensure_dir(Path(log).parent)  # an unwritable --out is a clear error, not a traceback
     native = NativeOutput(verbose).start(log)
     console.file, out.file = native.terminal_err, native.terminal_out
     try:

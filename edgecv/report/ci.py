@@ -9,16 +9,13 @@ from __future__ import annotations
 from xml.etree import ElementTree as ET
 
 from edgecv.report.outputs import (artifact_rows, as_report, column_specs, finish_command, latency_provenance,
-                                   reference_line, report_notes, report_verdict)
-
-MARK = {True: "✅", False: "❌"}
-
+                                   reference_line, report_notes, report_verdict, verdict_mark)
 
 def markdown_summary(report) -> str:
     report = as_report(report)
-    passed, sentence = report_verdict(report)
+    _, sentence = report_verdict(report)
     cols = column_specs(report)
-    lines = [f"## {MARK[passed]} edgecv {sentence}", "",
+    lines = [f"## {verdict_mark(report)} edgecv {sentence}", "",
              f"Reference (float Keras) {reference_line(report)} on {report.data.get('val_count')} validation images.",
              *[f"{line}  " for line in latency_provenance(report)], "",
              "| " + " | ".join(c.header for c in cols) + " |",

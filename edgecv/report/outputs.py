@@ -165,7 +165,7 @@ def latency_provenance(report) -> list[str]:
     threads = report.target.get("runtime", {}).get("threads") or "default"
     lines = [f"Build-host latency: measured on {host_name(report)}, {threads} threads"
              + ("" if has_device_results(report) else
-                f" — not on the target device; run `edgecv bench` there and `edgecv report --merge` the result")
+                " — not on the target device; run `edgecv bench` there and `edgecv report --merge` the result")
              + "."]
     devices = {}
     for a in report.artifacts:
@@ -211,7 +211,17 @@ def report_verdict(report) -> tuple[bool, str]:
                         for a in failed)
         enforced = "" if report.gates_enforced else " (gates not enforced: --no-gates)"
         return False, f"{target}: {len(failed)} of {len(words)} artifacts failed — {why}{tail}{enforced}"
+    if "pass" not in words:
+        return True, f"{target}: nothing failed, nothing could be checked here{tail}"
     return True, f"{target}: {words.count('pass')} of {len(words)} artifacts passed their gates{tail}"
+
+
+def verdict_mark(report) -> str:
+    """✅ passed, ❌ failed, ➖ nothing failed but nothing was checked (e.g. Core ML off macOS)."""
+    passed, _ = report_verdict(report)
+    if not passed:
+        return "❌"
+    return "✅" if any(verdict(a) == "pass" for a in as_report(report).artifacts) else "➖"
 
 
 def reference_line(report: Report) -> str:

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgecv.report.outputs import (artifact_rows, as_report, column_specs, latency_provenance, reference_line,
-                                   report_notes, report_verdict)
+                                   report_notes, report_verdict, verdict_mark)
 
 VERDICT_MARKS = {"pass": "✅", "fail": "❌", "not built": "➖", "not measured": "➖"}
 NOTE_STYLES = {"error": "red", "fail": "red", "warning": "yellow"}
@@ -53,4 +53,4 @@ def print_summary(report, console: Console, wide: bool = False, notes: Console |
     for line in latency_provenance(report):
         notes.print(f"[dim]{escape(line)}[/]")
     passed, sentence = report_verdict(report)
-    console.print(f"{'✅' if passed else '❌'} {escape(sentence)}", style="bold green" if passed else "bold red")
+    console.print(f"{verdict_mark(report)} {escape(sentence)}", style="bold green" if passed else "bold red")
