@@ -212,3 +212,18 @@ def test_report_html_before_and_after_a_device_merge(cli_build, tmp_path):
     for name in ("before.png", "after.png"):  # kept for people to look at when SCREENSHOTS is set
         if os.environ.get("EDGECV_SCREENSHOTS"):
             shutil.copyfile(tmp_path / name, Path(os.environ["EDGECV_SCREENSHOTS"]) / f"tiny-{name}")
+
+
+def test_verbose_echoes_the_captured_output(tmp_path):
+    """`-v`: the log still gets everything, and the terminal sees it too."""
+    script = f"""
+import os, sys, pathlib
+sys.path.insert(0, {str(REPO)!r})
+from edgecv.terminal import NativeOutput
+native = NativeOutput(verbose=True).start(pathlib.Path({str(tmp_path / "build.log")!r}))
+os.write(2, b"E0000 converter line\\n")
+native.stop()
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "E0000 converter line" in r.stderr and "E0000 converter line" in (tmp_path / "build.log").read_text()
