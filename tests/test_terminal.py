@@ -120,6 +120,7 @@ def test_build_prints_no_tensorflow_absl_or_converter_line(cli_build):
         assert any(line.startswith("✓ ") and step in line for line in r.stderr.splitlines()), step
     assert "" not in r.stderr.splitlines()
     assert "p50 ms" in r.stdout and "raspberry-pi-4:" in r.stdout and "artifacts" in r.stdout
+    assert max(len(line) for line in r.stdout.splitlines()) <= 80 and "…" not in r.stdout  # COLUMNS=80
 
 
 def test_summary_md_opens_with_the_verdict_and_names_files_relative(cli_build):
