@@ -240,3 +240,14 @@ def test_feature_commands_explain_bad_input(tmp_path):
     assert run.returncode == 2 and "edgecv embed" in run.stderr and "Traceback" not in run.stderr
     run = cli("search", tmp_path, tmp_path / "q.png")
     assert run.returncode == 2 and "edgecv index" in run.stderr
+
+
+def test_passes_that_train_are_refused_at_planning(tmp_path):
+    from edgecv.config import load_target
+    from edgecv.errors import ConfigError
+    from edgecv.orchestrator.plan import check_plan
+
+    (tmp_path / "pruned.yaml").write_text("description: pruned int8\nartifacts:\n"
+                                          "  - {name: int8, format: tflite, precision: int8, passes: [{name: prune}]}\n")
+    with pytest.raises(ConfigError, match="no training head"):
+        check_plan([load_target(str(tmp_path / "pruned.yaml"), tmp_path)], Embedding())

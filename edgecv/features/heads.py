@@ -30,13 +30,13 @@ def _sklearn():
 
 def cross_validated(features_path: Path, folds: int = 5, seed: int = 0) -> list[dict]:
     """One row per head: mean and std of fold accuracy (%), and the folds used."""
+    feats = read_features(features_path)
     _sklearn()
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.svm import LinearSVC
 
-    feats = read_features(features_path)
     keep = feats.labels >= 0
     x, y = feats.embeddings[keep], feats.labels[keep]
     counts = np.bincount(y) if len(y) else np.array([0])

@@ -97,6 +97,9 @@ class Task(ABC):
     gates: ClassVar[Tuple[GateSpec, ...]] = ()
     quality_metric: ClassVar[Optional[str]] = None  # what passes optimize; None: agreement only
     columns: ClassVar[Tuple[ColumnSpec, ...]] = ()
+    # False where the kept model cannot be fine-tuned with `loss` (its training-only head was
+    # dropped by `inference_model`): passes that train (prune, QAT, swap) are refused at planning
+    passes_can_train: ClassVar[bool] = True
     needs_targets: ClassVar[bool] = True  # False: unlabelled images are enough (agreement only)
     # Keras: the metric the trainer watches to keep the best weights, and its direction
     monitor: ClassVar[Tuple[str, str]] = ("val_loss", "min")

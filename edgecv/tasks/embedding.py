@@ -117,6 +117,7 @@ class Embedding(Task):
         ColumnSpec("cosine", "cosine", "agreement", "mean_cosine", ".4f"),
     )
     monitor = ("val_accuracy", "max")
+    passes_can_train = False  # the CosFace head is gone after training; prune/QAT/swap would need it back
 
     # ---- data ----------------------------------------------------------------------------------
     def read_data(self, recipe):
