@@ -153,12 +153,15 @@ def features(emb_build, int8_artifact):
 def test_embed_resumes_after_sigkill_without_recomputing(tmp_path, emb_build, int8_artifact, features):
     import h5py
 
-    data = make_image_folder(tmp_path / "many", classes=3, per_class=400, seed=1)
+    per_class, chunk = 150, 4
+    data = make_image_folder(tmp_path / "many", classes=3, per_class=per_class, seed=1)
+    images = 3 * per_class + 1  # and one unreadable file
+    chunks = -(-images // chunk)
     (data / "class_0" / "broken.png").write_bytes(b"not an image")
     out = tmp_path / "features.h5"
     env = {**os.environ, "PYTHONPATH": str(REPO), "HDF5_USE_FILE_LOCKING": "FALSE"}
     proc = subprocess.Popen([sys.executable, "-m", "edgecv.cli.main", "embed", str(int8_artifact), "--data", str(data),
-                             "--out", str(out), "--chunk", "4"], env=env, stdout=subprocess.DEVNULL,
+                             "--out", str(out), "--chunk", str(chunk)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     done, deadline = 0, time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -175,14 +178,14 @@ def test_embed_resumes_after_sigkill_without_recomputing(tmp_path, emb_build, in
     assert proc.returncode == -signal.SIGKILL, "embed finished before it could be killed: make the folder larger"
     with h5py.File(out, "r") as f:
         killed_at = int(f.attrs["chunks_done"])
-    assert 3 <= killed_at < 301
-    run = cli("embed", int8_artifact, "--data", data, "--out", out, "--chunk", 4)
+    assert 3 <= killed_at < chunks
+    run = cli("embed", int8_artifact, "--data", data, "--out", out, "--chunk", chunk)
     assert run.returncode == 0, run.stderr
-    assert f"resumed at chunk {killed_at + 1} of 301" in run.stderr
-    assert f"{1201 - killed_at * 4} embedded now" in run.stderr
+    assert f"resumed at chunk {killed_at + 1} of {chunks}" in run.stderr
+    assert f"{images - killed_at * chunk} embedded now" in run.stderr
     assert "1 skipped" in run.stderr and "broken.png" in run.stderr
     fresh = tmp_path / "fresh.h5"
-    assert cli("embed", int8_artifact, "--data", data, "--out", fresh, "--chunk", 4).returncode == 0
+    assert cli("embed", int8_artifact, "--data", data, "--out", fresh, "--chunk", chunk).returncode == 0
     with h5py.File(out, "r") as a, h5py.File(fresh, "r") as b:
         np.testing.assert_array_equal(a["embeddings"][:], b["embeddings"][:])
         assert a.attrs["model_sha256"] == b.attrs["model_sha256"] and len(a.attrs["model_sha256"]) == 64
