@@ -243,6 +243,9 @@ def test_feature_commands_explain_bad_input(tmp_path):
     assert run.returncode == 2 and "edgecv embed" in run.stderr and "Traceback" not in run.stderr
     run = cli("search", tmp_path, tmp_path / "q.png")
     assert run.returncode == 2 and "edgecv index" in run.stderr
+    (tmp_path / "torn.h5").write_bytes(b"\x89HDF\r\n half a file")
+    run = cli("outliers", tmp_path / "torn.h5")
+    assert run.returncode == 2 and "--restart" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_passes_that_train_are_refused_at_planning(tmp_path):

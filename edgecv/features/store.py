@@ -55,8 +55,8 @@ def open_features(path: Path | str, mode: str = "r"):
     try:
         f = _h5py().File(path, mode)
     except OSError as e:
-        raise DataError(f"{path} is not a readable HDF5 feature file ({e}); delete it and run `edgecv embed` "
-                        "again") from None
+        raise DataError(f"{path} is not a readable HDF5 feature file ({e}); run `edgecv embed` again with "
+                        "--restart to rewrite it") from None
     if f.attrs.get("format") != FORMAT:
         f.close()
         raise DataError(f"{path} is not an edgecv feature file (no format attribute {FORMAT!r})")
