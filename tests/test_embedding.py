@@ -126,6 +126,8 @@ def test_every_exporter_builds_a_retrieval_validated_artifact(emb_build):
         assert report["reference"]["metrics"]["recall_at_1"] >= 90
         html = (outcome.report_path.parent / "report.html").read_text()
         assert "cross R@1" in html and "nearest training images" in html
+        assert html.count("<img src='data:image/jpeg") == 3 * 6  # one query per class and its 5 neighbours
+        assert len(report["data"]["eval_images"]) == 60
 
 
 # ---- embed, index, search, heads, outliers ---------------------------------------------------
