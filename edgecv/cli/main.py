@@ -411,6 +411,9 @@ from edgecv.cli.passes import list_passes  # noqa: E402
 
 app.add_typer(engine_app, name="engine")
 app.command("passes")(list_passes)
+from edgecv.cli.features import register as register_feature_commands  # noqa: E402
+
+register_feature_commands(app)
 
 
 def main() -> None:  # pragma: no cover

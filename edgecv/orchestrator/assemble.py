@@ -25,7 +25,8 @@ def target_report(b, target, index, calib, entries: list[ArtifactResult]) -> Rep
         task=task.to_json(),
         task_info=b.info,
         data={"classes": index.classes, "train_count": len(index.train), "val_count": len(index.val),
-              "skipped": [{"path": s.path, "reason": s.reason} for s in index.skipped]},
+              "skipped": [{"path": s.path, "reason": s.reason} for s in index.skipped],
+              "eval_images": [s.path for s in task.eval_samples(index)]},  # output row i is image i
         calibration={"size": len(calib.samples), "seed": calib.seed, "source": calib.source,
                      "sha256": calib.sha256, "file_list": "calibration.txt"},
         training=b.train_info(),

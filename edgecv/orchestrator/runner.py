@@ -145,8 +145,9 @@ class Build:
         swap): its artifacts see the same images at their own size, compared with the same reference."""
         size = tuple(size or self.recipe.input.size)
         if size not in self._eval:
-            images = load_batch([s.path for s in index.val], size, self.recipe.input.resize)
-            self._eval[size] = images, self.task.targets(index.val, index.info) if self.task.needs_targets else None
+            samples = self.task.eval_samples(index)
+            images = load_batch([s.path for s in samples], size, self.recipe.input.resize)
+            self._eval[size] = images, self.task.targets(samples, index.info) if self.task.needs_targets else None
         return self._eval[size]
 
     def calibration_batches(self, calib: CalibrationSet, size=None):

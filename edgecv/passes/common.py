@@ -48,8 +48,9 @@ def val_arrays(ctx, size: Optional[tuple[int, int]] = None) -> tuple[np.ndarray,
     from edgecv.data.images import load_batch
 
     size = tuple(size or ctx.recipe.input.size)
-    images = load_batch([s.path for s in ctx.index.val], size, ctx.recipe.input.resize)
-    return images, ctx.task.targets(ctx.index.val, ctx.index.info)
+    samples = ctx.task.eval_samples(ctx.index)
+    images = load_batch([s.path for s in samples], size, ctx.recipe.input.resize)
+    return images, ctx.task.targets(samples, ctx.index.info)
 
 
 def quality(ctx, model: keras.Model, images: np.ndarray, targets, batch_size: int = 32) -> float:

@@ -24,6 +24,7 @@ from edgecv.registry import LazyRegistry
 
 TASK_MODULES: Dict[str, str] = {  # built-in task name -> module (imported on first use)
     "classification": "edgecv.tasks.classification",
+    "embedding": "edgecv.tasks.embedding",
 }
 TASKS: "LazyRegistry[Task]" = LazyRegistry("task", TASK_MODULES)
 
@@ -96,6 +97,9 @@ class Task(ABC):
     gates: ClassVar[Tuple[GateSpec, ...]] = ()
     quality_metric: ClassVar[Optional[str]] = None  # what passes optimize; None: agreement only
     columns: ClassVar[Tuple[ColumnSpec, ...]] = ()
+    # False where the kept model cannot be fine-tuned with `loss` (its training-only head was
+    # dropped by `inference_model`): passes that train (prune, QAT, swap) are refused at planning
+    passes_can_train: ClassVar[bool] = True
     needs_targets: ClassVar[bool] = True  # False: unlabelled images are enough (agreement only)
     # Keras: the metric the trainer watches to keep the best weights, and its direction
     monitor: ClassVar[Tuple[str, str]] = ("val_loss", "min")
@@ -119,6 +123,11 @@ class Task(ABC):
     def targets(self, samples: Sequence, info: dict) -> Any:
         """Targets of `samples` as numpy, in the form `evaluate` takes."""
 
+    def eval_samples(self, index) -> list:
+        """The images every artifact and the float model are run on and judged by (retrieval also
+        needs its gallery: the embedding task adds the training split)."""
+        return list(index.val)
+
     def stratum(self, sample) -> Hashable:
         """Calibration images are drawn round-robin over strata (classes, poses ...)."""
         return sample.label if sample.label is not None else 0
@@ -134,6 +143,11 @@ class Task(ABC):
     def build_head(self, features, recipe, info: dict):
         """Keras outputs (a tensor or a list in output_spec order) on the backbone's feature map."""
         raise NotImplementedError(f"task {self.name} does not train a head (bring a model)")
+
+    def inference_model(self, keras_model):
+        """The trained model as it is kept and exported: training-only outputs (a margin head)
+        dropped. Called once after training."""
+        return keras_model
 
     def loss(self, recipe):
         raise NotImplementedError(f"task {self.name} does not train")
@@ -184,6 +198,12 @@ class Task(ABC):
 
     def agreement(self, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], info: dict) -> dict:
         """Task-level agreement of a candidate's outputs with the float model's."""
+        return {}
+
+    def agreement_with_targets(self, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], targets,
+                               info: dict) -> dict:
+        """Agreement that needs the targets too (retrieval: the candidate's queries searched in the
+        reference's gallery); merged into `agreement` when there are targets."""
         return {}
 
     def quality(self, outputs: Dict[str, np.ndarray], targets, info: dict) -> float:

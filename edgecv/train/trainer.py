@@ -124,5 +124,6 @@ def train(recipe, index: DataIndex, console: Console | None = None) -> TrainResu
         model.set_weights(state["weights"])
     for layer in model.layers:  # ready for later fine-tuning passes: everything but batch norm trainable
         layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+    task_model = task_model.with_keras(task.inference_model(model))  # e.g. a margin head dropped
     return TrainResult(task_model, history, monitor, float(state["best"]), time.perf_counter() - t0, policy,
                        type(strategy).__name__)

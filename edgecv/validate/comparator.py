@@ -82,6 +82,8 @@ def compare(task, info: dict, candidate: Dict[str, np.ndarray], targets=None,
         if isinstance(value, (int, float)) and isinstance(ref_value, (int, float)) and name != "count":
             cmp.deltas[name] = float(value) - float(ref_value)
     cmp.agreement = task.agreement(reference, candidate, info)
+    if targets is not None:
+        cmp.agreement.update(task.agreement_with_targets(reference, candidate, targets, info))
     rtols = rtols or {}
     for name in reference:
         cmp.outputs[name] = output_agreement(reference[name], candidate[name], rtols.get(name, rtols.get("*", 0.0)))
