@@ -55,6 +55,11 @@ def build(
         result = b.run(wait)
     except EdgecvError as e:
         _fail(e)
+    finish(result)
+
+
+def finish(result) -> None:
+    """Print what a build ran and each target's outcome; exit with the build's code."""
     ran = {s.stage for s in result.stages if not s.hit}
     console.print(f"stages run: {', '.join(sorted(ran)) or 'none (everything cached)'}")
     for o in result.outcomes:
@@ -322,9 +327,11 @@ def backbones():
 
 
 from edgecv.cli.engine import engine_app  # noqa: E402
+from edgecv.cli.export import export_model  # noqa: E402
 from edgecv.cli.passes import list_passes  # noqa: E402
 
 app.add_typer(engine_app, name="engine")
+app.command("export")(export_model)
 app.command("passes")(list_passes)
 
 
