@@ -155,6 +155,16 @@ def test_dynamic_input_size_needs_input_size(tmp_path):
         with_input_size(byom_recipe(tmp_path, fixed, input={"size": [32, 32]}))
 
 
+def test_export_of_a_dynamic_size_model_asks_for_the_size(tmp_path):
+    model = save_classifier(tmp_path / "dyn.keras", size=(None, None))
+    args = [model, "-t", "raspberry-pi-4", "--data", images(tmp_path / "imgs", 4), "--task", "generic",
+            "--preprocess", "none", "-o", tmp_path / "out", "--dry-run"]
+    r = export(*args)
+    assert r.exit_code == 2 and "--input-size H W" in r.output and "Traceback" not in r.output
+    r = export(*args, "--input-size", 20, 28)
+    assert r.exit_code == 0 and "train" in r.output, r.output
+
+
 def test_non_image_input_is_refused(tmp_path):
     from edgecv.models.user_model import with_input_size
 

@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import typer
 
@@ -19,7 +19,7 @@ TASK_CHOICES = "classification | keypoints | embedding | generic"
 
 def export_recipe(model: Path, data: Path, task: str, preprocess: Optional[str], architecture: Optional[str],
                   labels: Optional[Path],
-                  label_offset: Optional[int], calibration_data: Optional[Path], input_size: Optional[List[int]],
+                  label_offset: Optional[int], calibration_data: Optional[Path], input_size: Optional[Tuple[int, int]],
                   resize: str, name: Optional[str], custom_objects: Optional[str], unsafe: bool) -> dict:
     """The recipe the one-shot command stands for, as YAML-shaped data."""
     model = model.resolve()
@@ -84,7 +84,8 @@ def export_model(
                                                "auto, 1 for a file with one extra leading `background` line)"),
     calibration_data: Optional[Path] = typer.Option(None, "--calibration-data", help="images to calibrate int8 "
                                                     "on; then every --data image validates (default: a split of --data)"),
-    input_size: Optional[List[int]] = typer.Option(None, "--input-size", help="H W, for a model of dynamic input size"),
+    input_size: Optional[Tuple[int, int]] = typer.Option(None, "--input-size", help="H W: the size to build for, for "
+                                                         "a model whose input size is dynamic"),
     resize: str = typer.Option("center_crop", "--resize", help="center_crop | resize | pad"),
     name: Optional[str] = typer.Option(None, "--name", help="artifact name prefix (default: the model file's name)"),
     custom_objects: Optional[str] = typer.Option(None, "--custom-objects", help="module (package.module) defining "
@@ -101,14 +102,12 @@ def export_model(
     """Export, validate and gate a model you trained elsewhere for the target(s); no training."""
     from edgecv.cli.main import _fail, console, finish, print_plan
     from edgecv.config import load_target
-    from edgecv.errors import ConfigError, EdgecvError
+    from edgecv.errors import EdgecvError
     from edgecv.models.check import check_model_config
     from edgecv.orchestrator.plan import check_plan
     from edgecv.orchestrator.runner import Build
 
     try:
-        if input_size is not None and len(input_size) != 2:
-            raise ConfigError(f"--input-size takes two numbers, height and width; got {input_size}")
         raw = export_recipe(model, data, task, preprocess, architecture, labels, label_offset, calibration_data, input_size,
                             resize, name, custom_objects, unsafe_deserialization)
         recipe, sha = recipe_of(raw, set_)
