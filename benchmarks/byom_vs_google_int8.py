@@ -47,16 +47,20 @@ def one_repeat(it, image: np.ndarray, runs: int) -> float:
 def describe(it) -> dict:
     """What can make two int8 files of the same network differ in speed."""
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    ops = collections.Counter(op["op_name"] for op in it._get_ops_details())
+    op_list = it._get_ops_details()
+    ops = collections.Counter(op["op_name"] for op in op_list)
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
     per_channel = per_tensor = 0
-    for t in it.get_tensor_details():
-        scales = t["quantization_parameters"]["scales"]
-        if t["dtype"] == np.int8 and len(t["shape"]) == 4 and len(scales):  # conv kernels
+    for op in op_list:  # the filter of each convolution (input 1): one scale or one per output channel
+        if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(op["inputs"]) > 1:
+            scales = tensors[op["inputs"][1]]["quantization_parameters"]["scales"]
             per_channel += len(scales) > 1
             per_tensor += len(scales) == 1
+    weight_types = collections.Counter(np.dtype(tensors[op["inputs"][1]]["dtype"]).name for op in op_list
+                                       if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D"))
     return {"input": f"{np.dtype(inp['dtype']).name} {list(inp['shape'])} q={inp['quantization']}",
             "output": f"{np.dtype(out['dtype']).name} {list(out['shape'])} q={out['quantization']}",
-            "conv kernels per-channel / per-tensor": f"{per_channel} / {per_tensor}",
+            "conv filters per-channel / per-tensor": f"{per_channel} / {per_tensor} ({dict(weight_types)})",
             "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])), "op count": sum(ops.values())}
 
 

@@ -50,12 +50,14 @@ def model_format(path: Path) -> str:
 
 def model_digest(path: Path) -> str:
     """sha256 of the model's bytes (every file of a SavedModel folder): the train stage's key."""
+    from edgecv.orchestrator.keys import file_key  # cached per path, size and mtime
+
     path = Path(path)
+    if path.is_file():
+        return file_key(path)
     h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for p in files:
-        h.update(str(p.relative_to(path) if path.is_dir() else p.name).encode() + b"\0")
-        h.update(hashlib.sha256(p.read_bytes()).digest())
+    for p in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(p.relative_to(path)).encode() + b"\0" + file_key(p).encode())
     return h.hexdigest()
 
 
@@ -252,12 +254,35 @@ def model_facts(recipe) -> dict:
             "input_size": list(image_input_shape(model, m.path))}
 
 
+def declared_input_size(config: Optional[dict]) -> Optional[tuple]:
+    """(height, width) of a one-input model's image input as its config states it (no TensorFlow
+    needed: a rebuild with everything cached stays light); None where the config does not say."""
+    cfg = (config or {}).get("config")
+    if not isinstance(cfg, dict) or not cfg.get("layers"):
+        return None
+    layers = cfg["layers"]
+    if config.get("class_name") == "Sequential":
+        shape = (layers[0].get("config") or {}).get("batch_input_shape")
+    else:
+        inputs = cfg.get("input_layers") or []
+        if len(inputs) != 1:
+            return None
+        name = inputs[0][0] if isinstance(inputs[0], list) else None
+        layer = next((l for l in layers if (l.get("config") or {}).get("name") == name), None)
+        shape = ((layer or {}).get("config") or {}).get("batch_input_shape")
+    if isinstance(shape, dict):  # SavedModel metadata writes tuples as {"class_name": "__tuple__", "items": [...]}
+        shape = shape.get("items")
+    if not isinstance(shape, list) or len(shape) != 4 or shape[-1] != 3:
+        return None  # let the loaded model say what is wrong
+    return shape[1], shape[2]
+
+
 def with_input_size(recipe):
     """The recipe with `input.size` taken from the model when its input is fixed; a dynamic input
     needs `input.size`, and a stated size must match a fixed one."""
     m = recipe.model
-    model = recipe_model(recipe)
-    h, w = image_input_shape(model, m.path)
+    declared = None if m.architecture else declared_input_size(read_config(recipe.resolve(m.path)))
+    h, w = declared or image_input_shape(recipe_model(recipe), m.path)
     stated = "size" in recipe.input.model_fields_set
     if h is None or w is None:
         if not stated:
