@@ -93,7 +93,7 @@ def target_files(tmp_path_factory):
 
 
 # ---- safe loading ------------------------------------------------------------------------------
-@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+@pytest.mark.parametrize("suffix", [".keras", ".h5", ""])  # "": a SavedModel folder
 def test_lambda_layer_is_refused_naming_it_and_loads_with_the_flag(tmp_path, suffix):
     from edgecv.models.user_model import UnsafeModelError, load_user_model
 
@@ -104,6 +104,15 @@ def test_lambda_layer_is_refused_naming_it_and_loads_with_the_flag(tmp_path, suf
     assert "double_it" in msg and "--unsafe-deserialization" in msg and "--custom-objects" in msg
     loaded = load_user_model(model, unsafe=True)
     assert [l.name for l in loaded.layers if l.name == "double_it"]
+
+
+def test_a_keras_savedmodel_folder_loads_with_its_size_and_outputs(tmp_path):
+    from edgecv.models.user_model import model_facts, with_input_size
+
+    folder = save_two_outputs(tmp_path / "two_sm")
+    recipe = with_input_size(byom_recipe(tmp_path, folder))
+    assert recipe.input.size == (SIZE, SIZE)
+    assert [o["name"] for o in model_facts(recipe)["outputs"]] == ["embedding", "score"]
 
 
 def test_export_refuses_a_lambda_model_without_a_traceback(tmp_path):
