@@ -6,7 +6,9 @@ Made for the "bring your own model" check: the ImageNet MobileNetV2 h5 exported 
 repeats are interleaved (A, B, A, B, ...) so machine load hits both alike, and the medians over
 repeats of each repeat's median are compared. It also prints what differs between the two files
 where latency can come from: input/output types and quantization, per-channel or per-tensor
-weights, and the op counts.
+weights, and the op counts. With `--build DIR` it also measures each file's top-1 agreement with the
+build's float reference on the build's validation images (the reference file's extra leading
+classes, e.g. Google's background class 0, are dropped).
 
     python benchmarks/byom_vs_google_int8.py build/raspberry-pi-4/<name>_int8.tflite \
         ../shared/models/mobilenet_v2_1.0_224_quant.tflite --threads 4
@@ -70,6 +72,41 @@ def pixels(it, seed: int = 0) -> np.ndarray:
     return (img - 128).astype(np.int8) if inp["dtype"] == np.int8 else img.astype(inp["dtype"])
 
 
+def validation_set(build: Path, target: str) -> tuple[list[str], np.ndarray]:
+    """The build's validation image paths (from its cached index) and its float reference scores."""
+    import json
+
+    manifest = json.loads((build / target / "manifest.json").read_text())
+    index = json.loads((build / ".cache" / "index" / manifest["stage_keys"]["index"] / "index.json").read_text())
+    reference = np.load(build / "reference.npz")
+    scores = next(reference[k] for k in reference.files if k.startswith("output:"))
+    return [s["path"] for s in index["val"]], scores
+
+
+def top1(it, images: np.ndarray, n_classes: int) -> np.ndarray:
+    """Top-1 class per image over the last `n_classes` outputs (drops a leading background class)."""
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    result = []
+    for img in images:
+        batch = img[None].astype(np.int16)
+        it.set_tensor(inp["index"], (batch - 128).astype(np.int8) if inp["dtype"] == np.int8 else batch.astype(inp["dtype"]))
+        it.invoke()
+        scores = it.get_tensor(out["index"])[0]
+        result.append(int(np.argmax(scores[len(scores) - n_classes:])))
+    return np.array(result)
+
+
+def agreement(models: dict, build: Path, target: str, resize: str) -> None:
+    from edgecv.data.images import load_batch
+
+    paths, reference = validation_set(build, target)
+    ref_top1 = reference.argmax(1)
+    for k, it in models.items():
+        size = tuple(int(d) for d in it.get_input_details()[0]["shape"][1:3])
+        agree = float((top1(it, load_batch(paths, size, resize), reference.shape[1]) == ref_top1).mean())
+        print(f"{k:9s} top-1 agreement with the float reference on {len(paths)} validation images: {agree:.4f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("ours", type=Path, help="edgecv's int8 .tflite")
@@ -77,6 +114,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--repeats", type=int, default=15, help="interleaved repeats")
     p.add_argument("--runs", type=int, default=20, help="invocations per repeat")
+    p.add_argument("--build", type=Path, help="also measure top-1 agreement on this build's validation images")
+    p.add_argument("--target", default="raspberry-pi-4", help="the target folder whose manifest names the index")
+    p.add_argument("--resize", default="center_crop", help="the build's resize policy")
     a = p.parse_args()
 
     models = {"edgecv": load(a.ours, a.threads), "reference": load(a.reference, a.threads)}
@@ -94,6 +134,8 @@ def main() -> None:
         print(f"{k:9s} {path.name}: median {result[k]:.2f} ms (repeat medians spread {spread:.0f}%), "
               f"{path.stat().st_size / 1e6:.2f} MB")
     print(f"ratio edgecv / reference: {result['edgecv'] / result['reference']:.3f}")
+    if a.build:
+        agreement(models, a.build, a.target, a.resize)
     for k, it in models.items():
         print(f"\n{k}:")
         for field, value in describe(it).items():

@@ -35,5 +35,10 @@ def unlabelled_index(data_cfg, resolve, info: dict) -> DataIndex:
         train, skipped = readable_images(resolve(data_cfg.train))
         val, more = readable_images(resolve(data_cfg.val))
         skipped += more
+        shared = {str(p.resolve()) for p in train} & {str(p.resolve()) for p in val}
+        if shared:
+            raise DataError(f"{len(shared)} image(s) are both calibration and validation images (e.g. "
+                            f"{sorted(shared)[0]}): calibrating on the images that judge the artifact flatters it; "
+                            "give a separate calibration folder, or none (a split of --data)")
     return DataIndex({**info, "labelled": False}, [Sample(str(p)) for p in train], [Sample(str(p)) for p in val],
                      skipped)
