@@ -313,3 +313,15 @@ def test_classification_of_a_user_model_needs_labels(tmp_path):
     r = export(model, "-t", "raspberry-pi-4", "--data", images(tmp_path / "imgs", 4), "--preprocess", "tf",
                "-o", tmp_path / "out")
     assert r.exit_code == 2 and "--labels FILE" in r.output
+
+
+def test_calibration_images_must_not_be_validation_images(tmp_path):
+    from edgecv.config.recipe import DataConfig
+    from edgecv.data.unlabelled import unlabelled_index
+    from edgecv.errors import DataError
+
+    folder = images(tmp_path / "imgs", 6)
+    index = unlabelled_index(DataConfig(root=folder, val_fraction=0.5), lambda p: p, {})
+    assert len(index.train) == len(index.val) == 3 and not {s.path for s in index.train} & {s.path for s in index.val}
+    with pytest.raises(DataError, match="both calibration and validation"):
+        unlabelled_index(DataConfig(train=folder, val=folder), lambda p: p, {})
