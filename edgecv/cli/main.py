@@ -79,7 +79,6 @@ def build(
     """Train the recipe's model and build, validate and gate every artifact of the target(s)."""
     from edgecv.config import list_targets
     from edgecv.orchestrator.runner import load_build
-    from edgecv.report.table import print_summary
 
     try:
         with capture_native(out_dir / "build.log", verbose) as native:
@@ -94,6 +93,14 @@ def build(
             result = b.run(wait)
     except EdgecvError as e:
         _fail(e, log=out_dir / "build.log")
+    finish(result, wide)
+
+
+def finish(result, wide: bool = False) -> None:
+    """Print each target's table (stdout), what the build ran and each outcome (stderr); exit
+    with the build's code."""
+    from edgecv.report.table import print_summary
+
     for o in result.outcomes:
         if o.report is not None:
             print_summary(o.report, out, wide=wide, notes=console)
@@ -407,9 +414,11 @@ def backbones():
 
 
 from edgecv.cli.engine import engine_app  # noqa: E402
+from edgecv.cli.export import export_model  # noqa: E402
 from edgecv.cli.passes import list_passes  # noqa: E402
 
 app.add_typer(engine_app, name="engine")
+app.command("export")(export_model)
 app.command("passes")(list_passes)
 from edgecv.cli.features import register as register_feature_commands  # noqa: E402
 

@@ -55,11 +55,50 @@ class HeadConfig(Strict):
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
 
 
+class PreprocessConfig(Strict):
+    """Explicit input normalization of a user's model: `pixel * scale + offset` or
+    `(pixel - mean) / std` (pixel 0..255), each a number or one per channel in `channel_order`."""
+
+    scale: Optional[Union[float, list[float]]] = None
+    offset: Optional[Union[float, list[float]]] = None
+    mean: Optional[Union[float, list[float]]] = None
+    std: Optional[Union[float, list[float]]] = None
+    channel_order: Literal["rgb", "bgr"] = Field("rgb", description="the channel order the model expects")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "PreprocessConfig":
+        affine = self.scale is not None or self.offset is not None
+        standard = self.mean is not None or self.std is not None
+        if affine == standard:
+            raise ValueError("give either `scale` (and `offset`) or `mean` and `std`")
+        if standard and (self.mean is None or self.std is None):
+            raise ValueError("give both `mean` and `std`")
+        for name in ("scale", "offset", "mean", "std"):
+            v = getattr(self, name)
+            if isinstance(v, list) and len(v) != 3:
+                raise ValueError(f"`{name}` needs one value or three (one per channel), got {len(v)}")
+        return self
+
+
 class ModelConfig(Strict):
     backbone: str = "MobileNetV2"
     alpha: Optional[float] = Field(None, description="width multiplier (MobileNet families)")
     weights: str = Field("imagenet", description="imagenet | none | path to a keras-applications h5 (no_top)")
     head: HeadConfig = HeadConfig()
+    # bring your own model: not trained, it is the float reference every artifact is compared with
+    path: Optional[Path] = Field(None, description="a trained model: .keras file, Keras h5 or SavedModel folder")
+    preprocess: Optional[Union[str, PreprocessConfig]] = Field(
+        None, description="with `path`: the model's input normalization, a keras-applications family "
+        "(mobilenet_v2, resnet50, efficientnet, ...) or {scale, offset} / {mean, std} with channel_order")
+    architecture: Optional[str] = Field(None, description="with `path`: the keras.applications model a weights-only "
+                                        "h5 belongs to (MobileNetV2, ResNet50, ...; `alpha` for width)")
+    labels: Optional[Path] = Field(None, description="with `path`, classification: class names, one per line")
+    label_offset: Optional[int] = Field(None, ge=0, description="output i is labels line i + N (default: "
+                                        "0, or 1 when the file has one extra leading `background` line)")
+    custom_objects: Optional[str] = Field(None, description="with `path`: module (package.module) whose "
+                                          "`custom_objects` dict or public classes the model needs")
+    unsafe_deserialization: bool = Field(False, description="with `path`: load Lambda layers (runs code stored "
+                                         "in the model file: only for models you trust)")
 
 
 class AugmentConfig(Strict):
@@ -138,6 +177,28 @@ class Recipe(Strict):
             cls.options_model.model_validate(self.task_options)
         except ValueError as e:
             raise ValueError(f"task_options for task {self.task}: {e}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _user_model(self) -> "Recipe":
+        m = self.model
+        own = {"preprocess", "architecture", "labels", "label_offset", "custom_objects", "unsafe_deserialization"}
+        if m.path is None:
+            given = sorted(own & m.model_fields_set)
+            if given:
+                raise ValueError(f"model.{given[0]} only applies to a model given by `model.path`")
+            return self
+        if "train" in self.model_fields_set:
+            raise ValueError("model.path is a trained model and is not trained again: remove the `train` section")
+        trained_keys = sorted({"backbone", "weights", "head"} & m.model_fields_set)
+        if trained_keys:
+            raise ValueError(f"model.{trained_keys[0]} describes a model edgecv trains; with `model.path` remove it")
+        if "alpha" in m.model_fields_set and m.architecture is None:
+            raise ValueError("model.alpha with `model.path` needs model.architecture (a keras.applications model)")
+        if m.preprocess is None and m.architecture is None:
+            raise ValueError("model.path needs `model.preprocess`: the model's input normalization, a family name "
+                             "(mobilenet_v2, resnet50, efficientnet, ...), `none` (it normalizes inside), or "
+                             "{scale, offset} / {mean, std} with channel_order, so that artifacts take pixels")
         return self
 
     def make_task(self):

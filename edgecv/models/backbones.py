@@ -38,6 +38,10 @@ class Normalization:
     def to_json(self) -> dict:
         return {"mode": self.mode, "matrix": self.matrix.tolist(), "bias": self.bias.tolist()}
 
+    @classmethod
+    def from_json(cls, d: dict) -> "Normalization":
+        return cls(d["mode"], np.asarray(d["matrix"], np.float64), np.asarray(d["bias"], np.float64))
+
 
 def normalization(mode: str) -> Normalization:
     eye = np.eye(3)

@@ -37,6 +37,9 @@ class TaskModel:
     # pass's quantization wrappers); such models are saved as h5, which tfmot's wrappers load from.
     load_scope: Optional[str] = None
     task_options: dict = field(default_factory=dict)
+    # a user's model (bring your own model): what loading it again needs
+    custom_objects: Optional[str] = None
+    unsafe_deserialization: bool = False
 
     def make_task(self):
         from edgecv.tasks import get_task
@@ -78,11 +81,14 @@ class TaskModel:
             "info": self.info,
             "input_size": list(self.input_size),
             "normalization": self.normalization.mode,
+            "normalization_params": self.normalization.to_json(),
             "backbone": self.backbone,
             "backbone_layers": self.backbone_layers,
         }
         if self.load_scope:
             meta["load_scope"] = self.load_scope
+        if self.custom_objects or self.unsafe_deserialization:
+            meta.update(custom_objects=self.custom_objects, unsafe_deserialization=self.unsafe_deserialization)
         (folder / "model.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
@@ -96,15 +102,22 @@ class TaskModel:
             with getattr(importlib.import_module(module), func)():
                 model = keras.models.load_model(folder / "model.h5", compile=False)
         else:
-            model = keras.models.load_model(folder / "model.keras", compile=False)
-        return cls(model, meta["task"], meta["info"], tuple(meta["input_size"]), normalization(meta["normalization"]),
-                   meta["backbone"], meta["backbone_layers"], scope, meta.get("task_options", {}))
+            from edgecv.models.user_model import custom_object_scope
+
+            unsafe = meta.get("unsafe_deserialization", False)
+            with custom_object_scope(meta.get("custom_objects")):
+                model = keras.models.load_model(folder / "model.keras", compile=False, safe_mode=not unsafe)
+        params = meta.get("normalization_params")
+        norm = Normalization.from_json(params) if params else normalization(meta["normalization"])
+        return cls(model, meta["task"], meta["info"], tuple(meta["input_size"]), norm, meta["backbone"],
+                   meta["backbone_layers"], scope, meta.get("task_options", {}), meta.get("custom_objects"),
+                   meta.get("unsafe_deserialization", False))
 
 
 def normalization_layer(norm: Normalization) -> Optional[keras.layers.Layer]:
     if norm.mode == "none":
         return None
-    if norm.mode == "caffe":  # channel flip + mean: a fixed 1x1 convolution
+    if not np.allclose(norm.matrix, np.diag(np.diag(norm.matrix))):  # channels mixed (RGB->BGR): a 1x1 convolution
         return keras.layers.Conv2D(3, 1, trainable=False, name=NORMALIZE_LAYER,
                                    kernel_initializer=keras.initializers.Constant(norm.matrix.T.reshape(1, 1, 3, 3)),
                                    bias_initializer=keras.initializers.Constant(norm.bias))

@@ -23,6 +23,13 @@ def resolve_weights(weights: str, resolve) -> Optional[str]:
 def check_model_config(recipe):
     """Backbone, width, input size and weights file, checked before any work. Returns (spec, weights)."""
     m = recipe.model
+    if m.path is not None:  # a user's model: no backbone to check; its preprocessing must be known
+        from edgecv.models.preprocess import user_normalization
+        from edgecv.models.user_model import model_format
+
+        model_format(recipe.resolve(m.path))
+        user_normalization(m.preprocess or m.architecture)
+        return None, None
     try:
         spec = get_backbone(m.backbone)
     except KeyError as e:

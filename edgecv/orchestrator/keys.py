@@ -54,21 +54,44 @@ def file_key(path: Path) -> str:
     return file_sha256(str(path), st.st_size, st.st_mtime_ns)
 
 
+USER_MODEL_KEYS = ("path", "preprocess", "architecture", "labels", "label_offset", "custom_objects",
+                   "unsafe_deserialization")
+
+
+def user_model_fields(recipe) -> dict:
+    """A user's model section with its files by content: the model's bytes and its labels'."""
+    from edgecv.models.user_model import model_digest
+
+    m = recipe.model
+    fields = m.model_dump(mode="json", exclude={"backbone", "alpha", "weights", "head"})
+    fields["path"] = model_digest(recipe.resolve(m.path))
+    if m.labels is not None and recipe.resolve(m.labels).is_file():
+        fields["labels"] = file_key(recipe.resolve(m.labels))
+    return fields
+
+
 def index_key(recipe) -> str:
     d = recipe.data
     roots = [d.root] if d.root is not None else [d.train, d.val]
     annotations = file_key(recipe.resolve(d.annotations)) if d.annotations and recipe.resolve(d.annotations).is_file() \
         else None
+    # a user's model's outputs and labels are part of the index's info
+    user_model = {"user_model": user_model_fields(recipe)} if recipe.model.path is not None else {}
     return stable_hash({"stage": "index", "task": recipe.task, "task_options": recipe.task_options,
-                        "data": d.model_dump(mode="json"), "annotations": annotations,
+                        "data": d.model_dump(mode="json"), "annotations": annotations, **user_model,
                         "folders": [folder_digest(recipe.resolve(r)) for r in roots], "edgecv": edgecv.__version__})
 
 
 def train_key(recipe, idx_key: str) -> str:
     sections = recipe.model_dump(mode="json", include={"task", "task_options", "input", "model", "augment", "train"})
     weights = recipe.model.weights
-    if weights not in ("imagenet", "none") and recipe.resolve(weights).is_file():
-        sections["model"]["weights"] = file_key(recipe.resolve(weights))  # the bytes, not the path
+    if recipe.model.path is not None:  # loaded, not trained: keyed by the model file's bytes
+        sections = {"task": recipe.task, "task_options": recipe.task_options, "input": sections["input"],
+                    "model": user_model_fields(recipe)}
+    else:  # keys of recipes that train stay what they were before models could be brought
+        sections["model"] = {k: v for k, v in sections["model"].items() if k not in USER_MODEL_KEYS}
+        if weights not in ("imagenet", "none") and recipe.resolve(weights).is_file():
+            sections["model"]["weights"] = file_key(recipe.resolve(weights))  # the bytes, not the path
     return stable_hash({"stage": "train", "recipe": sections, "index": idx_key, "versions": versions(TRAIN_LIBS)})
 
 

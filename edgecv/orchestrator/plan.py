@@ -100,3 +100,16 @@ def check_plan(targets, task=None, recipe_gates=None) -> None:
                                     f"{task.name}'s kept model has no training head to train with; drop the pass")
     if problems:
         raise ConfigError("the plan cannot be built:\n  - " + "\n  - ".join(problems))
+
+
+def check_untrainable_passes(targets, why: str) -> None:
+    """Passes that train (prune, qat, swap) need labelled images; reject them when `why` says there
+    are none."""
+    from edgecv.passes.base import parse_pass_config
+
+    problems = [f"target {t.name}, artifact {a.name}: pass {parse_pass_config(raw)[0].name} trains, and {why}"
+                for t in targets for a in t.artifacts for raw in a.passes
+                if parse_pass_config(raw)[0].needs & {"train_data", "teacher"}]
+    if problems:
+        raise ConfigError("the plan cannot be built:\n  - " + "\n  - ".join(problems)
+                          + "\n  use class sub-folders named after the model's labels, or targets without these passes")

@@ -35,7 +35,8 @@ from edgecv.models.check import check_model_config
 from edgecv.orchestrator import assemble
 from edgecv.orchestrator.cache import StageCache
 from edgecv.orchestrator.lock import BuildLock
-from edgecv.orchestrator.plan import STAGES, BuildKeys, StageRecord, artifact_keys, check_plan, plan_rows
+from edgecv.orchestrator.plan import (STAGES, BuildKeys, StageRecord, artifact_keys, check_plan,
+                                      check_untrainable_passes, plan_rows)
 from edgecv.orchestrator.stages import export as export_stage
 from edgecv.orchestrator.stages import index as index_stage
 from edgecv.orchestrator.stages import passes as passes_stage
@@ -82,6 +83,10 @@ class Build:
     def __init__(self, recipe: Recipe, targets: list[Target], out_root: Path, console: Console, *,
                  gates: bool = True, recipe_sha256: str = "", force: frozenset = frozenset(),
                  regen_reference: bool = False, native: Optional[NativeOutput] = None):
+        if recipe.model.path is not None:  # a user's model: input size read from it
+            from edgecv.models.user_model import with_input_size
+
+            recipe = with_input_size(recipe)
         self.recipe, self.targets, self.console, self.gates = recipe, targets, console, gates
         self.native = native  # where converters' own output goes (None: wherever fds 1 and 2 point)
         self.steps = progress_steps(console)
@@ -161,6 +166,10 @@ class Build:
         return batches
 
     def normalization_json(self) -> dict:
+        if self.recipe.model.path is not None:
+            from edgecv.models.preprocess import user_normalization
+
+            return user_normalization(self.recipe.model.preprocess or self.recipe.model.architecture).to_json()
         return normalization(get_backbone(self.recipe.model.backbone).normalization).to_json()
 
     def preprocessing(self, index: DataIndex, input_size=None, artifact_sizes=None) -> dict:
@@ -264,6 +273,9 @@ class Build:
             with self.log_scope():
                 index = index_stage.run(self)
                 self.info = index.info
+                if index.info.get("labelled") is False:
+                    check_untrainable_passes(self.targets, f"the images in {self.recipe.data.root or self.recipe.data.val} "
+                                             "are unlabelled")
                 calib = select_calibration(index, self.recipe.calibration, self.recipe.resolve,
                                            stratum=self.task.stratum)
             outcomes = []

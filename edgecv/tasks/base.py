@@ -25,6 +25,7 @@ from edgecv.registry import LazyRegistry
 TASK_MODULES: Dict[str, str] = {  # built-in task name -> module (imported on first use)
     "classification": "edgecv.tasks.classification",
     "embedding": "edgecv.tasks.embedding",
+    "generic": "edgecv.tasks.generic",
 }
 TASKS: "LazyRegistry[Task]" = LazyRegistry("task", TASK_MODULES)
 

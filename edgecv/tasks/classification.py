@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from edgecv.errors import ConfigError
 from edgecv.tasks.base import ColumnSpec, GateSpec, MetricSpec, OutputSpec, Task, drop_gate
 
 OUTPUT = "probabilities"
@@ -65,9 +66,20 @@ class Classification(Task):
     def read_data(self, recipe):
         from edgecv.data.index import build_index
 
+        if recipe.model.path is not None:  # a user's classifier: its labels file names the classes
+            from edgecv.data.user_labels import user_classification_index
+            from edgecv.models.user_model import model_facts
+
+            outputs = model_facts(recipe)["outputs"]
+            if len(outputs) != 1 or len(outputs[0]["shape"]) != 2:
+                raise ConfigError(f"model {recipe.model.path}: classification needs one [N, classes] output, it has "
+                                  f"{[o['shape'] for o in outputs]}; use --task generic to compare any outputs")
+            return user_classification_index(recipe, int(outputs[0]["shape"][1]))
         return build_index(recipe.data, recipe.resolve)
 
-    def targets(self, samples: Sequence, info: dict) -> np.ndarray:
+    def targets(self, samples: Sequence, info: dict) -> Optional[np.ndarray]:
+        if any(s.label is None for s in samples):  # unlabelled images: judged by agreement only
+            return None
         return np.array([s.label for s in samples], np.int64)
 
     # ---- model ---------------------------------------------------------------------------------

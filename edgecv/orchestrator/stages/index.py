@@ -24,5 +24,7 @@ def run(b) -> DataIndex:
     what = f"{len(index.classes)} classes, " if index.classes else ""
     b.console.print(f"[bold]data[/]: {what}{len(index.train)} train / {len(index.val)} val"
                     + (f", [yellow]{len(index.skipped)} unreadable skipped[/]" if index.skipped else "")
+                    + (" (unlabelled: judged by agreement with the float model)"
+                       if index.info.get("labelled") is False else "")
                     + (" (cached)" if hit is not None else ""))
     return index

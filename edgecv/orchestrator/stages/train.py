@@ -24,6 +24,8 @@ def _run(b, index):
     hit = b.hit("train", key)
     if hit is not None:
         model = TaskModel.load(hit / "model")
+    elif b.recipe.model.path is not None:
+        model = load_user(b, index, key)
     else:
         from edgecv.train.trainer import train
 
@@ -36,4 +38,20 @@ def _run(b, index):
             (tmp / "train.json").write_text(json.dumps(meta, indent=2))
         model = result.model
     b.record("train", key, hit is not None, t0)
+    return model
+
+
+def load_user(b, index, key: str):
+    """Bring your own model: the user's model wrapped to take pixels, cached like a trained one."""
+    from edgecv.models.user_model import build_user_task_model, model_digest
+
+    t0 = time.perf_counter()
+    path = b.recipe.resolve(b.recipe.model.path)
+    model = build_user_task_model(b.recipe, index.info, b.task)
+    meta = {"key": key, "seconds": time.perf_counter() - t0, "loaded_from": str(path),
+            "model_sha256": model_digest(path), "trained": False}
+    with b.cache.put("train", key) as tmp:
+        model.save(tmp / "model")
+        (tmp / "train.json").write_text(json.dumps(meta, indent=2))
+    b.console.print(f"  loaded {path.name} (not trained: it is the float reference)")
     return model

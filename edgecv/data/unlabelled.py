@@ -1,0 +1,44 @@
+"""Images without labels (bring your own model): every image under a folder, class sub-folders or
+not, split into a calibration pool (`train`) and the validation images, seeded. Artifacts are then
+judged by agreement with the float model only."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from edgecv.data.index import DataIndex, Sample, _check_readable, _image_files
+from edgecv.errors import DataError
+
+
+def readable_images(root: Path) -> tuple[list[Path], list]:
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist: fix `data` in the recipe (edgecv export: --data)")
+    ok, skipped = _check_readable(_image_files(root))
+    if not ok:
+        raise DataError(f"data folder {root} has no readable images (.jpg, .png, .bmp, ...)")
+    return ok, skipped
+
+
+def unlabelled_index(data_cfg, resolve, info: dict) -> DataIndex:
+    """`root` split by val_fraction, or `train` (calibration images) and `val` as given."""
+    if data_cfg.root is not None:
+        paths, skipped = readable_images(resolve(data_cfg.root))
+        paths = sorted(paths)
+        random.Random(data_cfg.seed).shuffle(paths)
+        n_val = max(1, round(len(paths) * data_cfg.val_fraction))
+        if n_val >= len(paths):
+            raise DataError(f"data folder {resolve(data_cfg.root)} has {len(paths)} image(s): at least 2 are needed "
+                            "(calibration and validation images must differ)")
+        train, val = paths[n_val:], paths[:n_val]
+    else:
+        train, skipped = readable_images(resolve(data_cfg.train))
+        val, more = readable_images(resolve(data_cfg.val))
+        skipped += more
+        shared = {str(p.resolve()) for p in train} & {str(p.resolve()) for p in val}
+        if shared:
+            raise DataError(f"{len(shared)} image(s) are both calibration and validation images (e.g. "
+                            f"{sorted(shared)[0]}): calibrating on the images that judge the artifact flatters it; "
+                            "give a separate calibration folder, or none (a split of --data)")
+    return DataIndex({**info, "labelled": False}, [Sample(str(p)) for p in train], [Sample(str(p)) for p in val],
+                     skipped)
