@@ -24,6 +24,7 @@ from edgecv.registry import LazyRegistry
 
 TASK_MODULES: Dict[str, str] = {  # built-in task name -> module (imported on first use)
     "classification": "edgecv.tasks.classification",
+    "keypoints": "edgecv.tasks.keypoints",
 }
 TASKS: "LazyRegistry[Task]" = LazyRegistry("task", TASK_MODULES)
 
@@ -134,6 +135,9 @@ class Task(ABC):
     def build_head(self, features, recipe, info: dict):
         """Keras outputs (a tensor or a list in output_spec order) on the backbone's feature map."""
         raise NotImplementedError(f"task {self.name} does not train a head (bring a model)")
+
+    def register_keras_objects(self) -> None:
+        """Import the module that registers this task's own Keras layers, so a saved model loads."""
 
     def loss(self, recipe):
         raise NotImplementedError(f"task {self.name} does not train")
