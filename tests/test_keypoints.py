@@ -339,3 +339,13 @@ def test_bench_keypoint_artifact_without_tensorflow(built, dots, val_folder, no_
     res = json.loads(js.read_text())
     assert "tensorflow" not in res["device"]["libraries"] and res["latency"]["p50_ms"] > 0
     assert res["metrics"]["count"] == len(report["task_info"]["preview_images"]) and "nme" in res["metrics"]
+
+
+def test_soft_argmax_decodes_a_peaked_heatmap_to_its_cell_centre():
+    from edgecv.tasks.keypoint_heads import SoftArgmax2D
+
+    logits = np.full((1, 4, 8, 2), -30.0, np.float32)
+    logits[0, 1, 6, 0] = 30.0  # point 0: row 1, column 6 of a 4x8 map
+    logits[0, :, :, 1] = 0.0   # point 1: flat map, the expectation is the image centre
+    out = SoftArgmax2D()(logits).numpy()
+    np.testing.assert_allclose(out[0], [[6.5 / 8, 1.5 / 4], [0.5, 0.5]], atol=1e-5)

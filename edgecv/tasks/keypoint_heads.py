@@ -43,15 +43,21 @@ def regression_head(features, k: int, name: str, dropout: float = 0.0):
 @keras.utils.register_keras_serializable(package="edgecv")
 class SoftArgmax2D(keras.layers.Layer):
     """[N, h, w, K] heatmap logits -> [N, K, 2]: the expected (x, y) under each map's softmax, with
-    cell (i, j) at ((j + 0.5) / w, (i + 0.5) / h). No weights: nothing for a pass to prune or train."""
+    cell (i, j) at ((j + 0.5) / w, (i + 0.5) / h). No weights: nothing for a pass to prune or train.
+
+    The expectation is taken about the image centre, 0.5 + sum p (g - 0.5), which equals sum p g in
+    float. In int8 the softmax's 1/256 steps drop some probability mass: about the origin that pulls
+    every point towards (0, 0), about the centre only slightly inwards. Measured on face_keypoints
+    (692 validation frames, MobileNetV2 at 128 px, float NME 0.0577): int8 TFLite NME 0.0797 about
+    the origin, 0.0602 about the centre; dividing by the kept mass as well gave 0.0609."""
 
     def call(self, logits):
         h, w, k = logits.shape[1], logits.shape[2], logits.shape[3]
         flat = tf.transpose(tf.reshape(logits, [-1, h * w, k]), [0, 2, 1])  # [N, K, h*w]
         probs = tf.nn.softmax(flat, axis=-1)
         ys, xs = np.meshgrid((np.arange(h) + 0.5) / h, (np.arange(w) + 0.5) / w, indexing="ij")
-        grid = tf.constant(np.stack([xs.ravel(), ys.ravel()], axis=1), probs.dtype)  # [h*w, 2]
-        points = tf.matmul(tf.reshape(probs, [-1, h * w]), grid)  # one plain MatMul in every format
+        offsets = tf.constant(np.stack([xs.ravel(), ys.ravel()], axis=1) - 0.5, probs.dtype)  # [h*w, 2]
+        points = tf.matmul(tf.reshape(probs, [-1, h * w]), offsets) + 0.5  # one plain MatMul in every format
         return tf.reshape(points, [-1, k, 2])
 
     def compute_output_shape(self, input_shape):
