@@ -349,3 +349,33 @@ def test_soft_argmax_decodes_a_peaked_heatmap_to_its_cell_centre():
     logits[0, :, :, 1] = 0.0   # point 1: flat map, the expectation is the image centre
     out = SoftArgmax2D()(logits).numpy()
     np.testing.assert_allclose(out[0], [[6.5 / 8, 1.5 / 4], [0.5, 0.5]], atol=1e-5)
+
+
+PASSES_TARGET = """
+description: prune, qat and swap on a keypoint model
+runtime: {threads: 1, batch: 1}
+artifacts:
+  - {name: pruned, format: tflite, precision: fp32,
+     passes: [{name: prune, sparsity: 0.5, epochs: 1, learning_rate: 0.001}]}
+  - {name: qat, format: tflite, precision: int8, io_dtype: uint8,
+     passes: [{name: qat, epochs: 1, learning_rate: 0.0001}]}
+  - {name: student, format: tflite, precision: fp32,
+     passes: [{name: swap, backbone: MobileNet, alpha: 0.25, input_size: 32, weights: none, epochs: 1,
+               warmup_epochs: 0}]}
+"""
+
+
+def test_passes_train_a_heatmap_keypoint_model_through_the_task(recipe_path, tmp_path):
+    """Pruning, QAT (the soft-argmax output fake-quantized) and distillation to another backbone use
+    the task's loss and data, and their artifacts are judged by NME."""
+    from edgecv.cli.main import app
+
+    target = tmp_path / "passes.yaml"
+    target.write_text(PASSES_TARGET)
+    out = tmp_path / "build"
+    res = CliRunner().invoke(app, ["build", "-t", str(target), "-r", str(recipe_path), "-o", str(out), "--no-gates",
+                                   "--set", "task_options.head=heatmap", "--set", "train.finetune.epochs=1"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "passes" / "report.json").read_text())
+    for a in report["artifacts"]:
+        assert a["status"] == "ok" and a["metrics"]["nme"] >= 0 and a["passes"], a.get("error")

@@ -280,8 +280,8 @@ class Keypoints(Task):
         from edgecv._keras import tf
         from edgecv.tasks.keypoint_heads import masked_l1
 
-        hard = masked_l1(y_true, student)
-        soft = tf.reduce_mean(tf.abs(student - teacher))
+        hard = tf.reduce_mean(masked_l1(y_true, student))
+        soft = tf.reduce_mean(tf.abs(tf.cast(student, tf.float32) - tf.cast(teacher, tf.float32)))
         return (1.0 - weight) * hard + weight * soft, hard, soft
 
     def serving_outputs(self, outputs: Dict, images, info: dict) -> Dict:
