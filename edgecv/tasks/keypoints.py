@@ -26,6 +26,8 @@ FAILURE_RATE = MetricSpec("failure_rate", False, "", "share of images with NME a
                           ".3f")
 MEAN_DISTANCE = MetricSpec("point_error_px_mean", False, " px", "mean distance from the float model's points, "
                            "pixels of the input", ".3f")
+P99_DISTANCE = MetricSpec("point_error_px_p99", False, " px", "99th percentile of the distances from the float "
+                          "model's points, pixels of the input", ".3f")
 MAX_DISTANCE = MetricSpec("point_error_px_max", False, " px", "largest distance from the float model's points, "
                           "pixels of the input", ".3f")
 
@@ -125,6 +127,7 @@ def point_agreement(reference: np.ndarray, candidate: np.ndarray, input_size: Se
     ref, cand = np.asarray(reference, np.float64), np.asarray(candidate, np.float64).reshape(np.shape(reference))
     d = np.linalg.norm((cand - ref) * np.array([w, h], np.float64), axis=-1)
     return {"point_error_px_mean": float(d.mean()) if d.size else float("nan"),
+            "point_error_px_p99": float(np.percentile(d, 99)) if d.size else float("nan"),
             "point_error_px_max": float(d.max()) if d.size else float("nan")}
 
 
@@ -133,7 +136,7 @@ class Keypoints(Task):
     description = "K points per image from a CSV or COCO keypoints file; (x, y) in [0, 1] of the input out"
     options_model = KeypointOptions
     metrics = (NME, FAILURE_RATE)
-    agreement_metrics = (MEAN_DISTANCE, MAX_DISTANCE)
+    agreement_metrics = (MEAN_DISTANCE, P99_DISTANCE, MAX_DISTANCE)
     gates = (
         GateSpec("nme_max", "metrics", "nme", "max", description="NME on the validation split"),
         drop_gate(NME),
@@ -146,6 +149,7 @@ class Keypoints(Task):
         ColumnSpec("delta", "Δ NME", "deltas", "nme", "+.4f"),
         ColumnSpec("fail", "fail", "metrics", "failure_rate", ".3f", short=False),
         ColumnSpec("px_mean", "px mean", "agreement", "point_error_px_mean", ".2f"),
+        ColumnSpec("px_p99", "px p99", "agreement", "point_error_px_p99", ".2f", short=False),
         ColumnSpec("px_max", "px max", "agreement", "point_error_px_max", ".2f"),
     )
     monitor = ("val_nme", "min")
