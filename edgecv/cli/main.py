@@ -149,17 +149,26 @@ def validate(
     data: Path = typer.Option(..., "--data", help="folder of images, or of class sub-folders for accuracy"),
     labels: Optional[Path] = typer.Option(None, "--labels", help="labels file, one per line (default: labels.txt beside the artifact)"),
     label_offset: Optional[int] = typer.Option(None, "--label-offset", help="output i is label line i+N (default: auto)"),
-    resize: str = typer.Option("center_crop", "--resize", help="how images meet the input size: center_crop | "
-                               "resize | pad (as preprocessing.json says for edgecv's artifacts)"),
+    resize: Optional[str] = typer.Option(None, "--resize", help="how images meet the input size: center_crop | "
+                                         "resize | pad (default: center_crop, or what the artifact's keypoints.json "
+                                         "names; preprocessing.json says it for edgecv's artifacts)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads the runtime may use (default: its own)"),
     top_k: int = typer.Option(3, "--top-k", help="predictions shown per image with --per-image"),
     per_image: bool = typer.Option(False, "--per-image", help="also print every image's top-k predictions"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the result as JSON (every image included)"),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="keypoint artifacts: a CSV "
+                                               "`image,x0,y0,...` in pixels or COCO keypoints JSON for --data"),
 ):
-    """Evaluate any classifier artifact on an image folder (third-party TFLite models included)."""
+    """Evaluate any classifier artifact on an image folder (third-party TFLite models included), or a
+    keypoint artifact on images with --annotations (NME, failure rate, error per keypoint)."""
     from edgecv.runtimes import RuntimeUnavailable, load_runtime
     from edgecv.validate.folder import default_labels, evaluate_folder, read_labels
 
+    if annotations is not None:
+        from edgecv.cli.keypoints import validate_keypoints
+
+        return validate_keypoints(artifact, data, annotations, resize, threads, json_out, out, _fail)
+    resize = resize or "center_crop"
     try:
         if not artifact.exists():
             raise EdgecvError(f"{artifact}: no such file or folder")
@@ -207,8 +216,11 @@ def bench(
     batch: List[int] = typer.Option([1], "--batch", help="batch size; repeatable"),
     labels: Optional[Path] = typer.Option(None, "--labels", help="labels file, one per line, to score --data class "
                                           "sub-folders (default: labels.txt beside the artifact)"),
-    resize: str = typer.Option("center_crop", "--resize", help="how --data images meet the input size: "
-                               "center_crop | resize | pad"),
+    resize: Optional[str] = typer.Option(None, "--resize", help="how --data images meet the input size: "
+                                         "center_crop | resize | pad (default: center_crop; a keypoint artifact's "
+                                         "keypoints.json names its own)"),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="keypoint artifacts: CSV or COCO "
+                                               "keypoints for --data, gives NME"),
     runs: int = typer.Option(50, "--runs", help="at least this many timed runs per batch size"),
     seconds: float = typer.Option(2.0, "--seconds", help="and at least this long"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the result (merge it with `edgecv report --merge`)"),
@@ -221,7 +233,8 @@ def bench(
         if not artifact.exists():
             raise EdgecvError(f"{artifact}: no such file or folder")
         with capture_native(Path(tempfile.gettempdir()) / "edgecv-bench.log"):  # the runtime's own start-up lines
-            res = run_bench(artifact, data, random_inputs, threads, batch, labels, resize, runs, seconds)
+            res = run_bench(artifact, data, random_inputs, threads, batch, labels, resize, runs, seconds,
+                            annotations=annotations)
     except (EdgecvError, ValueError) as e:
         _fail(e if isinstance(e, EdgecvError) else EdgecvError(str(e)))
     t = Table(title=f"{artifact.name} on {res['device']['cpu']} ({res['device']['cpu_count']} cores), "
@@ -249,6 +262,8 @@ def bench(
     if res["accuracy"]:
         top5 = "" if res["accuracy"]["top5"] is None else f", top-5 {res['accuracy']['top5']:.2f}%"
         out.print(f"accuracy top-1 {res['accuracy']['top1']:.2f}%{top5} on {res['accuracy']['images']} images")
+    if "nme" in res["metrics"]:
+        out.print(f"NME {res['metrics']['nme']:.4f}, failure rate {res['metrics']['failure_rate']:.3f}")
     if json_out:
         json_out.write_text(json.dumps(res, indent=2))
         out.print(f"wrote {json_out}")

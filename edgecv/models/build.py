@@ -94,6 +94,9 @@ class TaskModel:
     @classmethod
     def load(cls, folder: Path) -> "TaskModel":
         meta = json.loads((folder / "model.json").read_text())
+        from edgecv.tasks import get_task
+
+        get_task(meta["task"], meta.get("task_options", {})).register_keras_objects()  # a head's own layers
         scope = meta.get("load_scope")
         if scope:
             import importlib
@@ -164,5 +167,7 @@ def build_task_model(recipe, info: dict, task=None) -> TaskModel:
     backbone_layers = [l.name for l in base.layers if l.name not in upstream and not isinstance(l, keras.layers.InputLayer)]
     outputs = task.build_head(base.output, recipe, info)
     model = keras.Model(inputs, outputs, name=f"{recipe.name}_{task.name}")
+    in_model = {l.name for l in model.layers}  # a head may read an earlier layer: the rest is cut off
+    backbone_layers = [n for n in backbone_layers if n in in_model]
     return TaskModel(model, recipe.task, dict(info), (h, w), norm, spec.name, backbone_layers,
                      task_options=dict(recipe.task_options))

@@ -145,6 +145,8 @@ def quantize_model(keras_model: keras.Model) -> keras.Model:
             return q.quantize_annotate_layer(layer, quantize_config=objs["DepthwiseQuantizeConfig"]())
         if layer.name in after_depthwise:
             return q.quantize_annotate_layer(layer, quantize_config=after_depthwise[layer.name]())
+        if getattr(layer, "quantize_output_only", False):  # a task's weightless layer (keypoint soft-argmax)
+            return q.quantize_annotate_layer(layer, quantize_config=objs["OutputQuantizeConfig"]())
         return q.quantize_annotate_layer(layer)
 
     annotated = keras.models.clone_model(base, clone_function=annotate)

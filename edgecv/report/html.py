@@ -9,7 +9,7 @@ from functools import lru_cache
 
 from edgecv.report.outputs import (artifact_rows, as_report, column_specs, device_name, device_result,
                                    latency_provenance, reference_line, report_notes, report_task, report_verdict)
-from edgecv.report.plots import plots, pyplot, svg  # noqa: F401  (pyplot, svg: what tasks' report_plots use)
+from edgecv.report.plots import plots, pyplot
 
 
 # text marks, not emoji: they render in every font a headless browser or a CI viewer has
@@ -87,4 +87,4 @@ def html_report(report) -> str:
         created=report.created, edgecv_version=report.edgecv_version)
 
 
-__all__ = ["html_report", "plots", "pyplot", "svg"]
+__all__ = ["html_report", "plots"]

@@ -26,6 +26,7 @@ TASK_MODULES: Dict[str, str] = {  # built-in task name -> module (imported on fi
     "classification": "edgecv.tasks.classification",
     "embedding": "edgecv.tasks.embedding",
     "generic": "edgecv.tasks.generic",
+    "keypoints": "edgecv.tasks.keypoints",
 }
 TASKS: "LazyRegistry[Task]" = LazyRegistry("task", TASK_MODULES)
 
@@ -149,6 +150,9 @@ class Task(ABC):
         """The trained model as it is kept and exported: training-only outputs (a margin head)
         dropped. Called once after training."""
         return keras_model
+
+    def register_keras_objects(self) -> None:
+        """Import the module that registers this task's own Keras layers, so a saved model loads."""
 
     def loss(self, recipe):
         raise NotImplementedError(f"task {self.name} does not train")

@@ -32,10 +32,18 @@ def describe_device() -> dict:
 
 
 def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Optional[int], batches: Sequence[int],
-          labels_file: Optional[Path] = None, resize_policy: str = "center_crop", min_runs: int = 50,
-          min_seconds: float = 2.0, seed: int = 0, runtime_options: Optional[dict] = None) -> dict:
+          labels_file: Optional[Path] = None, resize_policy: Optional[str] = None, min_runs: int = 50,
+          min_seconds: float = 2.0, seed: int = 0, runtime_options: Optional[dict] = None,
+          annotations: Optional[Path] = None) -> dict:
     from edgecv.runtimes.base import detect_format
     from edgecv.validate.folder import default_labels, evaluate_folder, read_labels
+    from edgecv.validate.keypoint_folder import keypoint_inputs, keypoint_sidecar
+
+    keypoint_info = keypoint_sidecar(artifact)
+    if annotations is not None or keypoint_info is not None:  # a keypoint artifact: NME instead of accuracy
+        policy = resize_policy or (keypoint_info or {}).get("resize") or "resize"
+    else:
+        resize_policy = resize_policy or "center_crop"
 
     fmt = detect_format(artifact)
     if data is None and not random_inputs:
@@ -49,6 +57,8 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
             return np.random.default_rng(seed).integers(0, 256, (16, h, w, 3), dtype=np.uint8)
         from edgecv.data.images import load_batch
 
+        if annotations is not None or keypoint_info is not None:
+            return keypoint_inputs(rt, data, annotations, keypoint_info, policy, found)
         names = read_labels(labels_file or default_labels(artifact)) if (labels_file or default_labels(artifact)) else None
         ev = evaluate_folder(rt, data, names, resize_policy)
         found["eval"] = ev
@@ -63,6 +73,8 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
         accuracy = {"top1": ev.accuracy, "top5": ev.top5_accuracy, "images": len(ev.images),
                     "skipped": len(ev.skipped or [])}
         metrics = {"accuracy": ev.accuracy, **({"top5_accuracy": ev.top5_accuracy} if ev.top5_accuracy is not None else {})}
+    if "keypoints" in found:
+        metrics = {k: v for k, v in found["keypoints"].metrics.items() if isinstance(v, (int, float))}
     from edgecv.files import tree_sha256
 
     return {
