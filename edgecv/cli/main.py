@@ -11,18 +11,37 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgecv.errors import EdgecvError
+from edgecv.cli.errors import App, set_debug
+from edgecv.cli.errors import fail as _fail
+from edgecv.errors import EdgecvError, InputError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
-                  help="Fine-tune a vision model and build validated, optimized artifacts for edge targets.")
+app = App(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+          help="Fine-tune a vision model and build validated, optimized artifacts for edge targets.")
 # Wide enough for the summary table when output goes to a file or CI log (rich assumes 80 there)
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 out = Console(width=None if sys.stdout.isatty() else 160)
 
 
-def _fail(e: EdgecvError) -> None:
-    console.print(f"[red]error:[/] {e}")
-    raise typer.Exit(e.exit_code)
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="show the traceback of an error (for bug reports)")):
+    set_debug(debug)
+
+
+def _warn(message: str) -> None:
+    console.print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
+
+
+def _input_size(text: Optional[str]) -> Optional[tuple[int, int]]:
+    """`--input-size 224` or `224x160` (height x width)."""
+    if text is None:
+        return None
+    try:
+        parts = [int(v) for v in text.lower().replace(",", "x").split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise InputError(f"--input-size {text!r}: give HEIGHTxWIDTH (e.g. 224x224) or one number for a square")
+    return (parts[0], parts[-1])
 
 
 @app.command()
@@ -46,7 +65,7 @@ def build(
     try:
         names = [n for n, _ in list_targets(recipe.parent)] if all_targets else target
         if not names:
-            raise EdgecvError("name at least one --target (see `edgecv targets`) or pass --all")
+            raise InputError("name at least one --target (see `edgecv targets`) or pass --all")
         b = load_build(recipe, names, out_dir, set_, console, gates=not no_gates, force=frozenset(force),
                        regen_reference=regen_reference)
         if dry_run:
@@ -57,6 +76,7 @@ def build(
         _fail(e)
     ran = {s.stage for s in result.stages if not s.hit}
     console.print(f"stages run: {', '.join(sorted(ran)) or 'none (everything cached)'}")
+    console.print(result.cache_summary())
     for o in result.outcomes:
         style = {"ok": "green", "gates_failed": "red", "failed": "red"}[o.status]
         console.print(f"[{style}]{o.target}: {o.status}[/]" + (f" — report: {o.report_path}" if o.report_path else ""))
@@ -94,25 +114,34 @@ def validate(
     artifact: Path = typer.Argument(..., help=".tflite file or SavedModel folder"),
     data: Path = typer.Option(..., "--data", help="folder of images, or of class sub-folders for accuracy"),
     labels: Optional[Path] = typer.Option(None, "--labels", help="labels file, one per line (default: labels.txt beside the artifact)"),
-    label_offset: Optional[int] = typer.Option(None, "--label-offset", help="output i is label line i+N (default: auto)"),
+    label_offset: Optional[int] = typer.Option(None, "--label-offset", help="output i is label line i+N (default 0; "
+                                               "1 for the 1001-line ImageNet labels file)"),
     resize: str = typer.Option("center_crop", "--resize", help="center_crop | resize | pad"),
     threads: Optional[int] = typer.Option(None, "--threads"),
     top_k: int = typer.Option(3, "--top-k"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the result as JSON"),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW for a model that accepts any size "
+                                             "(default: preprocessing.json beside it)"),
 ):
     """Evaluate any classifier artifact on an image folder (third-party TFLite models included)."""
-    from edgecv.runtimes import RuntimeUnavailable, load_runtime
+    from edgecv.build_folder import check_before_use, sidecar_input_size
+    from edgecv.files import atomic_write_text, ensure_writable
+    from edgecv.runtimes import load_runtime
     from edgecv.validate.folder import default_labels, evaluate_folder, read_labels
 
     try:
         if not artifact.exists():
-            raise EdgecvError(f"{artifact}: no such file or folder")
+            raise InputError(f"{artifact}: no such file or folder")
+        check_before_use(artifact, _warn)
+        if json_out:
+            ensure_writable(json_out)
         labels = labels or default_labels(artifact)
         names = read_labels(labels) if labels else None
-        with load_runtime(artifact, threads=threads) as rt:
-            res = evaluate_folder(rt, data, names, resize, label_offset, top_k)
-    except (EdgecvError, ValueError, RuntimeUnavailable) as e:  # e.g. Core ML off macOS: a message, not a traceback
-        _fail(e if isinstance(e, EdgecvError) else EdgecvError(str(e)))
+        size = _input_size(input_size) or sidecar_input_size(artifact)
+        with load_runtime(artifact, threads=threads, input_size=size) as rt:
+            res = evaluate_folder(rt, data, names, resize, label_offset, top_k, warn=_warn)
+    except ValueError as e:  # e.g. an unknown file type: a message, not a traceback
+        _fail(InputError(str(e)))
     t = Table(title=f"{artifact.name} on {data} (label offset {res.offset})")
     t.add_column("image")
     t.add_column(f"top-{top_k}")
@@ -125,7 +154,7 @@ def validate(
     for p, why in res.skipped:
         console.print(f"[yellow]skipped unreadable image[/] {p}: {why}")
     if json_out:
-        json_out.write_text(json.dumps(res.__dict__, indent=2, default=str))
+        atomic_write_text(json_out, json.dumps(res.__dict__, indent=2, default=str))
 
 
 @app.command()
@@ -140,16 +169,24 @@ def bench(
     runs: int = typer.Option(50, "--runs", help="at least this many timed runs per batch size"),
     seconds: float = typer.Option(2.0, "--seconds", help="and at least this long"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the result (merge it with `edgecv report --merge`)"),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW for a model that accepts any size "
+                                             "(default: preprocessing.json beside it)"),
 ):
     """Measure an artifact on this machine: latency percentiles, memory, load time, accuracy with --data."""
+    from edgecv.build_folder import check_before_use
+    from edgecv.files import atomic_write_text, ensure_writable
     from edgecv.validate.bench import bench as run_bench
 
     try:
         if not artifact.exists():
-            raise EdgecvError(f"{artifact}: no such file or folder")
-        res = run_bench(artifact, data, random_inputs, threads, batch, labels, resize, runs, seconds)
-    except (EdgecvError, ValueError) as e:
-        _fail(e if isinstance(e, EdgecvError) else EdgecvError(str(e)))
+            raise InputError(f"{artifact}: no such file or folder")
+        check_before_use(artifact, _warn)
+        if json_out:  # before measuring: results must not be lost after the table is printed
+            ensure_writable(json_out)
+        res = run_bench(artifact, data, random_inputs, threads, batch, labels, resize, runs, seconds,
+                        input_size=_input_size(input_size), warn=_warn)
+    except ValueError as e:
+        _fail(InputError(str(e)))
     t = Table(title=f"{artifact.name} on {res['device']['cpu']} ({res['device']['cpu_count']} cores), "
                     f"{res['runtime'].get('library')}, threads {threads or 'default'}")
     for col in ("batch", "runs", "p50 ms", "p90 ms", "p99 ms", "mean ms", "images/s"):
@@ -166,7 +203,7 @@ def bench(
         top5 = "" if res["accuracy"]["top5"] is None else f", top-5 {res['accuracy']['top5']:.2f}%"
         out.print(f"accuracy top-1 {res['accuracy']['top1']:.2f}%{top5} on {res['accuracy']['images']} images")
     if json_out:
-        json_out.write_text(json.dumps(res, indent=2))
+        atomic_write_text(json_out, json.dumps(res, indent=2))
         out.print(f"wrote {json_out}")
 
 
@@ -180,7 +217,7 @@ def report(
 
     try:
         if not merge:
-            raise EdgecvError("nothing to do: pass --merge RESULT.json")
+            raise InputError("nothing to do: pass --merge RESULT.json")
         failures = merge_files(report_json, merge)
     except EdgecvError as e:
         _fail(e)
@@ -201,23 +238,20 @@ def gate(
     update_baseline: bool = typer.Option(False, "--update-baseline", help="accept the report as the new baseline"),
 ):
     """Regression gate for CI: fail (exit 1) when accuracy, latency or size regressed past the tolerances."""
-    import shutil
+    from edgecv.build_folder import check_before_use
+    from edgecv.files import atomic_write_bytes
+    from edgecv.validate.regression import Tolerances, compare_reports, read_report
 
-    from edgecv.validate.regression import Tolerances, compare_reports
-
-    if not report_json.is_file():
-        _fail(EdgecvError(f"--report {report_json}: not found"))
+    check_before_use(report_json, _warn)
+    current = read_report(report_json, "--report")
     if update_baseline:
-        shutil.copyfile(report_json, baseline)
+        atomic_write_bytes(baseline, report_json.read_bytes())
         out.print(f"baseline {baseline} updated from {report_json}")
         raise typer.Exit(0)
-    if not baseline.is_file():
-        _fail(EdgecvError(f"--baseline {baseline}: not found; accept a first one with --update-baseline"))
+    if not baseline.exists():
+        _fail(InputError(f"--baseline {baseline}: not found; accept a first one with --update-baseline"))
     tol = Tolerances(max_accuracy_drop, max_latency_growth, max_size_growth, latency_stat)
-    from edgecv.results import load_report
-
-    findings = compare_reports(load_report(json.loads(baseline.read_text())),
-                               load_report(json.loads(report_json.read_text())), tol)
+    findings = compare_reports(read_report(baseline, "--baseline", like=current), current, tol)
     for f in findings:
         out.print(("[green]ok  [/] " if f.passed else "[red]FAIL[/] ") + f.message)
     failed = [f for f in findings if not f.passed]
