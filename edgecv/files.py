@@ -140,15 +140,24 @@ def walk_files(top: Path, onerror: Optional[Callable[[OSError], None]] = None) -
                 yield Path(dirpath) / name
 
 
-def unusable_name(path: Path) -> Optional[str]:
-    """Why a file found in a folder listing cannot be used by name, or None: a name that is not
-    UTF-8 (it could not be written to labels, reports or calibration lists), a broken link, a loop."""
+def name_problem(name: str) -> Optional[str]:
+    """Why a file or folder name cannot be written into labels, reports or calibration lists (not
+    UTF-8, or a control character such as a newline), or None."""
     try:
-        os.fsencode(path).decode("utf-8")
+        os.fsencode(name).decode("utf-8")
     except UnicodeDecodeError:
-        return "file name is not valid UTF-8: rename the file"
-    if any(ord(c) < 32 for c in str(path)):
-        return "file name contains a control character (newline, tab ...): rename the file"
+        return "name is not valid UTF-8: rename it"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "name contains a control character (newline, tab ...): rename it"
+    return None
+
+
+def unusable_name(path: Path) -> Optional[str]:
+    """Why a file found in a folder listing cannot be used, or None: a bad name, a link loop, a
+    broken link."""
+    why = name_problem(str(path))
+    if why:
+        return f"file {why}"
     try:
         os.stat(path)
     except OSError as e:

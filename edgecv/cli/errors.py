@@ -2,8 +2,9 @@
 unless `edgecv --debug` (or EDGECV_DEBUG=1) asks for it.
 
 Exit codes: 0 ok, 1 a gate failed, 2 bad input or usage (missing or malformed file, unwritable
-path, wrong option), 3 an artifact or target failed to build, 4 edgecv itself failed (a bug:
-rerun with --debug and report the traceback), 130 interrupted.
+path, wrong option), 3 an artifact or target failed to build, 4 `engine build` without TensorRT
+or a GPU here, 5 edgecv itself failed (a bug: rerun with --debug and report the traceback), 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from rich.markup import escape
 from edgecv.errors import EdgecvError
 from edgecv.files import explain_write_error, is_write_error
 
-BUG_EXIT = 4
+BUG_EXIT = 5
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-_debug = {"on": os.environ.get("EDGECV_DEBUG", "") not in ("", "0")}
+_debug = {"on": False}
 
 
 def set_debug(on: bool) -> None:
-    _debug["on"] = _debug["on"] or on
+    """`edgecv --debug` (or EDGECV_DEBUG=1): print the traceback of any error as well."""
+    _debug["on"] = on or os.environ.get("EDGECV_DEBUG", "") not in ("", "0")
 
 
 def fail(e: EdgecvError) -> None:

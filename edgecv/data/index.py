@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from edgecv.data.images import IMAGE_EXTENSIONS, ImageDecodeError, load_rgb
 from edgecv.errors import DataError
-from edgecv.files import unusable_name, walk_files
+from edgecv.files import name_problem, unusable_name, walk_files
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,9 @@ class DataIndex:
 
 def check_class_name(folder: Path) -> None:
     """A class name becomes a line of labels.txt and a report key: one printable UTF-8 line."""
-    why = unusable_name(Path(folder.name))
-    if why and "symbolic link" not in why and "cannot be read" not in why:
-        raise DataError(f"class folder {os.fsencode(folder)!r}: {why.replace('file', 'folder')}")
+    why = name_problem(folder.name)
+    if why:
+        raise DataError(f"class folder {os.fsencode(folder)!r}: folder {why}")
 
 
 def _check_class_link(root: Path, d: Path) -> None:

@@ -104,6 +104,7 @@ class Build:
         self.pass_models: dict[str, object] = {}
         self.reference_sha256 = ""
         self._model = None
+        self._index: Optional[DataIndex] = None
         self._failed: dict[str, EdgecvError] = {}  # shared stage -> its error, raised again, never retried
         self._eval: dict[tuple, tuple[np.ndarray, object]] = {}
         self._reference: Optional[dict] = None
@@ -147,7 +148,7 @@ class Build:
         return self._model
 
     def train_info(self) -> dict:
-        return train_stage.info(self)
+        return train_stage.info(self, self._index)
 
     def reference(self, index: DataIndex) -> dict:
         if self._reference is None:
@@ -209,6 +210,8 @@ class Build:
         exp_dir = export_stage.run(self, spec, target, akeys, index, calib, sidecar_dir=out_dir)
         self._publish(exp_dir, out_dir)
         if spec.passes:
+            if self.cache.get("passes", akeys["passes"]) is None:  # damaged while its export was cached: recompute
+                passes_stage.run(self, spec, akeys, index, calib)
             entry["passes"] = passes_stage.reports(self, akeys)
         if (exp_dir / "not_built.json").is_file():
             nb = json.loads((exp_dir / "not_built.json").read_text())
@@ -286,7 +289,7 @@ class Build:
         ensure_dir(self.out_root)
         with BuildLock(self.out_root, wait_seconds):
             publish.mark_build_folder(self.out_root)
-            index = index_stage.run(self)
+            index = self._index = index_stage.run(self)
             self.info = index.info
             calib = select_calibration(index, self.recipe.calibration, self.recipe.resolve, stratum=self.task.stratum)
             wanted = self.recipe.calibration.size

@@ -82,7 +82,7 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
         "artifact": {"path": str(artifact), "name": artifact.name, "format": fmt, "sha256": tree_sha256(artifact),
                      "size_bytes": m["size_bytes"], "gzip_bytes": m["gzip_bytes"]},
         "device": describe_device(),
-        "inputs": "random uint8" if data is None else str(data),
+        "inputs": "random uint8" if data is None else str(data), "input_size": m["input_size"],
         "threads": threads, "runtime": m["runtime"], "load_seconds": m["load_seconds"], "memory": m["memory"],
         "latency": m["latency"], "latency_by_batch": m["latency_by_batch"], "accuracy": accuracy,
         "metrics": metrics,
