@@ -63,14 +63,13 @@ class TargetOutcome:
 class BuildResult:
     outcomes: list[TargetOutcome]
     stages: list[StageRecord] = field(default_factory=list)
+    rejected: list = field(default_factory=list)  # cache entries found damaged (and recomputed)
 
     @property
     def exit_code(self) -> int:
         """0 ok; 1 a gate failed; 3 an artifact or target failed to build."""
         statuses = {o.status for o in self.outcomes}
         return 3 if "failed" in statuses else 1 if "gates_failed" in statuses else 0
-
-    rejected: list = field(default_factory=list)  # cache entries found damaged (and recomputed)
 
     def ran(self, stage: str) -> list[StageRecord]:
         return [s for s in self.stages if s.stage == stage and not s.hit]
