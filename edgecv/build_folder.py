@@ -20,8 +20,8 @@ from edgecv.files import tree_sha256
 BUILD_MARKER = ".edgecv-build"  # in <out>: edgecv made this folder, so `clean` may prune its cache
 INCOMPLETE = ".incomplete"  # in a target folder while it is being written
 MANIFEST = "manifest.json"
-# Rewritten by `edgecv report --merge` after the build: described by the manifest, not hashed in it
-REPORT_FILES = ("report.json", "report.html", "junit.xml", "summary.md")
+# Rewritten by `edgecv report --merge` after the build, or a log of it: not hashed in the manifest
+REPORT_FILES = ("report.json", "report.html", "junit.xml", "summary.md", "build.log")
 
 
 def folder_files(folder: Path) -> dict[str, str]:

@@ -367,7 +367,7 @@ def test_names_that_would_escape_the_build_folder_are_refused(project, tmp_path,
     out = tmp_path / "deep" / "out"
     r = runner.invoke(app, ["build", "-t", str(target), "-r", str(recipe), "-o", str(out), *sets])
     assert r.exit_code == 2 and "cannot be a file name" in r.output, r.output
-    assert not (tmp_path / "escaped").exists() and not out.exists()
+    assert not (tmp_path / "escaped").exists() and not (out / ".cache").exists()
 
 
 # ---- 8. gate misuse ------------------------------------------------------------------------------------

@@ -14,9 +14,10 @@ from edgecv.errors import InputError
 from edgecv.files import read_json
 from edgecv.report.outputs import report_task
 from edgecv.results import Report
-from edgecv.validate.gates import check_gates
+from edgecv.validate.gates import check_gates, task_gate_table
 
-DEVICE_FIELDS = ("created", "device", "threads", "runtime", "load_seconds", "memory", "latency", "latency_by_batch",
+DEVICE_FIELDS = ("created", "device", "threads", "runtime", "load_seconds", "first_inference_ms", "memory", "latency",
+                 "latency_by_batch",
                  "accuracy", "metrics")
 
 
@@ -57,6 +58,12 @@ def merge_device_results(report: Report, results: list[dict]) -> list[str]:
                            if isinstance(report.reference.metrics.get(k), (int, float))}
         gates = Gates(**{**target_gates, **{k: v for k, v in overrides.get(entry.name, {}).items() if v is not None}})
         entry.gates = check_gates(view, gates.limits(), task, gates.tolerances, source="device")
+        table = task_gate_table(task)
+        for g in entry.gates:  # only numbers the device measured are the device's; the rest stay the build's
+            spec = table.get(g.gate)
+            from_device = spec is not None and (spec.source == "latency" or (
+                spec.source in ("metrics", "deltas") and spec.key in measured))
+            g.source = "device" if from_device else "build"
         failures += [g.message for g in entry.gates if g.passed is False]
     return failures
 
