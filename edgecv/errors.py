@@ -1,4 +1,6 @@
-"""Errors a user can act on. The CLI prints their message without a traceback."""
+"""Errors a user can act on. The CLI prints their message without a traceback and exits with the
+error's code (README, "Exit codes"): 1 a gate failed, 2 bad input or usage, 3 an artifact or
+target failed to build."""
 
 
 class EdgecvError(Exception):
@@ -7,20 +9,28 @@ class EdgecvError(Exception):
     exit_code = 3
 
 
-class ConfigError(EdgecvError):
+class InputError(EdgecvError):
+    """A command was given something it cannot use (a missing or malformed file, a wrong option):
+    the message names the file or option and what to do."""
+
+    exit_code = 2
+
+
+class ConfigError(InputError):
     """A recipe or target file is wrong: the message names the file, the key and the fix."""
 
-    exit_code = 2
 
-
-class DataError(EdgecvError):
+class DataError(InputError):
     """The dataset cannot be used: missing root, empty class, no readable images."""
-
-    exit_code = 2
 
 
 class ConversionError(EdgecvError):
     """A converter rejected the model; the message says which converter and why."""
+
+
+class StageFailed(EdgecvError):
+    """A stage every artifact needs (index, training, reference) failed: the build stops for the
+    target instead of retrying the stage once per artifact."""
 
 
 class GateFailure(EdgecvError):

@@ -5,35 +5,78 @@ A build killed at any moment leaves either the old file or the new one, never ha
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Optional
 
-from edgecv.errors import EdgecvError
-
-
-class OutputError(EdgecvError):
-    exit_code = 2
+from edgecv.errors import InputError
 
 
-def _explain(path: Path, e: OSError) -> OutputError:
-    import errno
+class OutputError(InputError):
+    """A file could not be written (disk full, read-only, permission): exit 2, the path named."""
 
-    if e.errno == errno.ENOSPC:
+
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def is_write_error(e: BaseException) -> bool:
+    """A full, read-only or forbidden destination (not a bug, not a missing input)."""
+    return isinstance(e, OSError) and e.errno in WRITE_ERRNOS
+
+
+def explain_write_error(path: Path, e: OSError) -> OutputError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return OutputError(f"disk full while writing {path}: free space or choose another --out folder")
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputError(f"cannot write {path}: permission denied; choose a writable --out folder")
-    return OutputError(f"cannot write {path}: {e.strerror}")
+    if e.errno == errno.EROFS:
+        return OutputError(f"cannot write {path}: the file system is read-only; choose a writable folder")
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return OutputError(f"cannot write {path}: permission denied; choose a writable folder")
+    return OutputError(f"cannot write {path}: {e.strerror or e}")
+
+
+def ensure_writable(path: Path) -> None:
+    """Fail before any work when `path` (a file to be written) cannot be created: a benchmark
+    must not lose its results after measuring. Creates and removes a temporary file beside it."""
+    path = Path(path)
+    ensure_dir(path.parent)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise explain_write_error(path, e) from None
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder; give a file name")
+
+
+def read_json(path: Path, what: str = "file") -> object:
+    """A JSON file's content, or an InputError naming the file and what is wrong with it."""
+    import json
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"{what} {path}: not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} {path}: is a folder, not a JSON file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{what} {path}: cannot be read ({e})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{what} {path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
 
 
 def ensure_dir(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise _explain(path, e) from None
+        raise explain_write_error(path, e) from None
     return path
 
 
@@ -54,7 +97,7 @@ def atomic_path(final: Path, is_dir: bool = False) -> Iterator[Path]:
         else:
             os.replace(target, final)
     except OSError as e:
-        raise _explain(final, e) from None
+        raise explain_write_error(final, e) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -85,3 +128,42 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def walk_files(top: Path, onerror: Optional[Callable[[OSError], None]] = None) -> Iterator[Path]:
+    """Every file name under `top` (broken links included), sorted, hidden entries skipped. Links to
+    folders are not followed: a link to a parent folder would loop or pull in the whole disk."""
+    for dirpath, dirnames, filenames in os.walk(top, onerror=onerror):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not os.path.islink(os.path.join(dirpath, d)))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def name_problem(name: str) -> Optional[str]:
+    """Why a file or folder name cannot be written into labels, reports or calibration lists (not
+    UTF-8, or a control character such as a newline), or None."""
+    try:
+        os.fsencode(name).decode("utf-8")
+    except UnicodeDecodeError:
+        return "name is not valid UTF-8: rename it"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "name contains a control character (newline, tab ...): rename it"
+    return None
+
+
+def unusable_name(path: Path) -> Optional[str]:
+    """Why a file found in a folder listing cannot be used, or None: a bad name, a link loop, a
+    broken link."""
+    why = name_problem(str(path))
+    if why:
+        return f"file {why}"
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if os.path.islink(path):
+            return f"broken symbolic link (to {os.readlink(path)})"
+        return f"cannot be read: {e.strerror}"
+    return None

@@ -80,4 +80,4 @@ def test_bench_needs_data_or_random(tmp_path):
     model = tmp_path / "m.tflite"
     model.write_bytes(b"x")
     r = CliRunner().invoke(app, ["bench", str(model)])
-    assert r.exit_code == 3 and "--random" in r.output
+    assert r.exit_code == 2 and "--random" in r.output

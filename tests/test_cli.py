@@ -53,4 +53,4 @@ def test_validate_flat_folder_prints_predictions(tmp_path, tiny_model, tiny_cali
 
 def test_validate_missing_artifact(tmp_path):
     r = runner.invoke(app, ["validate", str(tmp_path / "nope.tflite"), "--data", str(tmp_path)])
-    assert r.exit_code == 3 and "no such file" in r.output
+    assert r.exit_code == 2 and "no such file" in r.output  # input error (README exit codes)

@@ -277,7 +277,7 @@ def test_cli_validate_explains_instead_of_a_traceback(variants, tmp_path):
     from edgecv.cli.main import app
 
     r = CliRunner().invoke(app, ["validate", str(variants["none"].path), "--data", str(tmp_path)])
-    assert r.exit_code == 3 and "macOS" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 2 and "macOS" in r.output and "Traceback" not in r.output
 
 
 def test_build_records_structural_validation_and_no_numbers(tiny_recipe_path, tmp_path):

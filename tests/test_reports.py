@@ -102,7 +102,7 @@ def test_too_tight_gate_fails_the_build(built):
 def test_regression_gate_catches_injected_regressions(built, tmp_path):
     base = built[0] / "report.json"
     runner = CliRunner()
-    assert runner.invoke(app, ["gate", "--report", str(base), "--baseline", str(tmp_path / "none.json")]).exit_code == 3
+    assert runner.invoke(app, ["gate", "--report", str(base), "--baseline", str(tmp_path / "none.json")]).exit_code == 2
     r = runner.invoke(app, ["gate", "--report", str(base), "--baseline", str(tmp_path / "b.json"), "--update-baseline"])
     assert r.exit_code == 0 and (tmp_path / "b.json").is_file()
     assert runner.invoke(app, ["gate", "--report", str(base), "--baseline", str(tmp_path / "b.json")]).exit_code == 0
@@ -152,7 +152,7 @@ def test_merge_device_results_rechecks_gates(built, tmp_path):
     res["artifact"]["sha256"] = "0" * 64
     (tmp_path / "other.json").write_text(json.dumps(res))
     r = CliRunner().invoke(app, ["report", str(report), "--merge", str(tmp_path / "other.json")])
-    assert r.exit_code == 3 and "not an artifact of this build" in r.output
+    assert r.exit_code == 2 and "not an artifact of this build" in r.output
 
 
 def test_diagnose_ranks_layers_of_a_built_int8_artifact(built, tmp_path):
@@ -165,11 +165,11 @@ def test_diagnose_ranks_layers_of_a_built_int8_artifact(built, tmp_path):
     assert len(layers) >= 3 and errors == sorted(errors, reverse=True)  # worst first
     assert any("tiny_conv" in name for l in layers for name in l["layers"])
     r = CliRunner().invoke(app, ["diagnose", str(out_dir / "tiny_fp32.tflite")])
-    assert r.exit_code == 3 and "is fp32" in r.output
+    assert r.exit_code == 2 and "is fp32" in r.output
     lone = tmp_path / "lone.tflite"
     shutil.copyfile(out_dir / "tiny_int8.tflite", lone)
     r = CliRunner().invoke(app, ["diagnose", str(lone)])
-    assert r.exit_code == 3 and "not inside an edgecv build folder" in r.output
+    assert r.exit_code == 2 and "not inside an edgecv build folder" in r.output
 
 
 def test_schema_file_is_generated_from_the_typed_results():

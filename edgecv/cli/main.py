@@ -17,12 +17,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgecv.cli.conventions import HELP_OPTIONS, version_callback
-from edgecv.errors import EdgecvError
+from edgecv.cli.errors import App, set_debug
+from edgecv.errors import EdgecvError, InputError
 from edgecv.terminal import NativeOutput, log_tail
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
-                  context_settings=HELP_OPTIONS,
-                  help="Fine-tune a vision model and build validated, optimized artifacts for edge targets.")
+app = App(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+          context_settings=HELP_OPTIONS,
+          help="Fine-tune a vision model and build validated, optimized artifacts for edge targets.")
 # Wide enough for --wide tables when output goes to a file or CI log (rich assumes 80 there),
 # unless COLUMNS says how wide
 console = Console(stderr=True, width=None if sys.stderr.isatty() or "COLUMNS" in os.environ else 160)
@@ -33,8 +34,10 @@ out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 
 def main_options(
     version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
                                  help="print edgecv's version and exit"),
+    debug: bool = typer.Option(False, "--debug", help="show the traceback of an error (for bug reports)"),
 ):
     """Fine-tune a vision model and build validated, optimized artifacts for edge targets."""
+    set_debug(debug)
 
 
 def _fail(e: EdgecvError, log: Optional[Path] = None) -> None:
@@ -42,6 +45,23 @@ def _fail(e: EdgecvError, log: Optional[Path] = None) -> None:
     if log_tail(log):
         console.print(f"[dim]TensorFlow's and the converters' own output: {log} (or run again with -v)[/]")
     raise typer.Exit(e.exit_code)
+
+
+def _warn(message: str) -> None:
+    console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+
+def _input_size(text: Optional[str]) -> Optional[tuple[int, int]]:
+    """`--input-size 224` or `224x160` (height x width)."""
+    if text is None:
+        return None
+    try:
+        parts = [int(v) for v in text.lower().replace(",", "x").split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise InputError(f"--input-size {text!r}: give HEIGHTxWIDTH (e.g. 224x224) or one number for a square")
+    return (parts[0], parts[-1])
 
 
 @contextmanager
@@ -84,7 +104,7 @@ def build(
         with capture_native(out_dir / "build.log", verbose) as native:
             names = [n for n, _ in list_targets(recipe.parent)] if all_targets else target
             if not names:
-                raise EdgecvError("name at least one --target (see `edgecv targets`) or pass --all")
+                raise InputError("name at least one --target (see `edgecv targets`) or pass --all")
             b = load_build(recipe, names, out_dir, set_, console, gates=not no_gates, force=frozenset(force),
                            regen_reference=regen_reference, native=native)
             if dry_run:
@@ -106,6 +126,7 @@ def finish(result, wide: bool = False) -> None:
             print_summary(o.report, out, wide=wide, notes=console)
     ran = {s.stage for s in result.stages if not s.hit}
     console.print(f"[dim]stages run: {', '.join(sorted(ran)) or 'none (everything cached)'}[/]")
+    console.print(f"[dim]{result.cache_summary()}[/]")
     for o in result.outcomes:
         if o.report is None:
             console.print(f"[red]{o.target}: failed[/]")
@@ -148,7 +169,8 @@ def validate(
     artifact: Path = typer.Argument(..., help=".tflite file or SavedModel folder"),
     data: Path = typer.Option(..., "--data", help="folder of images, or of class sub-folders for accuracy"),
     labels: Optional[Path] = typer.Option(None, "--labels", help="labels file, one per line (default: labels.txt beside the artifact)"),
-    label_offset: Optional[int] = typer.Option(None, "--label-offset", help="output i is label line i+N (default: auto)"),
+    label_offset: Optional[int] = typer.Option(None, "--label-offset", help="output i is label line i+N (default 0; "
+                                               "1 for the 1001-line ImageNet labels file)"),
     resize: Optional[str] = typer.Option(None, "--resize", help="how images meet the input size: center_crop | "
                                          "resize | pad (default: center_crop, or what the artifact's keypoints.json "
                                          "names; preprocessing.json says it for edgecv's artifacts)"),
@@ -158,10 +180,14 @@ def validate(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the result as JSON (every image included)"),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="keypoint artifacts: a CSV "
                                                "`image,x0,y0,...` in pixels or COCO keypoints JSON for --data"),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW for a model that accepts any size "
+                                             "(default: preprocessing.json beside it)"),
 ):
     """Evaluate any classifier artifact on an image folder (third-party TFLite models included), or a
     keypoint artifact on images with --annotations (NME, failure rate, error per keypoint)."""
-    from edgecv.runtimes import RuntimeUnavailable, load_runtime
+    from edgecv.build_folder import check_before_use, sidecar_input_size
+    from edgecv.files import atomic_write_text, ensure_writable
+    from edgecv.runtimes import load_runtime
     from edgecv.validate.folder import default_labels, evaluate_folder, read_labels
 
     if annotations is not None:
@@ -171,14 +197,18 @@ def validate(
     resize = resize or "center_crop"
     try:
         if not artifact.exists():
-            raise EdgecvError(f"{artifact}: no such file or folder")
+            raise InputError(f"{artifact}: no such file or folder")
+        check_before_use(artifact, _warn)
+        if json_out:
+            ensure_writable(json_out)
         labels = labels or default_labels(artifact)
         names = read_labels(labels) if labels else None
+        size = _input_size(input_size) or sidecar_input_size(artifact)
         with capture_native(Path(tempfile.gettempdir()) / "edgecv-validate.log"), \
-                load_runtime(artifact, threads=threads) as rt:
-            res = evaluate_folder(rt, data, names, resize, label_offset, top_k)
-    except (EdgecvError, ValueError, RuntimeUnavailable) as e:  # e.g. Core ML off macOS: a message, not a traceback
-        _fail(e if isinstance(e, EdgecvError) else EdgecvError(str(e)))
+                load_runtime(artifact, threads=threads, input_size=size) as rt:
+            res = evaluate_folder(rt, data, names, resize, label_offset, top_k, warn=_warn)
+    except ValueError as e:  # e.g. an unknown file type: a message, not a traceback
+        _fail(InputError(str(e)))
     if per_image:
         t = Table(title=f"{artifact.name} on {data} (label offset {res.offset})")
         t.add_column("image", overflow="fold")
@@ -190,7 +220,7 @@ def validate(
     for p, why in res.skipped:
         console.print(f"[yellow]skipped unreadable image[/] {p}: {why}")
     if json_out:
-        json_out.write_text(json.dumps(res.__dict__, indent=2, default=str))
+        atomic_write_text(json_out, json.dumps(res.__dict__, indent=2, default=str))
 
 
 def print_validation_summary(artifact: Path, data: Path, res) -> None:
@@ -224,19 +254,26 @@ def bench(
     runs: int = typer.Option(50, "--runs", help="at least this many timed runs per batch size"),
     seconds: float = typer.Option(2.0, "--seconds", help="and at least this long"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the result (merge it with `edgecv report --merge`)"),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW for a model that accepts any size "
+                                             "(default: preprocessing.json beside it)"),
 ):
     """Measure an artifact on this machine: latency percentiles, memory, load time, accuracy with --data."""
+    from edgecv.build_folder import check_before_use
+    from edgecv.files import atomic_write_text, ensure_writable
     from edgecv.validate.bench import bench as run_bench
     from edgecv.validate.latency import NOISY_P99_OVER_P50, noisy
 
     try:
         if not artifact.exists():
-            raise EdgecvError(f"{artifact}: no such file or folder")
+            raise InputError(f"{artifact}: no such file or folder")
+        check_before_use(artifact, _warn)
+        if json_out:  # before measuring: results must not be lost after the table is printed
+            ensure_writable(json_out)
         with capture_native(Path(tempfile.gettempdir()) / "edgecv-bench.log"):  # the runtime's own start-up lines
             res = run_bench(artifact, data, random_inputs, threads, batch, labels, resize, runs, seconds,
-                            annotations=annotations)
-    except (EdgecvError, ValueError) as e:
-        _fail(e if isinstance(e, EdgecvError) else EdgecvError(str(e)))
+                            annotations=annotations, input_size=_input_size(input_size), warn=_warn)
+    except ValueError as e:
+        _fail(InputError(str(e)))
     t = Table(title=f"{artifact.name} on {res['device']['cpu']} ({res['device']['cpu_count']} cores), "
                     f"{res['runtime'].get('library')}, threads {threads or 'default'}; times in ms",
               box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
@@ -265,7 +302,7 @@ def bench(
     if "nme" in res["metrics"]:
         out.print(f"NME {res['metrics']['nme']:.4f}, failure rate {res['metrics']['failure_rate']:.3f}")
     if json_out:
-        json_out.write_text(json.dumps(res, indent=2))
+        atomic_write_text(json_out, json.dumps(res, indent=2))
         out.print(f"wrote {json_out}")
 
 
@@ -279,7 +316,7 @@ def report(
 
     try:
         if not merge:
-            raise EdgecvError("nothing to do: pass --merge RESULT.json")
+            raise InputError("nothing to do: pass --merge RESULT.json")
         failures = merge_files(report_json, merge)
     except EdgecvError as e:
         _fail(e)
@@ -305,23 +342,20 @@ def gate(
     update_baseline: bool = typer.Option(False, "--update-baseline", help="accept the report as the new baseline"),
 ):
     """Regression gate for CI: fail (exit 1) when accuracy, latency or size regressed past the tolerances."""
-    import shutil
+    from edgecv.build_folder import check_before_use
+    from edgecv.files import atomic_write_bytes
+    from edgecv.validate.regression import Tolerances, compare_reports, read_report
 
-    from edgecv.validate.regression import Tolerances, compare_reports
-
-    if not report_json.is_file():
-        _fail(EdgecvError(f"--report {report_json}: not found"))
+    check_before_use(report_json, _warn)
+    current = read_report(report_json, "--report")
     if update_baseline:
-        shutil.copyfile(report_json, baseline)
+        atomic_write_bytes(baseline, report_json.read_bytes())
         out.print(f"baseline {baseline} updated from {report_json}")
         raise typer.Exit(0)
-    if not baseline.is_file():
-        _fail(EdgecvError(f"--baseline {baseline}: not found; accept a first one with --update-baseline"))
+    if not baseline.exists():
+        _fail(InputError(f"--baseline {baseline}: not found; accept a first one with --update-baseline"))
     tol = Tolerances(max_accuracy_drop, max_latency_growth, max_size_growth, latency_stat)
-    from edgecv.results import load_report
-
-    findings = compare_reports(load_report(json.loads(baseline.read_text())),
-                               load_report(json.loads(report_json.read_text())), tol)
+    findings = compare_reports(read_report(baseline, "--baseline", like=current), current, tol)
     for f in findings:
         out.print(("[green]ok  [/] " if f.passed else "[red]FAIL[/] ") + f.message)
     failed = [f for f in findings if not f.passed]

@@ -5,14 +5,31 @@ Every model forbids unknown keys so a typo is an error, not a silently ignored s
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import Annotated
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_safe_name(value: str) -> str:
+    """Names that become file or folder names (recipe, target, artifact): they must stay inside the
+    build folder and clear of its hidden bookkeeping (`.cache`, staging folders)."""
+    if not _SAFE_NAME.fullmatch(value) or len(value) > 120:
+        raise ValueError(f"{value!r} cannot be a file name: use letters, digits, '_', '-' and '.', starting with a "
+                         "letter or digit (no '/', no leading '.', at most 120 characters)")
+    return value
+
+
+SafeName = Annotated[str, AfterValidator(check_safe_name)]
 
 
 class DataConfig(Strict):
@@ -150,7 +167,7 @@ class CalibrationConfig(Strict):
 
 
 class Recipe(Strict):
-    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    name: SafeName = Field(..., description="used in artifact file names")
     task: str = Field("classification", description="a task name (`edgecv tasks`) or package.module:TaskClass")
     task_options: dict = Field(default_factory=dict, description="the task's own settings")
     data: DataConfig

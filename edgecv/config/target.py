@@ -6,7 +6,7 @@ from typing import Literal, Optional, Union
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from edgecv.config.recipe import Strict
+from edgecv.config.recipe import SafeName, Strict
 
 Precision = Literal["fp32", "fp16", "int8"]
 
@@ -79,7 +79,7 @@ class RuntimeSettings(Strict):
 
 
 class ArtifactSpec(Strict):
-    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    name: SafeName
     format: str = Field(..., description="exporter name: see `edgecv formats`")
     precision: Precision = "fp32"
     io_dtype: Optional[Literal["uint8", "int8", "float32"]] = Field(
@@ -109,7 +109,7 @@ class ArtifactSpec(Strict):
 
 
 class Target(Strict):
-    name: str
+    name: SafeName = Field(..., description="the target folder's name (default: the file's name)")
     description: str
     artifacts: list[ArtifactSpec] = Field(..., min_length=1)
     runtime: RuntimeSettings = RuntimeSettings()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -10,6 +11,7 @@ from typing import Any, Optional
 
 from edgecv.data.images import IMAGE_EXTENSIONS, ImageDecodeError, load_rgb
 from edgecv.errors import DataError
+from edgecv.files import name_problem, unusable_name, walk_files
 
 
 @dataclass(frozen=True)
@@ -57,17 +59,51 @@ class DataIndex:
         )
 
 
+def check_class_name(folder: Path) -> None:
+    """A class name becomes a line of labels.txt and a report key: one printable UTF-8 line."""
+    why = name_problem(folder.name)
+    if why:
+        raise DataError(f"class folder {os.fsencode(folder)!r}: folder {why}")
+
+
+def _check_class_link(root: Path, d: Path) -> None:
+    """A class folder that links to the data folder or above it would hold every image (or loop)."""
+    if d.is_symlink():
+        target, data = d.resolve(), root.resolve()
+        if target == data or target in data.parents:
+            raise DataError(f"class folder {d} is a symbolic link to {target}, which contains the data folder "
+                            "itself: remove the link")
+
+
 def _class_dirs(root: Path) -> list[Path]:
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist: fix `data` in the recipe")
     dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not dirs:
         raise DataError(f"data folder {root} has no class sub-folders: put each class's images in root/<class>/")
+    for d in dirs:
+        check_class_name(d)
+        _check_class_link(root, d)
     return dirs
 
 
-def _image_files(d: Path) -> list[Path]:
-    return sorted(p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+def _image_files(d: Path) -> tuple[list[Path], list[Skipped]]:
+    """Image files under a class folder, and the ones that cannot be used by name (listed, not fatal)."""
+    files, skipped = [], []
+
+    def unreadable_folder(e: OSError) -> None:
+        skipped.append(Skipped(os.fsdecode(e.filename or d).encode("utf-8", "replace").decode(),
+                               f"folder cannot be read: {e.strerror}"))
+
+    for p in walk_files(d, unreadable_folder):
+        if p.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        why = unusable_name(p)
+        if why is None:
+            files.append(p)
+        else:  # the name itself may not be printable: report it with replacement characters
+            skipped.append(Skipped(os.fsencode(p).decode("utf-8", "replace"), why))
+    return files, skipped
 
 
 def _check_readable(paths: list[Path], workers: int = 4) -> tuple[list[Path], list[Skipped]]:
@@ -100,7 +136,9 @@ def scan_folder(root: Path, classes: Optional[list[str]] = None) -> tuple[list[s
         )
     files, skipped = {}, []
     for d in dirs:
-        ok, bad = _check_readable(_image_files(d))
+        candidates, unusable = _image_files(d)
+        ok, bad = _check_readable(candidates)
+        bad += unusable
         skipped += bad
         if not ok:
             raise DataError(
@@ -137,4 +175,8 @@ def build_index(data_cfg, resolve) -> DataIndex:
         val = [Sample(str(p), i) for i, c in enumerate(classes) for p in vfiles[c]]
     if len(classes) < 2:
         raise DataError(f"found {len(classes)} class: classification needs at least 2 class folders")
+    no_train = [c for i, c in enumerate(classes) if not any(s.label == i for s in train)]
+    if no_train:
+        raise DataError(f"class(es) {', '.join(no_train)} have 0 training images after the split "
+                        f"(data.val_fraction {data_cfg.val_fraction}): add images or lower data.val_fraction")
     return DataIndex({"class_names": classes}, train, val, skipped)

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 import numpy as np
 
 import edgecv
-from edgecv.errors import EdgecvError
+from edgecv.errors import EdgecvError, InputError
 from edgecv.files import atomic_write_bytes, atomic_write_text, ensure_dir
 from edgecv.runtimes.tensorrt_engine import TensorRTUnavailable, build_engine, file_sha256, now, tensorrt_status
 
@@ -43,12 +43,12 @@ EVAL_BATCH = 32
 def read_bundle(bundle: Path) -> dict:
     path = Path(bundle) / BUNDLE_FILE
     if not path.is_file():
-        raise EdgecvError(f"{bundle}: not a device bundle (no {BUNDLE_FILE}); `edgecv build` writes one for "
-                          "tensorrt artifacts, in <out>/<target>/device-bundle-<artifact>")
+        raise InputError(f"{bundle}: not a device bundle (no {BUNDLE_FILE}); `edgecv build` writes one for "
+                         "tensorrt artifacts, in <out>/<target>/device-bundle-<artifact>")
     data = json.loads(path.read_text())
     if data.get("schema") != BUNDLE_SCHEMA:
-        raise EdgecvError(f"{path}: schema {data.get('schema')!r}, this edgecv reads {BUNDLE_SCHEMA}: rebuild the "
-                          "target with this edgecv to write the bundle again")
+        raise InputError(f"{path}: schema {data.get('schema')!r}, this edgecv reads {BUNDLE_SCHEMA}: rebuild the "
+                         "target with this edgecv to write the bundle again")
     return data
 
 
@@ -261,7 +261,7 @@ def build_bundle(bundle: Path, only: list[str] = (), build: bool = True, validat
     names = list(only) or list(data["engines"])
     unknown = [n for n in names if n not in data["engines"]]
     if unknown:
-        raise EdgecvError(f"{bundle}: no engine named {unknown}; the bundle has {', '.join(data['engines'])}")
+        raise InputError(f"{bundle}: no engine named {unknown}; the bundle has {', '.join(data['engines'])}")
     trt, reason = tensorrt_status()
     if trt is None:
         raise TensorRTUnavailable(f"not built on this machine: {reason}. Run `edgecv engine build {bundle}` on the "

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import edgecv
+from edgecv.build_folder import MANIFEST, folder_files
 from edgecv.files import atomic_write_text
 from edgecv.results import ArtifactResult, Reference, Report
 
@@ -40,6 +41,7 @@ def target_report(b, target, index, calib, entries: list[ArtifactResult]) -> Rep
 
 
 def write_manifest(b, out_dir: Path, target, entries: list[ArtifactResult]) -> None:
+    """Written last: every file of the folder with its sha256 (`files`), what made each artifact."""
     arts = [{"name": e.name, "path": e.path, "sha256": e.sha256, "size_bytes": e.size_bytes, "stage": "export",
              "key": e.keys.get("export"), "made_from": e.keys.get("passes", b.keys.train)}
             for e in entries if e.path]
@@ -48,6 +50,6 @@ def write_manifest(b, out_dir: Path, target, entries: list[ArtifactResult]) -> N
                 "input": {"size": list(b.recipe.input.size), "resize": b.recipe.input.resize},
                 "stage_keys": {"index": b.keys.index, "train": b.keys.train, "reference": b.keys.reference,
                                "calibration": b.keys.calibration},
-                "artifacts": arts, "libraries": b.environment()["libraries"],
+                "artifacts": arts, "files": folder_files(out_dir), "libraries": b.environment()["libraries"],
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    atomic_write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")

@@ -15,6 +15,7 @@ from pathlib import Path
 import edgecv
 from edgecv.orchestrator.cache import stable_hash
 from edgecv.data.images import IMAGE_EXTENSIONS
+from edgecv.files import walk_files
 from edgecv.report.environment import library_versions
 
 # Libraries whose version can change what a stage produces
@@ -29,18 +30,22 @@ def versions(names) -> dict:
 
 
 def folder_digest(root: Path) -> str:
-    """Paths, sizes and mtimes of every image file under root (a stat per file, no decoding)."""
+    """Paths, sizes and mtimes of every image file under root (a stat per file, no decoding). Walks
+    as the index does: links to class folders followed once, links inside them not; a file that
+    cannot be stat'ed (broken link, loop) counts by its name."""
     h = hashlib.sha256()
     root = Path(root)
     if not root.is_dir():
         return "missing:" + str(root)
-    for dirpath, dirnames, filenames in sorted(os.walk(root)):
-        dirnames.sort()
-        for name in sorted(filenames):
-            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                p = Path(dirpath) / name
-                st = p.stat()
-                h.update(f"{p}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    tops = [root] + sorted(p for p in root.iterdir() if p.is_symlink() and p.is_dir() and not p.name.startswith("."))
+    for top in tops:
+        for p in walk_files(top):
+            if p.suffix.lower() in IMAGE_EXTENSIONS:
+                try:
+                    st = p.stat()
+                    h.update(os.fsencode(p) + f"\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+                except OSError:
+                    h.update(os.fsencode(p) + b"\tunreadable\n")
     return h.hexdigest()
 
 

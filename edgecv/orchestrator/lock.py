@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from edgecv.files import ensure_dir
+from edgecv.files import ensure_dir, explain_write_error
 from edgecv.errors import EdgecvError
 
 
@@ -23,7 +23,10 @@ class BuildLock:
         self._fd = None
 
     def __enter__(self) -> "BuildLock":
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:  # a read-only or foreign --out folder
+            raise explain_write_error(self.path.parent, e) from None
         deadline = time.monotonic() + self.wait_seconds
         while True:
             try:

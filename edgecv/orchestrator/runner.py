@@ -28,11 +28,11 @@ from edgecv.config import Recipe, Target, load_recipe, load_target
 from edgecv.data.calibration import CalibrationSet, select_calibration
 from edgecv.data.images import load_batch
 from edgecv.data.index import DataIndex
-from edgecv.errors import ConfigError, EdgecvError
-from edgecv.files import atomic_path, ensure_dir, tree_sha256
+from edgecv.errors import ConfigError, EdgecvError, StageFailed
+from edgecv.files import OutputError, ensure_dir, explain_write_error, is_write_error, tree_sha256
 from edgecv.models.backbones import get_backbone, normalization
 from edgecv.models.check import check_model_config
-from edgecv.orchestrator import assemble
+from edgecv.orchestrator import assemble, publish
 from edgecv.orchestrator.cache import StageCache
 from edgecv.orchestrator.lock import BuildLock
 from edgecv.orchestrator.plan import (STAGES, BuildKeys, StageRecord, artifact_keys, check_plan,
@@ -68,6 +68,7 @@ class TargetOutcome:
 class BuildResult:
     outcomes: list[TargetOutcome]
     stages: list[StageRecord] = field(default_factory=list)
+    rejected: list = field(default_factory=list)  # cache entries found damaged (and recomputed)
 
     @property
     def exit_code(self) -> int:
@@ -77,6 +78,15 @@ class BuildResult:
 
     def ran(self, stage: str) -> list[StageRecord]:
         return [s for s in self.stages if s.stage == stage and not s.hit]
+
+    def cache_summary(self) -> str:
+        """Which cache entries were reused (each verified against its recorded hashes) and which
+        were recomputed because they were damaged."""
+        reused = sorted({(s.stage, s.key) for s in self.stages if s.hit})
+        line = f"cache: reused {len(reused)} verified entr{'y' if len(reused) == 1 else 'ies'}"
+        if self.rejected:
+            line += "; recomputed damaged: " + ", ".join(f"{e.stage}/{e.key[:12]}" for e in self.rejected)
+        return line
 
 
 class Build:
@@ -92,7 +102,7 @@ class Build:
         self.steps = progress_steps(console)
         self.task = recipe.make_task()
         self.out_root = Path(out_root)
-        self.cache = StageCache(self.out_root / ".cache")
+        self.cache = StageCache(self.out_root / ".cache", log=lambda m: console.print(f"[yellow]{m}[/]"))
         self.recipe_sha256 = recipe_sha256
         self.force = set(force) | ({"reference"} if regen_reference else set())
         unknown = self.force - set(STAGES) - {"all"}
@@ -104,6 +114,8 @@ class Build:
         self.pass_models: dict[str, object] = {}
         self.reference_sha256 = ""
         self._model = None
+        self._index: Optional[DataIndex] = None
+        self._failed: dict[str, EdgecvError] = {}  # shared stage -> its error, raised again, never retried
         self._eval: dict[tuple, tuple[np.ndarray, object]] = {}
         self._reference: Optional[dict] = None
         self._environment: Optional[dict] = None
@@ -115,8 +127,11 @@ class Build:
         return self.cache.get(stage, key)
 
     def log_path(self, target: Optional[str] = None) -> Path:
-        """The log of native output: `<out>/build.log` for shared stages, `<out>/<target>/build.log`."""
-        return self.out_root / target / "build.log" if target else self.out_root / "build.log"
+        """The log of native output: `<out>/build.log` for shared stages, `<out>/<target>/build.log`
+        (written in the target's staging folder while it is built, so it swaps in with the rest)."""
+        if target is None:
+            return self.out_root / "build.log"
+        return publish.staging_path(self.out_root, target) / "build.log"
 
     def log_scope(self, target: Optional[str] = None):
         """Converters' and TensorFlow's output inside the block goes to that log."""
@@ -131,17 +146,34 @@ class Build:
     def artifact_keys(self, target: Target, spec) -> dict:
         return artifact_keys(self.recipe, self.keys, target, spec)
 
+    def _shared_stage(self, stage: str, run):
+        """Run a stage every artifact needs once: if it fails, every later artifact and target gets
+        the same error at once (a failed training is not retried per artifact)."""
+        if stage in self._failed:
+            raise self._failed[stage]
+        try:
+            return run()
+        except Exception as e:
+            if isinstance(e, (StageFailed, OutputError)):
+                err = e
+            elif is_write_error(e):
+                err = explain_write_error(Path(getattr(e, "filename", None) or self.out_root), e)
+            else:
+                err = StageFailed(f"{stage} failed: {e if isinstance(e, EdgecvError) else f'{type(e).__name__}: {e}'}")
+            self._failed[stage] = err
+            raise err from e
+
     def model(self, index: DataIndex):
         if self._model is None:
-            self._model = train_stage.run(self, index)
+            self._model = self._shared_stage("training", lambda: train_stage.run(self, index))
         return self._model
 
     def train_info(self) -> dict:
-        return train_stage.info(self)
+        return train_stage.info(self, self._index)
 
     def reference(self, index: DataIndex) -> dict:
         if self._reference is None:
-            self._reference = reference_stage.run(self, index)
+            self._reference = self._shared_stage("reference", lambda: reference_stage.run(self, index))
         return self._reference
 
     def eval_set(self, index: DataIndex, size=None) -> tuple[np.ndarray, object]:
@@ -183,31 +215,34 @@ class Build:
 
     # ---- per artifact and target ---------------------------------------------------------------
     def _publish(self, entry_dir: Path, out_dir: Path) -> None:
-        """Copy an export entry's files into the target folder (atomically, skipping bookkeeping)."""
+        """Copy an export entry's files (verified by the cache) into the staging folder."""
         for item in entry_dir.iterdir():
             if item.name in (".complete", "artifact.json", "not_built.json"):
                 continue
             dest = out_dir / item.name
-            if item.is_dir():
-                with atomic_path(dest, is_dir=True) as tmp:
-                    shutil.copytree(item, tmp)
-            else:
-                with atomic_path(dest) as tmp:
-                    shutil.copyfile(item, tmp)
+            try:
+                shutil.copytree(item, dest) if item.is_dir() else shutil.copyfile(item, dest)
+            except OSError as e:
+                raise explain_write_error(dest, e) if is_write_error(e) else e
 
-    def build_artifact(self, spec, target: Target, out_dir: Path, index: DataIndex, calib: CalibrationSet) -> ArtifactResult:
+    def build_artifact(self, spec, target: Target, out_dir: Path, index: DataIndex, calib: CalibrationSet,
+                       final_dir: Optional[Path] = None) -> ArtifactResult:
+        """Build one artifact into `out_dir` (the staging folder that becomes `final_dir`)."""
         import json
 
+        final_dir = final_dir or out_dir
         akeys = self.artifact_keys(target, spec)
         entry = {"name": spec.name, "format": spec.format, "precision": spec.precision, "status": "ok", "keys": akeys}
-        exp_dir = export_stage.run(self, spec, target, akeys, index, calib)
+        exp_dir = export_stage.run(self, spec, target, akeys, index, calib, sidecar_dir=out_dir)
         self._publish(exp_dir, out_dir)
         if spec.passes:
+            if self.cache.get("passes", akeys["passes"]) is None:  # damaged while its export was cached: recompute
+                passes_stage.run(self, spec, akeys, index, calib)
             entry["passes"] = passes_stage.reports(self, akeys)
         if (exp_dir / "not_built.json").is_file():
             nb = json.loads((exp_dir / "not_built.json").read_text())
             if nb.get("prepared"):  # the exporter named its working folder; point at the published copy
-                nb["how_to_finish"] = nb["how_to_finish"].replace(nb.pop("prepared_at", ""), str(out_dir / nb["prepared"]))
+                nb["how_to_finish"] = nb["how_to_finish"].replace(nb.pop("prepared_at", ""), str(final_dir / nb["prepared"]))
             nb.pop("prepared_at", None)
             return ArtifactResult(**{**entry, **nb, "status": "not_built"})
         meta = json.loads((exp_dir / "artifact.json").read_text())
@@ -230,14 +265,27 @@ class Build:
         return result
 
     def build_target(self, target: Target, index: DataIndex, calib: CalibrationSet) -> TargetOutcome:
-        out_dir = ensure_dir(self.out_root / target.name)
+        """Build the target in a staging folder and swap it in whole; on any error the previous
+        target folder stays as it was."""
+        final = self.out_root / target.name
+        staging = publish.start(self.out_root, target.name)
+        try:
+            outcome = self._build_target_into(staging, final, target, index, calib)
+            publish.commit(staging, final)
+        except BaseException:
+            publish.discard(staging)
+            raise
+        return outcome
+
+    def _build_target_into(self, out_dir: Path, final: Path, target: Target, index: DataIndex,
+                           calib: CalibrationSet) -> TargetOutcome:
         write_sidecars(out_dir, self.task, index.info, self.preprocessing(index), calib,
                        relative_to=self.recipe.base_dir)
         entries: list[ArtifactResult] = []
         for spec in target.artifacts:
             t0 = time.perf_counter()
             with self.log_scope(target.name):
-                entry = self._artifact_or_failure(spec, target, out_dir, index, calib)
+                entry = self._artifact_or_failure(spec, target, out_dir, index, calib, final)
             entry.seconds = time.perf_counter() - t0
             entries.append(entry)
         other_sizes = {e.name: e.input_size for e in entries
@@ -251,17 +299,21 @@ class Build:
         gate_fail = [g for e in entries for g in e.failed_gates]
         messages = [f"{e.name}: {e.error}" for e in failed] + [g.message for g in gate_fail]
         status = "failed" if failed else "gates_failed" if gate_fail and self.gates else "ok"
-        log = self.log_path(target.name) if self.native and failed else None
-        return TargetOutcome(target.name, out_dir / "report.json", status, messages, report, log)
+        log = final / "build.log" if self.native and failed else None
+        return TargetOutcome(target.name, final / "report.json", status, messages, report, log)
 
     def _artifact_or_failure(self, spec, target: Target, out_dir: Path, index: DataIndex,
-                             calib: CalibrationSet) -> ArtifactResult:
+                             calib: CalibrationSet, final: Path) -> ArtifactResult:
         base = {"name": spec.name, "format": spec.format, "precision": spec.precision, "status": "failed"}
         try:
-            entry = self.build_artifact(spec, target, out_dir, index, calib)
+            entry = self.build_artifact(spec, target, out_dir, index, calib, final)
+        except (StageFailed, OutputError):  # shared by every artifact, or the disk: the target stops
+            raise
         except EdgecvError as e:
             entry = ArtifactResult(**base, error=str(e))
         except Exception as e:  # a converter or runtime bug: record it, keep building the others
+            if is_write_error(e):
+                raise explain_write_error(Path(e.filename or out_dir), e) from None
             entry = ArtifactResult(**base, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8))
         if entry.status == "failed" and self.native:
             entry.notes.append("the converters' and runtimes' own output is in build.log beside this report")
@@ -270,21 +322,28 @@ class Build:
     def run(self, wait_seconds: float = 0.0) -> BuildResult:
         ensure_dir(self.out_root)
         with BuildLock(self.out_root, wait_seconds):
+            publish.mark_build_folder(self.out_root)
             with self.log_scope():
-                index = index_stage.run(self)
+                index = self._index = index_stage.run(self)
                 self.info = index.info
                 if index.info.get("labelled") is False:
                     check_untrainable_passes(self.targets, f"the images in {self.recipe.data.root or self.recipe.data.val} "
                                              "are unlabelled")
                 calib = select_calibration(index, self.recipe.calibration, self.recipe.resolve,
                                            stratum=self.task.stratum)
+            wanted = self.recipe.calibration.size
+            if self.recipe.calibration.list is None and len(calib.samples) < wanted:
+                self.console.print(f"[yellow]calibration: {len(calib.samples)} images, not calibration.size {wanted}: "
+                                   "the training split has no more[/]")
             outcomes = []
             for target in self.targets:
                 try:
                     outcomes.append(self.build_target(target, index, calib))
                 except EdgecvError as e:
-                    outcomes.append(TargetOutcome(target.name, None, "failed", [str(e)]))
-            return BuildResult(outcomes, self.stages)
+                    kept = "kept as it was" if (self.out_root / target.name).exists() else "not written"
+                    outcomes.append(TargetOutcome(target.name, None, "failed", [f"{e} ({self.out_root / target.name} "
+                                                                                f"{kept})"]))
+            return BuildResult(outcomes, self.stages, self.cache.rejected)
 
 
 def load_build(recipe_path: Path, target_names: list[str], out_root: Path, overrides=(),

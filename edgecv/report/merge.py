@@ -7,13 +7,13 @@ against the device's metrics where it measured them: the device is where the num
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from edgecv.config.target import Gates
-from edgecv.errors import EdgecvError
+from edgecv.errors import InputError
+from edgecv.files import read_json
 from edgecv.report.outputs import report_task
-from edgecv.results import Report, load_report
+from edgecv.results import Report
 from edgecv.validate.gates import check_gates, task_gate_table
 
 DEVICE_FIELDS = ("created", "device", "threads", "runtime", "load_seconds", "first_inference_ms", "memory", "latency",
@@ -34,11 +34,11 @@ def merge_device_results(report: Report, results: list[dict]) -> list[str]:
     by_sha = {a.sha256: a for a in report.artifacts if a.sha256}
     for res in results:
         if res.get("schema") != "edgecv.bench/1":
-            raise EdgecvError(f"not an `edgecv bench --json` result (schema {res.get('schema')!r})")
+            raise InputError(f"not an `edgecv bench --json` result (schema {res.get('schema')!r})")
         entry = by_sha.get(res["artifact"]["sha256"])
         if entry is None:
             names = ", ".join(a.name for a in report.artifacts)
-            raise EdgecvError(f"{res['artifact']['name']} (sha256 {res['artifact']['sha256'][:12]}) is not an artifact "
+            raise InputError(f"{res['artifact']['name']} (sha256 {res['artifact']['sha256'][:12]}) is not an artifact "
                               f"of this build ({names}): benchmark the files of this build")
         entry.device_results.append({k: res.get(k) for k in DEVICE_FIELDS})
     failures = []
@@ -70,9 +70,13 @@ def merge_device_results(report: Report, results: list[dict]) -> list[str]:
 
 def merge_files(report_path: Path, result_paths: list[Path]) -> list[str]:
     from edgecv.report.outputs import write_reports
+    from edgecv.validate.regression import read_report
 
-    report = load_report(json.loads(Path(report_path).read_text()))
-    results = [json.loads(Path(p).read_text()) for p in result_paths]
+    report = read_report(Path(report_path), "report")
+    results = [read_json(Path(p), "--merge") for p in result_paths]
+    for p, res in zip(result_paths, results):
+        if not isinstance(res, dict) or not isinstance(res.get("artifact"), dict):
+            raise InputError(f"--merge {p} is not an `edgecv bench --json` result")
     failures = merge_device_results(report, results)
     write_reports(Path(report_path).parent, report)
     return failures

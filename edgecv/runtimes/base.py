@@ -41,9 +41,13 @@ class Runtime(ABC):
         if getattr(cls, "format", None):
             RUNTIMES.register(cls.format, cls)
 
-    def __init__(self, path: Path | str, threads: Optional[int] = None, **options):
+    fixed_batch: Optional[int] = None  # a model exported for exactly this many images per call
+
+    def __init__(self, path: Path | str, threads: Optional[int] = None, input_size: Optional[tuple] = None, **options):
+        """`input_size` (height, width): what to feed a model that accepts any size."""
         self.path = Path(path)
         self.threads = threads
+        self.requested_size = tuple(input_size) if input_size else None
         self.options = options
         t0 = time.perf_counter()
         self._load()
@@ -60,6 +64,32 @@ class Runtime(ABC):
     @property
     def input_dtype(self) -> str:
         return "uint8"
+
+    def resolve_size(self, declared: tuple) -> tuple[int, int]:
+        """The (height, width) to feed: the model's own where it declares one, else `input_size`; a
+        model that accepts any size and was given none is an error, not 1x1 images."""
+        from edgecv.errors import InputError
+
+        if None not in declared:
+            return int(declared[0]), int(declared[1])
+        if self.requested_size is None:
+            shown = "x".join("?" if d is None else str(d) for d in declared)
+            raise InputError(f"{self.path.name} accepts images of any size ({shown}): pass --input-size HEIGHTxWIDTH, "
+                             "or keep the build's preprocessing.json beside it")
+        return self.requested_size
+
+    def predict_in_fixed_batches(self, images: np.ndarray, run) -> dict[str, np.ndarray]:
+        """`run` on exactly `fixed_batch` images per call: the last call padded with zeros, the
+        padding's outputs dropped."""
+        b = self.fixed_batch
+        parts = []
+        for i in range(0, len(images), b):
+            chunk = images[i:i + b]
+            pad = b - len(chunk)
+            if pad:
+                chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
+            parts.append({k: v[:b - pad] for k, v in run(chunk).items()})
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     @abstractmethod
     def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -115,5 +145,14 @@ def get_runtime(fmt: str) -> type[Runtime]:
 
 
 def load_runtime(path: Path | str, fmt: Optional[str] = None, threads: Optional[int] = None, **options) -> Runtime:
+    """Load an artifact; a file its runtime cannot read is an InputError that names it."""
+    from edgecv.errors import EdgecvError, InputError
+
     fmt = fmt or detect_format(Path(path))
-    return get_runtime(fmt)(path, threads=threads, **options)
+    cls = get_runtime(fmt)
+    try:
+        return cls(path, threads=threads, **options)
+    except (EdgecvError, RuntimeUnavailable):
+        raise
+    except Exception as e:  # the library's own message rarely names the file
+        raise InputError(f"{path}: cannot be loaded as a {fmt} model ({type(e).__name__}: {e})") from None

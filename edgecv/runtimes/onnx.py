@@ -48,9 +48,12 @@ class OnnxRuntime(Runtime):
             raise ValueError(f"onnxruntime cannot load {self.path}: {e}") from None
         self._in = self.session.get_inputs()[0]
         self._outs = self.session.get_outputs()
-        shape = self._in.shape
+        shape = self._in.shape  # named or unknown dimensions come as strings or None
         # edgecv's ONNX is NHWC; accept third-party NCHW models (channels first, 3 channels)
         self.channels_first = len(shape) == 4 and shape[1] == 3 and shape[3] != 3
+        dims = [d if isinstance(d, int) and d > 0 else None for d in shape]
+        self.fixed_batch = dims[0]
+        self._size = self.resolve_size(tuple(dims[2:4] if self.channels_first else dims[1:3]))
         self._dtype = _ORT_TYPES.get(self._in.type)
         if self._dtype is None:
             raise ValueError(f"{self.path}: input {self._in.name} has type {self._in.type}; expected float or 8-bit images")
@@ -58,15 +61,18 @@ class OnnxRuntime(Runtime):
 
     @property
     def input_size(self) -> tuple[int, int]:
-        s = self._in.shape
-        h, w = (s[2], s[3]) if self.channels_first else (s[1], s[2])
-        return int(h), int(w)
+        return self._size
 
     @property
     def input_dtype(self) -> str:
         return np.dtype(self._dtype).name
 
     def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        if self.fixed_batch and len(images) != self.fixed_batch:
+            return self.predict_in_fixed_batches(images, self._predict)
+        return self._predict(images)
+
+    def _predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
         x = pixels_to_input(images, self._dtype, self.float_range)
         if self.channels_first:
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))

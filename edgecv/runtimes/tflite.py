@@ -38,13 +38,20 @@ class TFLiteRuntime(Runtime):
         self._outs = self.interpreter.get_output_details()
         self._names = output_names(self.interpreter)  # output tensor index -> name
         self._batch = int(self._in["shape"][0])
+        signature = [int(d) for d in self._in["shape_signature"]]
         # a model exported with a fixed batch (most third-party ones) cannot be resized: loop instead
-        self._fixed_batch = int(self._in["shape_signature"][0]) if int(self._in["shape_signature"][0]) > 0 else None
+        self.fixed_batch = signature[0] if signature[0] > 0 else None
+        self._size = self.resolve_size(tuple(d if d > 0 else None for d in signature[1:3]))
+        if tuple(int(d) for d in self._in["shape"][1:3]) != self._size:  # any-size input: set it once
+            self.interpreter.resize_tensor_input(self._in["index"], [self._batch, *self._size, int(self._in["shape"][3])])
+            self.interpreter.allocate_tensors()
+            self._in = self.interpreter.get_input_details()[0]
+            self._outs = self.interpreter.get_output_details()
         self.float_range = tuple(self.options.get("float_range", (0.0, 255.0)))
 
     @property
     def input_size(self) -> tuple[int, int]:
-        return int(self._in["shape"][1]), int(self._in["shape"][2])
+        return self._size
 
     @property
     def input_dtype(self) -> str:
@@ -59,12 +66,8 @@ class TFLiteRuntime(Runtime):
             self._batch = n
 
     def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        fixed = self._fixed_batch
-        if fixed and len(images) != fixed:
-            if len(images) % fixed:
-                raise ValueError(f"{self.path.name} has a fixed batch of {fixed}; got {len(images)} images")
-            parts = [self._predict(images[i:i + fixed]) for i in range(0, len(images), fixed)]
-            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        if self.fixed_batch and len(images) != self.fixed_batch:
+            return self.predict_in_fixed_batches(images, self._predict)
         return self._predict(images)
 
     def _predict(self, images: np.ndarray) -> dict[str, np.ndarray]:

@@ -34,7 +34,11 @@ def describe_device() -> dict:
 def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Optional[int], batches: Sequence[int],
           labels_file: Optional[Path] = None, resize_policy: Optional[str] = None, min_runs: int = 50,
           min_seconds: float = 2.0, seed: int = 0, runtime_options: Optional[dict] = None,
-          annotations: Optional[Path] = None) -> dict:
+          annotations: Optional[Path] = None, input_size: Optional[tuple] = None, warn=None) -> dict:
+    """`input_size`: for a model that accepts any size (else the size preprocessing.json beside it
+    records); `annotations`: keypoint annotations for --data (gives NME)."""
+    from edgecv.build_folder import sidecar_input_size
+    from edgecv.errors import InputError
     from edgecv.runtimes.base import detect_format
     from edgecv.validate.folder import default_labels, evaluate_folder, read_labels
     from edgecv.validate.keypoint_folder import keypoint_inputs, keypoint_sidecar
@@ -47,11 +51,16 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
 
     fmt = detect_format(artifact)
     if data is None and not random_inputs:
-        raise ValueError("give --data DIR (images, or class sub-folders for accuracy) or --random")
+        raise InputError("give --data DIR (images, or class sub-folders for accuracy) or --random")
     found: dict = {}
+    options = {**(runtime_options or {}), "input_size": input_size or sidecar_input_size(artifact)}
 
     def latency_inputs(rt) -> np.ndarray:
         """Runs once the artifact is loaded (so load time is the cold start): accuracy, then inputs."""
+        other = [b for b in batches if rt.fixed_batch and b != rt.fixed_batch]
+        if other:
+            raise InputError(f"{artifact.name} has a fixed batch size of {rt.fixed_batch}: run with --batch "
+                             f"{rt.fixed_batch} (not {', '.join(map(str, other))})")
         h, w = rt.input_size
         if data is None:
             return np.random.default_rng(seed).integers(0, 256, (16, h, w, 3), dtype=np.uint8)
@@ -60,11 +69,11 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
         if annotations is not None or keypoint_info is not None:
             return keypoint_inputs(rt, data, annotations, keypoint_info, policy, found)
         names = read_labels(labels_file or default_labels(artifact)) if (labels_file or default_labels(artifact)) else None
-        ev = evaluate_folder(rt, data, names, resize_policy)
+        ev = evaluate_folder(rt, data, names, resize_policy, warn=warn)
         found["eval"] = ev
         return load_batch(ev.images[:32], (h, w), resize_policy)
 
-    m = measure_artifact(artifact, fmt, None, threads, batches, runtime_options, latency_images=latency_inputs,
+    m = measure_artifact(artifact, fmt, None, threads, batches, options, latency_images=latency_inputs,
                          min_runs=min_runs, min_seconds=min_seconds)
     m.pop("_outputs", None)
     ev = found.get("eval")
@@ -84,7 +93,7 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
         "artifact": {"path": str(artifact), "name": artifact.name, "format": fmt, "sha256": tree_sha256(artifact),
                      "size_bytes": m["size_bytes"], "gzip_bytes": m["gzip_bytes"]},
         "device": describe_device(),
-        "inputs": "random uint8" if data is None else str(data),
+        "inputs": "random uint8" if data is None else str(data), "input_size": m["input_size"],
         "threads": threads, "runtime": m["runtime"], "load_seconds": m["load_seconds"],
         "first_inference_ms": m.get("first_inference_ms"), "memory": m["memory"],
         "latency": m["latency"], "latency_by_batch": m["latency_by_batch"], "accuracy": accuracy,

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgecv.errors import EdgecvError
+from edgecv.errors import InputError
+from edgecv.orchestrator.cache import StageCache
 
 
 def locate(artifact: Path) -> dict:
@@ -20,30 +21,31 @@ def locate(artifact: Path) -> dict:
     target_dir = artifact.parent
     manifest_path = target_dir / "manifest.json"
     if not manifest_path.is_file():
-        raise EdgecvError(f"{artifact}: not inside an edgecv build folder (no manifest.json beside it). diagnose "
-                          "needs the float model the artifact came from: run it on build/<target>/<artifact>.tflite")
+        raise InputError(f"{artifact}: not inside an edgecv build folder (no manifest.json beside it). diagnose "
+                         "needs the float model the artifact came from: run it on build/<target>/<artifact>.tflite")
     manifest = json.loads(manifest_path.read_text())
     if "recipe_dir" not in manifest:
-        raise EdgecvError(f"{manifest_path} was written by an older edgecv: rebuild the target (it is cached) and retry")
+        raise InputError(f"{manifest_path} was written by an older edgecv: rebuild the target (it is cached) and retry")
     entry = next((a for a in manifest["artifacts"] if a["path"] == artifact.name), None)
     if entry is None:
-        raise EdgecvError(f"{artifact.name} is not listed in {manifest_path}")
+        raise InputError(f"{artifact.name} is not listed in {manifest_path}")
     cache = target_dir.parent / ".cache"
-    model_dir = next((cache / stage / entry["made_from"] / "model" for stage in ("passes", "train")
-                      if (cache / stage / entry["made_from"] / "model").is_dir()), None)
+    entries = StageCache(cache)  # verified: a damaged model is reported, not loaded
+    model_dir = next((hit / "model" for hit in (entries.get(stage, entry["made_from"]) for stage in ("passes", "train"))
+                      if hit is not None), None)
     if model_dir is None:
-        raise EdgecvError(f"the float model of {artifact.name} (key {entry['made_from'][:12]}) is no longer in "
-                          f"{cache}: rebuild the target (edgecv build) and diagnose again")
+        raise InputError(f"the float model of {artifact.name} (key {entry['made_from'][:12]}) is no longer (intact) "
+                         f"in {cache}: rebuild the target (edgecv build) and diagnose again")
     recipe_dir = Path(manifest["recipe_dir"])
     lines = (target_dir / "calibration.txt").read_text().split()
     files = [p if Path(p).is_absolute() else str((recipe_dir / p).resolve()) for p in lines]
     missing = [f for f in files if not Path(f).is_file()]
     if missing:
-        raise EdgecvError(f"{len(missing)} calibration image(s) listed in calibration.txt are gone, e.g. {missing[0]}")
+        raise InputError(f"{len(missing)} calibration image(s) listed in calibration.txt are gone, e.g. {missing[0]}")
     report = json.loads((target_dir / "report.json").read_text()) if (target_dir / "report.json").is_file() else {}
     art = next((a for a in report.get("artifacts", []) if a.get("path") == artifact.name), {})
     if art and art.get("precision") != "int8":
-        raise EdgecvError(f"{artifact.name} is {art.get('precision')}: diagnose measures int8 quantization error")
+        raise InputError(f"{artifact.name} is {art.get('precision')}: diagnose measures int8 quantization error")
     io_dtype = (art.get("artifact_metadata") or {}).get("io_dtype", "uint8")
     return {"model_dir": model_dir, "calibration": files, "resize": manifest["input"]["resize"], "io_dtype": io_dtype}
 

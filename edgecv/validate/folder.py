@@ -21,7 +21,12 @@ def _norm(name: str) -> str:
 
 
 def read_labels(path: Path) -> list[str]:
-    return [line.strip() for line in Path(path).read_text().splitlines()]
+    from edgecv.errors import InputError
+
+    try:
+        return [line.strip() for line in Path(path).read_text().splitlines()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"labels file {path}: cannot be read ({e})") from None
 
 
 def default_labels(artifact: Path) -> Optional[Path]:
@@ -31,12 +36,26 @@ def default_labels(artifact: Path) -> Optional[Path]:
     return None
 
 
-def label_offset(n_labels: int, n_outputs: int, given: Optional[int]) -> int:
-    """Output index i is label line i + offset. Auto: the labels file's extra leading lines
-    (e.g. a 'background' line 0 for a 1000-class model)."""
+IMAGENET_WITH_BACKGROUND = 1001  # TF-slim's ImageNet labels: line 0 is "background", the model has 1000 outputs
+
+
+def label_offset(n_labels: int, n_outputs: int, given: Optional[int], warn=None) -> int:
+    """Output index i is label line i + offset. Never guessed: 0 unless `given` (--label-offset), or 1
+    for the known 1001-line ImageNet labels file with a 1000-output model. A labels file whose length
+    does not fit the model is an error (with --label-offset, a warning: the user chose)."""
     if given is not None:
+        if given < 0 or n_labels - given != n_outputs:
+            (warn or (lambda m: None))(f"with --label-offset {given}, {n_labels} label lines name outputs "
+                                       f"{-given}..{n_labels - given - 1}; the model has {n_outputs} outputs")
         return given
-    return max(0, n_labels - n_outputs)
+    if n_labels == n_outputs:
+        return 0
+    if n_labels == IMAGENET_WITH_BACKGROUND and n_outputs == IMAGENET_WITH_BACKGROUND - 1:
+        (warn or (lambda m: None))("labels file has 1001 lines for 1000 outputs (ImageNet with a 'background' "
+                                   "line 0): label offset 1")
+        return 1
+    raise DataError(f"the labels file has {n_labels} lines but the model has {n_outputs} outputs: give the labels "
+                    f"of this model (--labels FILE), or --label-offset N if output i is line i+N")
 
 
 @dataclass
@@ -64,7 +83,7 @@ def list_images(folder: Path) -> tuple[str, list[tuple[Path, Optional[str]]]]:
 
 
 def evaluate_folder(runtime, folder: Path, labels: Optional[list[str]], resize_policy: str = "center_crop",
-                    offset: Optional[int] = None, top_k: int = 5, batch: int = 16) -> FolderEval:
+                    offset: Optional[int] = None, top_k: int = 5, batch: int = 16, warn=None) -> FolderEval:
     mode, items = list_images(Path(folder))
     size = runtime.input_size
     good, pixels, skipped = [], [], []
@@ -85,7 +104,7 @@ def evaluate_folder(runtime, folder: Path, labels: Optional[list[str]], resize_p
     top, top_scores = task.predictions(outputs, top_k)
     n_out = task.num_outputs(outputs)
     names = labels or [str(i) for i in range(n_out)]
-    off = label_offset(len(names), n_out, offset)
+    off = label_offset(len(names), n_out, offset, warn)
 
     def name_of(i: int) -> str:
         j = i + off

@@ -10,7 +10,42 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from pathlib import Path
+
+from edgecv.errors import InputError
+from edgecv.files import read_json
 from edgecv.results import Report
+
+
+def read_report(path: Path, option: str, like: Optional[Report] = None) -> Report:
+    """A report.json to gate on, or an InputError saying why it cannot be one: malformed, a bench
+    result, no artifacts (a gate that checks nothing must not pass), another target or task than `like`."""
+    from pydantic import ValidationError
+
+    from edgecv.results import load_report
+
+    raw = read_json(path, option)
+    if isinstance(raw, dict) and str(raw.get("schema", "")).startswith("edgecv.bench"):
+        raise InputError(f"{option} {path} is an `edgecv bench --json` result, not a report.json: fold it into the "
+                         "build's report with `edgecv report REPORT --merge RESULT`, then gate on that report")
+    if not isinstance(raw, dict) or "artifacts" not in raw or "target" not in raw:
+        raise InputError(f"{option} {path} is not an edgecv report.json (no target and artifacts)")
+    try:
+        report = load_report(raw)
+    except (ValidationError, ValueError, KeyError) as e:
+        first = str(e).splitlines()[:3]
+        raise InputError(f"{option} {path} is not a valid edgecv report.json: {' '.join(first)}") from None
+    if not report.artifacts:
+        raise InputError(f"{option} {path} lists no artifacts: a gate against it would check nothing")
+    if like is not None:
+        name, other = report.target.get("name"), like.target.get("name")
+        if name != other:
+            raise InputError(f"{option} {path} is a report of target {name!r}, the new report is of target {other!r}: "
+                             "gate each target against its own baseline")
+        task, other_task = report.task.get("name"), like.task.get("name")
+        if task and other_task and task != other_task:
+            raise InputError(f"{option} {path} is a {task} report, the new report is {other_task}")
+    return report
 
 
 @dataclass

@@ -12,7 +12,7 @@ from edgecv.orchestrator.stages import passes as passes_stage
 from edgecv.orchestrator.stages.validate import candidate_evaluator
 
 
-def run(b, spec, target, akeys: dict, index, calib) -> Path:
+def run(b, spec, target, akeys: dict, index, calib, sidecar_dir: Path = None) -> Path:
     from edgecv.exporters import ExportContext, NotBuiltHere, get_exporter
 
     key = akeys["export"]
@@ -27,7 +27,7 @@ def run(b, spec, target, akeys: dict, index, calib) -> Path:
                             {"recipe_sha256": b.recipe_sha256, "edgecv_version": edgecv.__version__,
                              "task": b.task.name},
                             validation={"images": images, "targets": targets, "reference": reference},
-                            sidecar_dir=b.out_root / target.name,
+                            sidecar_dir=sidecar_dir or b.out_root / target.name,
                             preprocessing=b.preprocessing(index, model.input_size),
                             calibration_set=calib, gates=target.gates_for(spec, b.recipe.gates),
                             evaluate=candidate_evaluator(b, spec, target, images, targets, reference),

@@ -6,8 +6,13 @@ import json
 import time
 
 
-def info(b) -> dict:
+def info(b, index=None) -> dict:
+    """The training record; an entry that is damaged (or gone) is recomputed, even when every
+    artifact came from the cache, so reports and `edgecv diagnose` keep the model they name."""
     hit = b.cache.get("train", b.keys.train)
+    if hit is None and index is not None:
+        b.model(index)
+        hit = b.cache.get("train", b.keys.train)
     return json.loads((hit / "train.json").read_text()) if hit else {}
 
 
