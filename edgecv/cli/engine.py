@@ -12,6 +12,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from edgecv.errors import EdgecvError
@@ -58,7 +59,7 @@ def _run(bundle: Path, only: List[str], build: bool, validate: bool, batch: int,
                               log=lambda m: console.print(m))
         task = bundle_task(read_bundle(bundle))
     except EdgecvError as e:
-        console.print(f"[red]error:[/] {e}")
+        console.print(f"[red]error:[/] {escape(str(e))}")
         raise typer.Exit(e.exit_code)
     out.print(_table(report, task))
     failed = [e for e in report["engines"] if e["status"] == "failed"]

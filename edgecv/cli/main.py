@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from edgecv.errors import EdgecvError
@@ -21,7 +22,7 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _fail(e: EdgecvError) -> None:
-    console.print(f"[red]error:[/] {e}")
+    console.print(f"[red]error:[/] {escape(str(e))}")  # messages name extras: edgecv[build]
     raise typer.Exit(e.exit_code)
 
 
@@ -40,10 +41,14 @@ def build(
     wait: float = typer.Option(0.0, "--wait", help="seconds to wait for another build of the same --out to finish"),
 ):
     """Train the recipe's model and build, validate and gate every artifact of the target(s)."""
-    from edgecv.orchestrator.runner import load_build
     from edgecv.config import list_targets
+    from edgecv.extras import require_extra
 
     try:
+        if not dry_run:
+            require_extra("build", "`edgecv build` (training and conversion)")
+        from edgecv.orchestrator.runner import load_build
+
         names = [n for n, _ in list_targets(recipe.parent)] if all_targets else target
         if not names:
             raise EdgecvError("name at least one --target (see `edgecv targets`) or pass --all")
@@ -233,9 +238,11 @@ def diagnose(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write every layer's error as JSON"),
 ):
     """Rank an int8 TFLite artifact's layers by quantization error, worst first (why it misses a gate)."""
+    from edgecv.extras import require_extra
     from edgecv.validate.diagnose_build import diagnose_artifact
 
     try:
+        require_extra("build", "`edgecv diagnose` (TFLite's quantization debugger)")
         d = diagnose_artifact(artifact, samples)
     except EdgecvError as e:
         _fail(e)

@@ -6,7 +6,7 @@ Every model forbids unknown keys so a typo is an error, not a silently ignored s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import List, Literal, Optional, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -35,7 +35,7 @@ class DataConfig(Strict):
 
 
 class InputConfig(Strict):
-    size: tuple[int, int] = Field((224, 224), description="model input height, width in pixels")
+    size: Tuple[int, int] = Field((224, 224), description="model input height, width in pixels")
     resize: Literal["center_crop", "resize", "pad"] = Field(
         "center_crop",
         description="center_crop keeps aspect and drops borders (photos of one centred object); "
@@ -51,7 +51,7 @@ class InputConfig(Strict):
 
 class HeadConfig(Strict):
     pooling: Literal["avg", "max"] = "avg"
-    hidden_units: list[int] = Field(default_factory=list)
+    hidden_units: List[int] = Field(default_factory=list)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
 
 

@@ -148,7 +148,8 @@ def junit_xml(report) -> str:
                 counts["skipped"] += 1
     for k, v in counts.items():
         suite.set(k, str(v))
-    ET.indent(suite)
+    if hasattr(ET, "indent"):  # Python 3.9+; on 3.8 (JetPack 5) the file is valid, on one line
+        ET.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
 
 

@@ -50,7 +50,7 @@ def measure_artifact(path: Path, fmt: Optional[str], images: Optional[np.ndarray
             latency = []
             for b in batches:
                 lat = measure_latency(rt.predict, lat_imgs, batch=b, min_runs=min_runs, min_seconds=min_seconds)
-                latency.append(lat.to_json() | {"samples_ms": [round(x, 4) for x in lat.samples_ms[:LATENCY_SAMPLES_KEPT]]})
+                latency.append({**lat.to_json(), "samples_ms": [round(x, 4) for x in lat.samples_ms[:LATENCY_SAMPLES_KEPT]]})
             result = {"runtime": rt.describe(), "load_seconds": rt.load_seconds, "input_size": list(rt.input_size),
                       "input_dtype": rt.input_dtype}
     result.update({"latency": latency[0] if latency else None, "latency_by_batch": latency, "memory": mem,
