@@ -145,17 +145,31 @@ def bench(
     runs: int = typer.Option(50, "--runs", help="at least this many timed runs per batch size"),
     seconds: float = typer.Option(2.0, "--seconds", help="and at least this long"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the result (merge it with `edgecv report --merge`)"),
+    host: Optional[str] = typer.Option(None, "--host", help="run it on this device over SSH: user@host[:port]; the "
+                                       "result is merged into the report.json beside the artifact"),
+    remote_python: str = typer.Option("python3", "--remote-python", help="--host: the device's Python, with edgecv"),
+    identity: Optional[Path] = typer.Option(None, "--identity", help="--host: SSH private key (default: ssh-agent, ~/.ssh)"),
+    known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="--host: known_hosts file read besides "
+                                               "~/.ssh/known_hosts (unknown hosts are refused)"),
 ):
-    """Measure an artifact on this machine: latency percentiles, memory, load time, accuracy with --data."""
+    """Measure an artifact on this machine (or on --host over SSH): latency percentiles, memory, load time, accuracy with --data."""
     from edgecv.validate.bench import bench as run_bench
 
     try:
         if not artifact.exists():
             raise EdgecvError(f"{artifact}: no such file or folder")
-        res = run_bench(artifact, data, random_inputs, threads, batch, labels, resize, runs, seconds)
+        if host:
+            from edgecv.remote.bench import bench_on_host
+
+            options = {"threads": threads, "batch": batch, "resize": resize, "runs": runs, "seconds": seconds}
+            res = bench_on_host(artifact, host, data, random_inputs, options, labels, remote_python, identity,
+                                known_hosts, log=console.print)
+        else:
+            res = run_bench(artifact, data, random_inputs, threads, batch, labels, resize, runs, seconds)
     except (EdgecvError, ValueError) as e:
         _fail(e if isinstance(e, EdgecvError) else EdgecvError(str(e)))
-    t = Table(title=f"{artifact.name} on {res['device']['cpu']} ({res['device']['cpu_count']} cores), "
+    where = f"{res['remote']['host']}: " if res.get("remote") else ""
+    t = Table(title=f"{artifact.name} on {where}{res['device']['cpu']} ({res['device']['cpu_count']} cores), "
                     f"{res['runtime'].get('library')}, threads {threads or 'default'}")
     for col in ("batch", "runs", "p50 ms", "p90 ms", "p99 ms", "mean ms", "images/s"):
         t.add_column(col, justify="right")
@@ -173,6 +187,17 @@ def bench(
     if json_out:
         json_out.write_text(json.dumps(res, indent=2))
         out.print(f"wrote {json_out}")
+    if host and (artifact.parent / "report.json").is_file():
+        from edgecv.report.merge import merge_results
+
+        try:
+            failures = merge_results(artifact.parent / "report.json", [res])
+        except EdgecvError as e:
+            _fail(e)
+        out.print(f"merged into {artifact.parent / 'report.json'} (and its report.html)")
+        for f in failures:
+            console.print(f"[red]gate failed on the device[/] {escape(f)}")
+        raise typer.Exit(1 if failures else 0)
 
 
 @app.command()

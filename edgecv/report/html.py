@@ -71,6 +71,32 @@ def plots(report) -> dict[str, str]:
     return out
 
 
+def device_table(report) -> str:
+    """Merged `edgecv bench` results: each device's numbers beside the build host's."""
+    from edgecv.report.merge import device_rows
+
+    rows = device_rows(report)
+    if not rows:
+        return ""
+    e = html.escape
+
+    def num(v, fmt=".2f"):
+        return "-" if v is None else f"{v:{fmt}}"
+
+    body = "".join(
+        f"<tr><td class='artifact'>{e(r['artifact'])}</td><td class='artifact'>{e(str(r['device']))}</td>"
+        f"<td class='artifact'>{e(str(r['hardware']))}</td><td class='artifact'>{e(str(r['runtime']))}</td>"
+        f"<td>{num(r['p50_ms'], '.3f')}</td><td>{num(r['build_p50_ms'], '.3f')}</td>"
+        f"<td>{num(r['p90_ms'], '.3f')}</td><td>{num(r['build_p90_ms'], '.3f')}</td>"
+        f"<td>{num(r['accuracy'])}</td><td>{num(r['build_accuracy'])}</td><td>{e(r['created'])}</td></tr>"
+        for r in rows)
+    head = "".join(f"<th>{h}</th>" for h in ("artifact", "device", "hardware", "runtime", "p50 ms device",
+                                              "p50 ms build host", "p90 ms device", "p90 ms build host",
+                                              "accuracy device", "accuracy build host", "measured"))
+    return (f"<h2>On the device</h2><table id='device-results'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table><p>Gates are re-checked with the device's numbers.</p>")
+
+
 def html_report(report) -> str:
     e = html.escape
     report = as_report(report)
@@ -101,6 +127,7 @@ Calibration: {calib.get('size', '-')} training images
 (sha256 <code>{e((calib.get('sha256') or '')[:16])}…</code>).</p>
 <table id="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 <ul>{''.join(notes)}</ul>
+{device_table(report)}
 <h2>Plots</h2>
 {fig_html}
 <h2>Environment</h2>

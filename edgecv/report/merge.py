@@ -17,7 +17,7 @@ from edgecv.results import Report, load_report
 from edgecv.validate.gates import check_gates
 
 DEVICE_FIELDS = ("created", "device", "threads", "runtime", "load_seconds", "memory", "latency", "latency_by_batch",
-                 "accuracy", "metrics")
+                 "accuracy", "metrics", "remote")
 
 
 def device_metrics(res: dict) -> dict:
@@ -62,10 +62,33 @@ def merge_device_results(report: Report, results: list[dict]) -> list[str]:
 
 
 def merge_files(report_path: Path, result_paths: list[Path]) -> list[str]:
+    return merge_results(report_path, [json.loads(Path(p).read_text()) for p in result_paths])
+
+
+def merge_results(report_path: Path, results: list[dict]) -> list[str]:
+    """Merge bench results into a report file and rewrite its reports; returns gate failures."""
     from edgecv.report.outputs import write_reports
 
     report = load_report(json.loads(Path(report_path).read_text()))
-    results = [json.loads(Path(p).read_text()) for p in result_paths]
     failures = merge_device_results(report, results)
     write_reports(Path(report_path).parent, report)
     return failures
+
+
+def device_rows(report: Report) -> list[dict]:
+    """One row per merged device result, the device's numbers beside the build host's."""
+    rows = []
+    for a in report.artifacts:
+        for dev in a.device_results:
+            device, lat, acc = dev.get("device") or {}, dev.get("latency") or {}, device_metrics(dev)
+            rows.append({
+                "artifact": a.name,
+                "device": (dev.get("remote") or {}).get("host") or device.get("hostname", "-"),
+                "hardware": device.get("board") or device.get("cpu", "-"),
+                "runtime": (dev.get("runtime") or {}).get("library", "-"),
+                "p50_ms": lat.get("p50_ms"), "build_p50_ms": (a.latency or {}).get("p50_ms"),
+                "p90_ms": lat.get("p90_ms"), "build_p90_ms": (a.latency or {}).get("p90_ms"),
+                "accuracy": acc.get("accuracy"), "build_accuracy": a.metrics.get("accuracy"),
+                "created": dev.get("created", ""),
+            })
+    return rows
