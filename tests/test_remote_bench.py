@@ -149,3 +149,17 @@ def test_bad_host_spec_is_a_clear_error(built):
 
     r = CliRunner().invoke(app, ["bench", str(built / "tiny_int8.tflite"), "--random", "--host", "no-user-here"])
     assert r.exit_code == 3 and "user@host" in r.output
+
+
+def test_build_device_benches_every_artifact_there(sshd, built, tiny_recipe_path):
+    from edgecv.cli.main import app
+
+    before = {d["remote"]["workdir"] for d in json.loads((built / "report.json").read_text())["artifacts"][0]["device_results"]}
+    r = CliRunner().invoke(app, ["build", "-t", str(built.parent / "device.yaml"), "-r", str(tiny_recipe_path),
+                                 "-o", str(built.parent), "--device", sshd["host"], "--identity", str(sshd["identity"]),
+                                 "--known-hosts", str(sshd["known_hosts"]), "--remote-python", DEVICE_PYTHON])
+    assert r.exit_code == 0, r.output
+    entry = json.loads((built / "report.json").read_text())["artifacts"][0]
+    assert entry["device_results"] and entry["device_results"][-1]["remote"]["workdir"] not in before
+    # the validation split went along in class folders: the device measured accuracy on it
+    assert entry["device_results"][-1]["accuracy"]["images"] == 15

@@ -39,6 +39,11 @@ def build(
                                     "passes, export, validate or all; repeatable"),
     regen_reference: bool = typer.Option(False, "--regen-reference", help="recompute the float reference outputs"),
     wait: float = typer.Option(0.0, "--wait", help="seconds to wait for another build of the same --out to finish"),
+    device: Optional[str] = typer.Option(None, "--device", help="then benchmark the TFLite/ONNX artifacts on this "
+                                         "device over SSH (user@host[:port]) and merge the results"),
+    remote_python: str = typer.Option("python3", "--remote-python", help="--device: the device's Python, with edgecv"),
+    identity: Optional[Path] = typer.Option(None, "--identity", help="--device: SSH private key (default: ssh-agent)"),
+    known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="--device: extra known_hosts file"),
 ):
     """Train the recipe's model and build, validate and gate every artifact of the target(s)."""
     from edgecv.config import list_targets
@@ -67,6 +72,16 @@ def build(
         console.print(f"[{style}]{o.target}: {o.status}[/]" + (f" — report: {o.report_path}" if o.report_path else ""))
         for m in o.messages:
             console.print(f"  [{style}]{m}[/]")
+    if device:
+        from edgecv.remote.build import bench_build_on_device
+
+        try:
+            failures = bench_build_on_device(b, result, device, remote_python, identity, known_hosts, console.print)
+        except EdgecvError as e:
+            _fail(e)
+        for f in failures:
+            console.print(f"[red]gate failed on the device[/] {escape(f)}")
+        raise typer.Exit(max(result.exit_code, 1 if failures else 0))
     raise typer.Exit(result.exit_code)
 
 

@@ -90,6 +90,7 @@ class Build:
         self.stages: list[StageRecord] = []
         self.keys = BuildKeys.of(recipe)  # from cheap facts, no work done
         self.info: dict = {}
+        self.index: Optional[DataIndex] = None
         self.pass_models: dict[str, object] = {}
         self.reference_sha256 = ""
         self._model = None
@@ -239,7 +240,7 @@ class Build:
         ensure_dir(self.out_root)
         with BuildLock(self.out_root, wait_seconds):
             index = index_stage.run(self)
-            self.info = index.info
+            self.index, self.info = index, index.info
             calib = select_calibration(index, self.recipe.calibration, self.recipe.resolve, stratum=self.task.stratum)
             outcomes = []
             for target in self.targets:
