@@ -46,6 +46,7 @@ from edgecv.report.outputs import write_reports
 from edgecv.report.table import print_summary
 from edgecv.results import ArtifactResult
 from edgecv.sidecars import preprocessing, write_sidecars
+from edgecv.train.cluster import cluster_role
 from edgecv.validate.gates import check_gates, not_applicable
 
 __all__ = ["Build", "BuildResult", "TargetOutcome", "StageRecord", "STAGES", "check_plan", "load_build", "run_build"]
@@ -241,6 +242,11 @@ class Build:
         with BuildLock(self.out_root, wait_seconds):
             index = index_stage.run(self)
             self.index, self.info = index, index.info
+            role = cluster_role()
+            if role is not None and not role.is_chief:  # a training worker: train with the chief, then stop
+                self.model(index)
+                done = f"{role}: training done; the chief writes the model, artifacts and reports"
+                return BuildResult([TargetOutcome(t.name, None, "ok", [done]) for t in self.targets], self.stages)
             calib = select_calibration(index, self.recipe.calibration, self.recipe.resolve, stratum=self.task.stratum)
             outcomes = []
             for target in self.targets:
