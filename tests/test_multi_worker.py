@@ -55,3 +55,22 @@ def test_two_workers_train_together_and_only_the_chief_writes(tmp_path, tiny_dat
     assert "fine-tune epoch 2/2" in outputs[1] and "the chief writes the model" in outputs[1]
     assert not (worker / ".cache" / "train").exists() or not list((worker / ".cache" / "train").iterdir())
     assert not (worker / "one").exists()
+
+
+def test_cluster_role_follows_tensorflows_chief_convention():
+    from edgecv.errors import ConfigError
+    from edgecv.train.cluster import cluster_role
+
+    def role(cluster, task_type, index):
+        return cluster_role({"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})})
+
+    two = {"worker": ["a:1", "b:1"]}
+    assert cluster_role({}) is None
+    assert role(two, "worker", 0).is_chief and not role(two, "worker", 1).is_chief
+    with_chief = {"chief": ["c:1"], "worker": ["a:1", "b:1"]}
+    assert role(with_chief, "chief", 0).is_chief and not role(with_chief, "worker", 0).is_chief
+    assert role(with_chief, "worker", 1).workers == 3
+    with pytest.raises(ConfigError, match="not a valid cluster spec"):
+        cluster_role({"TF_CONFIG": "{not json"})
+    with pytest.raises(ConfigError, match="chief and worker tasks only"):
+        role({"ps": ["p:1"], "worker": ["a:1"]}, "ps", 0)

@@ -163,3 +163,15 @@ def test_build_device_benches_every_artifact_there(sshd, built, tiny_recipe_path
     assert entry["device_results"] and entry["device_results"][-1]["remote"]["workdir"] not in before
     # the validation split went along in class folders: the device measured accuracy on it
     assert entry["device_results"][-1]["accuracy"]["images"] == 15
+
+
+def test_host_spec_parsing():
+    from edgecv.errors import EdgecvError
+    from edgecv.remote.ssh import HostSpec
+
+    assert HostSpec.parse("pi@raspberrypi.local") == HostSpec("pi", "raspberrypi.local", 22)
+    assert HostSpec.parse("nvidia@10.0.0.5:2222") == HostSpec("nvidia", "10.0.0.5", 2222)
+    assert HostSpec.parse("me@[::1]:22").host == "::1"
+    for bad in ("hostonly", "u@h:99999", "u@h:port"):
+        with pytest.raises(EdgecvError):
+            HostSpec.parse(bad)
