@@ -1,6 +1,6 @@
 """`edgecv engine`: build and validate TensorRT engines from a device bundle, on the device.
 
-No TensorFlow is imported: this runs on a Jetson with TensorRT, cuda-python and numpy.
+No TensorFlow is imported: this runs on a Jetson (JetPack 5 or 6) with TensorRT and numpy.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from edgecv.files import atomic_write_bytes, atomic_write_text
 
 
 class TensorRTUnavailable(EdgecvError):
-    """TensorRT, cuda-python or a GPU is missing on this machine."""
+    """TensorRT, the CUDA runtime or a GPU is missing on this machine."""
 
     exit_code = 4
 
