@@ -27,3 +27,12 @@ class GateFailure(EdgecvError):
     """A target's gate failed. Distinct exit code so CI can tell it from a crash."""
 
     exit_code = 1
+
+
+def did_you_mean(name: str, known) -> str:
+    """' — did you mean `MobileNetV2`?' for a close match of a misspelt name (case-insensitive), else ''."""
+    import difflib
+
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=2, cutoff=0.6)
+    return " — did you mean " + " or ".join(f"`{by_lower[c]}`" for c in close) + "?" if close else ""

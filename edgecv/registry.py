@@ -33,8 +33,10 @@ class LazyRegistry(Generic[T]):
         if name not in self.classes:
             module = self.modules.get(name)
             if module is None:
+                from edgecv.errors import did_you_mean
+
                 known = ", ".join(sorted(self.modules)) or "none"
-                raise UnknownName(f"unknown {self.kind} {name!r}; known: {known}")
+                raise UnknownName(f"unknown {self.kind} {name!r}{did_you_mean(name, self.modules)}; known: {known}")
             importlib.import_module(module)
             if name not in self.classes:
                 raise ImportError(f"{module} defines no {self.kind} named {name!r}")

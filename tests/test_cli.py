@@ -44,8 +44,11 @@ def test_validate_flat_folder_prints_predictions(tmp_path, tiny_model, tiny_cali
     (imgs / "broken.jpg").write_bytes(b"")
     r = runner.invoke(app, ["validate", str(art.path), "--data", str(imgs)])
     assert r.exit_code == 0, r.output
-    assert "a.png" in r.stdout and any(c in r.stdout for c in ("red", "green", "blue"))
+    assert "most frequent top-1" in r.stdout and any(c in r.stdout for c in ("red", "green", "blue"))
+    assert "a.png" not in r.stdout  # the per-image table only on request
     assert "broken.jpg" in r.output  # reported as skipped
+    r = runner.invoke(app, ["validate", str(art.path), "--data", str(imgs), "--per-image"])
+    assert r.exit_code == 0 and "a.png" in r.stdout
 
 
 def test_validate_missing_artifact(tmp_path):

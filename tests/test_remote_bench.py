@@ -116,7 +116,7 @@ def test_bench_host_runs_there_and_merges_into_the_report(sshd, built, tiny_data
     assert entry["device_results"][-1]["latency"]["p50_ms"] == res["latency"]["p50_ms"]
     assert any(g["source"] == "device" and g["gate"] == "latency_p50_ms_max" for g in entry["gates"])
     html = (built / "report.html").read_text()
-    assert "id='device-results'" in html and sshd["host"] in html
+    assert 'id="device-results"' in html and sshd["host"] in html
     # the temporary folder on the device is gone
     assert not Path(res["remote"]["workdir"]).exists()
 

@@ -55,7 +55,8 @@ def test_report_has_metrics_latency_sizes_and_reproducibility_facts(built):
 
 
 def test_junit_has_a_case_per_artifact_and_gate(built):
-    suite = ET.parse(built[0] / "junit.xml").getroot()
+    root = ET.parse(built[0] / "junit.xml").getroot()
+    suite = root.find("testsuite")
     cases = suite.findall("testcase")
     assert len(cases) == 2 + 2 * 2  # build + two gates, for each of two artifacts
     failures = [c for c in cases if c.find("failure") is not None]
@@ -65,14 +66,15 @@ def test_junit_has_a_case_per_artifact_and_gate(built):
 
 def test_markdown_summary(built):
     md = (built[0] / "summary.md").read_text()
-    assert "| int8 | tflite | int8 | ok |" in md
+    assert md.startswith("## ❌ edgecv strict: 1 of 2 artifacts failed — fp32: size_mb_max")
+    assert "| int8 | tflite | int8 | ✅ ok |" in md and "| fp32 | tflite | fp32 | ❌ gate failed |" in md
     assert "gate failed: fp32: size_mb_max FAILED" in md
 
 
 def test_html_is_self_contained_with_plots(built):
     page = (built[0] / "report.html").read_text()
     for fig in ("accuracy_vs_latency", "per_class_delta", "latency_distribution"):
-        assert f"<figure id='{fig}'><svg" in page
+        assert f'<figure id="{fig}"><svg' in page
     assert "<script" not in page and "<link" not in page and 'src="http' not in page
 
 

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from edgecv.errors import EdgecvError
 
-engine_app = typer.Typer(no_args_is_help=True, add_completion=False,
+engine_app = typer.Typer(no_args_is_help=True, add_completion=False, context_settings={"help_option_names": ["-h", "--help"]},
                          help="TensorRT engines from a device bundle (run on the device: Jetson or a GPU with TensorRT).")
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 out = Console(width=None if sys.stdout.isatty() else 160)

@@ -3,27 +3,60 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from edgecv.cli.conventions import HELP_OPTIONS, version_callback
 from edgecv.errors import EdgecvError
+from edgecv.terminal import NativeOutput, log_tail
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+                  context_settings=HELP_OPTIONS,
                   help="Fine-tune a vision model and build validated, optimized artifacts for edge targets.")
-# Wide enough for the summary table when output goes to a file or CI log (rich assumes 80 there)
-console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-out = Console(width=None if sys.stdout.isatty() else 160)
+# Wide enough for --wide tables when output goes to a file or CI log (rich assumes 80 there),
+# unless COLUMNS says how wide
+console = Console(stderr=True, width=None if sys.stderr.isatty() or "COLUMNS" in os.environ else 160)
+out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 
 
-def _fail(e: EdgecvError) -> None:
-    console.print(f"[red]error:[/] {escape(str(e))}")  # messages name extras: edgecv[build]
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
+                                 help="print edgecv's version and exit"),
+):
+    """Fine-tune a vision model and build validated, optimized artifacts for edge targets."""
+
+
+def _fail(e: EdgecvError, log: Optional[Path] = None) -> None:
+    console.print(f"[red]error:[/] {escape(str(e))}")
+    if log_tail(log):
+        console.print(f"[dim]TensorFlow's and the converters' own output: {log} (or run again with -v)[/]")
     raise typer.Exit(e.exit_code)
+
+
+@contextmanager
+def capture_native(log: Path, verbose: bool = False):
+    """Native libraries' output into `log` while edgecv's consoles keep the terminal."""
+    from edgecv.files import ensure_dir
+
+    ensure_dir(Path(log).parent)  # an unwritable --out is a clear error, not a traceback
+    native = NativeOutput(verbose).start(log)
+    console.file, out.file = native.terminal_err, native.terminal_out
+    try:
+        yield native
+    finally:
+        native.stop()
+        console.file = out.file = None
 
 
 @app.command()
@@ -44,6 +77,9 @@ def build(
     remote_python: str = typer.Option("python3", "--remote-python", help="--device: the device's Python, with edgecv"),
     identity: Optional[Path] = typer.Option(None, "--identity", help="--device: SSH private key (default: ssh-agent)"),
     known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="--device: extra known_hosts file"),
+    wide: bool = typer.Option(False, "--wide", help="every report column in the terminal table, not the 80-column set"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="also show TensorFlow's and the converters' own "
+                                 "output (always kept in <out>/build.log and <out>/<target>/build.log)"),
 ):
     """Train the recipe's model and build, validate and gate every artifact of the target(s)."""
     from edgecv.config import list_targets
@@ -53,25 +89,35 @@ def build(
         if not dry_run:
             require_extra("build", "`edgecv build` (training and conversion)")
         from edgecv.orchestrator.runner import load_build
+        from edgecv.report.table import print_summary
 
-        names = [n for n, _ in list_targets(recipe.parent)] if all_targets else target
-        if not names:
-            raise EdgecvError("name at least one --target (see `edgecv targets`) or pass --all")
-        b = load_build(recipe, names, out_dir, set_, console, gates=not no_gates, force=frozenset(force),
-                       regen_reference=regen_reference)
-        if dry_run:
-            print_plan(b.plan())
-            raise typer.Exit(0)
-        result = b.run(wait)
+        with capture_native(out_dir / "build.log", verbose) as native:
+            names = [n for n, _ in list_targets(recipe.parent)] if all_targets else target
+            if not names:
+                raise EdgecvError("name at least one --target (see `edgecv targets`) or pass --all")
+            b = load_build(recipe, names, out_dir, set_, console, gates=not no_gates, force=frozenset(force),
+                           regen_reference=regen_reference, native=native)
+            if dry_run:
+                print_plan(b.plan())
+                raise typer.Exit(0)
+            result = b.run(wait)
     except EdgecvError as e:
-        _fail(e)
-    ran = {s.stage for s in result.stages if not s.hit}
-    console.print(f"stages run: {', '.join(sorted(ran)) or 'none (everything cached)'}")
+        _fail(e, log=out_dir / "build.log")
     for o in result.outcomes:
-        style = {"ok": "green", "gates_failed": "red", "failed": "red"}[o.status]
-        console.print(f"[{style}]{o.target}: {o.status}[/]" + (f" — report: {o.report_path}" if o.report_path else ""))
-        for m in o.messages:
-            console.print(f"  [{style}]{m}[/]")
+        if o.report is not None:
+            print_summary(o.report, out, wide=wide, notes=console)
+    ran = {s.stage for s in result.stages if not s.hit}
+    console.print(f"[dim]stages run: {', '.join(sorted(ran)) or 'none (everything cached)'}[/]")
+    for o in result.outcomes:
+        if o.report is None:
+            console.print(f"[red]{o.target}: failed[/]")
+        if o.status != "ok":
+            for m in o.messages:
+                console.print(f"  [red]{m}[/]")
+        if o.log is not None:
+            console.print(f"  converters' and runtimes' output: {o.log} (or run again with -v)")
+        if o.report_path and o.report is not None:
+            console.print(f"[dim]{o.target}: {o.report_path.parent}/report.html[/]")
     if device:
         from edgecv.remote.build import bench_build_on_device
 
@@ -115,10 +161,12 @@ def validate(
     data: Path = typer.Option(..., "--data", help="folder of images, or of class sub-folders for accuracy"),
     labels: Optional[Path] = typer.Option(None, "--labels", help="labels file, one per line (default: labels.txt beside the artifact)"),
     label_offset: Optional[int] = typer.Option(None, "--label-offset", help="output i is label line i+N (default: auto)"),
-    resize: str = typer.Option("center_crop", "--resize", help="center_crop | resize | pad"),
-    threads: Optional[int] = typer.Option(None, "--threads"),
-    top_k: int = typer.Option(3, "--top-k"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="write the result as JSON"),
+    resize: str = typer.Option("center_crop", "--resize", help="how images meet the input size: center_crop | "
+                               "resize | pad (as preprocessing.json says for edgecv's artifacts)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads the runtime may use (default: its own)"),
+    top_k: int = typer.Option(3, "--top-k", help="predictions shown per image with --per-image"),
+    per_image: bool = typer.Option(False, "--per-image", help="also print every image's top-k predictions"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the result as JSON (every image included)"),
 ):
     """Evaluate any classifier artifact on an image folder (third-party TFLite models included)."""
     from edgecv.runtimes import RuntimeUnavailable, load_runtime
@@ -129,23 +177,37 @@ def validate(
             raise EdgecvError(f"{artifact}: no such file or folder")
         labels = labels or default_labels(artifact)
         names = read_labels(labels) if labels else None
-        with load_runtime(artifact, threads=threads) as rt:
+        with capture_native(Path(tempfile.gettempdir()) / "edgecv-validate.log"), \
+                load_runtime(artifact, threads=threads) as rt:
             res = evaluate_folder(rt, data, names, resize, label_offset, top_k)
     except (EdgecvError, ValueError, RuntimeUnavailable) as e:  # e.g. Core ML off macOS: a message, not a traceback
         _fail(e if isinstance(e, EdgecvError) else EdgecvError(str(e)))
-    t = Table(title=f"{artifact.name} on {data} (label offset {res.offset})")
-    t.add_column("image")
-    t.add_column(f"top-{top_k}")
-    for img, preds in zip(res.images, res.predictions):
-        t.add_row(Path(img).name, ", ".join(f"{n} {s:.2f}" for n, s in preds))
-    out.print(t)
-    if res.accuracy is not None:
-        top5 = "" if res.top5_accuracy is None else f"  top-5 {res.top5_accuracy:.2f}%"
-        out.print(f"top-1 accuracy {res.accuracy:.2f}%{top5}  on {len(res.images)} images")
+    if per_image:
+        t = Table(title=f"{artifact.name} on {data} (label offset {res.offset})")
+        t.add_column("image", overflow="fold")
+        t.add_column(f"top-{top_k}", overflow="fold")
+        for img, preds in zip(res.images, res.predictions):
+            t.add_row(Path(img).name, ", ".join(f"{n} {s:.2f}" for n, s in preds))
+        out.print(t)
+    print_validation_summary(artifact, data, res)
     for p, why in res.skipped:
         console.print(f"[yellow]skipped unreadable image[/] {p}: {why}")
     if json_out:
         json_out.write_text(json.dumps(res.__dict__, indent=2, default=str))
+
+
+def print_validation_summary(artifact: Path, data: Path, res) -> None:
+    """What `validate` found, in a few lines: accuracy with class folders, else the classes it saw most."""
+    from collections import Counter
+
+    out.print(f"{artifact.name} on {len(res.images)} images from {data} (label offset {res.offset})")
+    if res.accuracy is not None:
+        top5 = "" if res.top5_accuracy is None else f", top-5 {res.top5_accuracy:.2f}%"
+        out.print(f"top-1 accuracy {res.accuracy:.2f}%{top5}")
+    else:
+        seen = Counter(preds[0][0] for preds in res.predictions if preds)
+        out.print("most frequent top-1: " + ", ".join(f"{name} ×{n}" for name, n in seen.most_common(5)))
+        console.print("[dim]every image's predictions: --per-image (or --json FILE)[/]")
 
 
 @app.command()
@@ -153,10 +215,12 @@ def bench(
     artifact: Path = typer.Argument(..., help=".tflite, .onnx, SavedModel folder, ... (edgecv's or a third party's)"),
     data: Optional[Path] = typer.Option(None, "--data", help="images (class sub-folders also give accuracy)"),
     random_inputs: bool = typer.Option(False, "--random", help="random uint8 images at the artifact's input size"),
-    threads: Optional[int] = typer.Option(None, "--threads"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads the runtime may use (default: its own)"),
     batch: List[int] = typer.Option([1], "--batch", help="batch size; repeatable"),
-    labels: Optional[Path] = typer.Option(None, "--labels"),
-    resize: str = typer.Option("center_crop", "--resize"),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="labels file, one per line, to score --data class "
+                                          "sub-folders (default: labels.txt beside the artifact)"),
+    resize: str = typer.Option("center_crop", "--resize", help="how --data images meet the input size: "
+                               "center_crop | resize | pad"),
     runs: int = typer.Option(50, "--runs", help="at least this many timed runs per batch size"),
     seconds: float = typer.Option(2.0, "--seconds", help="and at least this long"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the result (merge it with `edgecv report --merge`)"),
@@ -169,6 +233,7 @@ def bench(
 ):
     """Measure an artifact on this machine (or on --host over SSH): latency percentiles, memory, load time, accuracy with --data."""
     from edgecv.validate.bench import bench as run_bench
+    from edgecv.validate.latency import NOISY_P99_OVER_P50, noisy
 
     try:
         if not artifact.exists():
@@ -180,20 +245,31 @@ def bench(
             res = bench_on_host(artifact, host, data, random_inputs, options, labels, remote_python, identity,
                                 known_hosts, log=console.print)
         else:
-            res = run_bench(artifact, data, random_inputs, threads, batch, labels, resize, runs, seconds)
+            with capture_native(Path(tempfile.gettempdir()) / "edgecv-bench.log"):  # the runtime's own start-up lines
+                res = run_bench(artifact, data, random_inputs, threads, batch, labels, resize, runs, seconds)
     except (EdgecvError, ValueError) as e:
         _fail(e if isinstance(e, EdgecvError) else EdgecvError(str(e)))
     where = f"{res['remote']['host']}: " if res.get("remote") else ""
     t = Table(title=f"{artifact.name} on {where}{res['device']['cpu']} ({res['device']['cpu_count']} cores), "
-                    f"{res['runtime'].get('library')}, threads {threads or 'default'}")
-    for col in ("batch", "runs", "p50 ms", "p90 ms", "p99 ms", "mean ms", "images/s"):
-        t.add_column(col, justify="right")
+                    f"{res['runtime'].get('library')}, threads {threads or 'default'}; times in ms",
+              box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    for col in ("batch", "warm-up", "runs", "1st", "p50", "p90", "p99", "mean ± std", "img/s"):
+        t.add_column(col, justify="right", no_wrap=True)
     for lat in res["latency_by_batch"]:
-        t.add_row(str(lat["batch"]), str(lat["runs"]), f"{lat['p50_ms']:.3f}", f"{lat['p90_ms']:.3f}",
-                  f"{lat['p99_ms']:.3f}", f"{lat['mean_ms']:.3f}", f"{lat['throughput_ips']:.1f}")
+        first = "-" if lat.get("first_ms") is None else f"{lat['first_ms']:.3f}"
+        t.add_row(str(lat["batch"]), str(lat["warmup"]), str(lat["runs"]), first, f"{lat['p50_ms']:.3f}",
+                  f"{lat['p90_ms']:.3f}", f"{lat['p99_ms']:.3f}", f"{lat['mean_ms']:.2f} ± {lat.get('std_ms', 0):.2f}",
+                  f"{lat['throughput_ips']:.1f}")
     out.print(t)
+    for lat in res["latency_by_batch"]:
+        if noisy(lat["p50_ms"], lat["p99_ms"]):
+            console.print(f"[yellow]warning:[/] batch {lat['batch']}: p99 {lat['p99_ms']:.3f} ms is more than "
+                          f"{NOISY_P99_OVER_P50:g}x p50 {lat['p50_ms']:.3f} ms: the runs are noisy (other load, "
+                          "throttling); close other programs or raise --runs/--seconds before trusting these numbers")
     mem = res["memory"]
-    out.print(f"load {res['load_seconds'] * 1000:.1f} ms; size {res['artifact']['size_bytes'] / 1e6:.3f} MB "
+    first = res.get("first_inference_ms")
+    out.print(f"load {res['load_seconds'] * 1000:.1f} ms; first inference "
+              + ("-" if first is None else f"{first:.1f} ms") + f"; size {res['artifact']['size_bytes'] / 1e6:.3f} MB "
               f"(gzip {res['artifact']['gzip_bytes'] / 1e6:.3f} MB); peak RSS "
               + ("-" if mem["peak_rss_mb"] is None else f"{mem['peak_rss_mb']:.1f} MB"))
     if res["accuracy"]:
@@ -229,6 +305,11 @@ def report(
         failures = merge_files(report_json, merge)
     except EdgecvError as e:
         _fail(e)
+    from edgecv.report.outputs import device_lines
+    from edgecv.results import load_report
+
+    for line in device_lines(load_report(json.loads(report_json.read_text()))):
+        out.print(line)
     for f in failures:
         console.print(f"[red]gate failed[/] {f}")
     out.print(f"merged {len(merge)} result(s) into {report_json} (and its junit.xml, summary.md, report.html)")
@@ -299,7 +380,8 @@ def diagnose(
 
 
 @app.command()
-def targets(recipe_dir: Optional[Path] = typer.Option(None, "--recipe-dir")):
+def targets(recipe_dir: Optional[Path] = typer.Option(None, "--recipe-dir", help="also list targets/ beside "
+                                                      "this recipe folder (it overrides bundled ones)")):
     """List the known targets with a one-line description."""
     from edgecv.config import list_targets, load_target
 
@@ -319,16 +401,18 @@ def targets(recipe_dir: Optional[Path] = typer.Option(None, "--recipe-dir")):
 def formats():
     """List artifact formats with their precisions."""
     from edgecv.exporters import EXPORTER_MODULES, get_exporter
+    from edgecv.exporters.base import FORMAT_ALIASES
 
     t = Table()
-    for col in ("format", "precisions", "needs calibration"):
+    for col in ("format", "also accepted as", "precisions", "needs calibration"):
         t.add_column(col)
     for fmt in sorted(EXPORTER_MODULES):
+        aliases = ", ".join(a for a, f in FORMAT_ALIASES.items() if f == fmt) or "-"
         try:
             e = get_exporter(fmt)
-            t.add_row(fmt, ", ".join(e.precisions), ", ".join(e.needs_calibration) or "-")
+            t.add_row(fmt, aliases, ", ".join(e.precisions), ", ".join(e.needs_calibration) or "-")
         except ImportError as err:
-            t.add_row(fmt, f"[yellow]unavailable: {err}[/]", "")
+            t.add_row(fmt, aliases, f"[yellow]unavailable: {err}[/]", "")
     out.print(t)
 
 

@@ -24,7 +24,7 @@ def list_passes(verbose: bool = typer.Option(False, "--verbose", "-v", help="als
             continue
         desc = cls.description
         if verbose:
-            fields = [f"{k}={'required' if f.is_required() else f.default!r}"
+            fields = [f"{k}={'required' if f.is_required() else repr(f.get_default(call_default_factory=True))}"
                       for k, f in cls.config.model_fields.items() if k != "name"]
             desc += "\n" + ", ".join(fields)
         t.add_row(name, ", ".join(sorted(cls.needs)) or "-", ", ".join(cls.precisions), cls.suits, desc)

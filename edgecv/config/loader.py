@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Optional, TypeVar
 
+import re
+
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from edgecv.config.recipe import Recipe
 from edgecv.config.target import Target
-from edgecv.errors import ConfigError
+from edgecv.errors import ConfigError, did_you_mean
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -56,26 +58,63 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     return [n for n, f in current.model_fields.items() if not f.exclude]
 
 
-def format_validation_error(err: ValidationError, model: type[BaseModel], file: Path, node) -> str:
+def _override_for(loc: tuple, overrides: dict) -> Optional[str]:
+    """The `--set` item that wrote (or is the section of) the key at `loc`, if one did."""
+    loc = tuple(str(p) for p in loc)
+    for keys, item in overrides.items():
+        n = min(len(keys), len(loc))
+        if n and keys[:n] == loc[:n]:
+            return item
+    return None
+
+
+def format_validation_error(err: ValidationError, model: type[BaseModel], file: Path, node,
+                            overrides: Optional[dict] = None) -> str:
     lines = [f"{file}: {err.error_count()} problem(s):"]
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if p != "__root__")
         key = ".".join(str(p) for p in loc) or "(top level)"
-        line = _line_of(node, loc)
-        where = f"line {line}, " if line else ""
+        override = _override_for(loc, overrides or {})
+        line = None if override else _line_of(node, loc)
+        where = f"from the command line `--set {override}`, " if override else f"line {line}, " if line else ""
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             allowed = _allowed_keys(model, loc)
-            msg = f"unknown key `{loc[-1]}`" + (f"; allowed keys here: {', '.join(allowed)}" if allowed else "")
+            msg = (f"unknown key `{loc[-1]}`{did_you_mean(str(loc[-1]), allowed)}"
+                   + (f"; allowed keys here: {', '.join(allowed)}" if allowed else ""))
         elif e["type"] == "missing":
             msg = "required key is missing: add it"
         lines.append(f"  - {where}key `{key}`: {msg}")
     return "\n".join(lines)
 
 
+class Yaml12Loader(yaml.SafeLoader):
+    """YAML 1.2 core-schema scalars (PyYAML implements 1.1): only true/false are booleans (`no`,
+    `on`, `y` stay strings, so `--set name=no` names a model "no"), `012` is twelve, `1:20` is text."""
+
+
+_BOOL, _INT, _FLOAT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+Yaml12Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+Yaml12Loader.add_implicit_resolver(_INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+                                   list("-+0123456789"))
+Yaml12Loader.add_implicit_resolver(
+    _FLOAT, re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                       r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+Yaml12Loader.add_constructor(_INT, lambda loader, node: int(loader.construct_scalar(node), 0)
+                             if loader.construct_scalar(node).lstrip("+-")[:2] in ("0o", "0x")
+                             else int(loader.construct_scalar(node), 10))
+
+
+def yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=Yaml12Loader)
+
+
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yaml_load(text)
     except yaml.YAMLError:
         return text
 
@@ -91,7 +130,8 @@ def apply_overrides(data: dict, overrides: Iterable[str], file: Path) -> dict:
         for k in keys[:-1]:
             nxt = cursor.setdefault(k, {})
             if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {item!r}: `{k}` in {file} is a value, not a section")
+                raise ConfigError(f"--set {item}: `{k}` is a value, not a section (in {file.name}); "
+                                  f"set `{'.'.join(keys[:keys.index(k) + 1])}` itself")
             cursor = nxt
         cursor[keys[-1]] = _parse_value(value)
     return data
@@ -102,8 +142,8 @@ def _read_yaml(path: Path) -> tuple[dict, Any]:
         raise ConfigError(f"{path}: file not found")
     text = path.read_text()
     try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text)
+        data = yaml_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if data is None:
@@ -113,18 +153,19 @@ def _read_yaml(path: Path) -> tuple[dict, Any]:
     return data, node
 
 
-def _validate(model: type[M], data: dict, path: Path, node, **extra) -> M:
+def _validate(model: type[M], data: dict, path: Path, node, overrides: Iterable[str] = (), **extra) -> M:
     try:
         return model.model_validate({**data, **extra})
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, model, path, node)) from None
+        by_keys = {tuple(item.split("=", 1)[0].strip().split(".")): item for item in overrides}
+        raise ConfigError(format_validation_error(e, model, path, node, by_keys)) from None
 
 
 def load_recipe(path: Path | str, overrides: Iterable[str] = ()) -> Recipe:
     path = Path(path).resolve()
     data, node = _read_yaml(path)
     data = apply_overrides(data, overrides, path)
-    return _validate(Recipe, data, path, node, base_dir=path.parent)
+    return _validate(Recipe, data, path, node, overrides, base_dir=path.parent)
 
 
 def target_search_dirs(recipe_dir: Optional[Path] = None) -> list[Path]:
@@ -151,7 +192,8 @@ def find_target(name: str, recipe_dir: Optional[Path] = None) -> Path:
         if p.is_file():
             return p
     known = sorted({p.stem for d in target_search_dirs(recipe_dir) if d.is_dir() for p in d.glob("*.yaml")})
-    raise ConfigError(f"unknown target {name!r}; known targets: {', '.join(known) or 'none'} (see `edgecv targets`)")
+    raise ConfigError(f"unknown target {name!r}{did_you_mean(name, known)}; known targets: {', '.join(known) or 'none'} "
+                      f"(see `edgecv targets`)")
 
 
 def load_target(name_or_path: str, recipe_dir: Optional[Path] = None) -> Target:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Literal, Optional, Union
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from edgecv.config.recipe import Strict
 
@@ -89,6 +89,13 @@ class ArtifactSpec(Strict):
     options: dict = Field(default_factory=dict, description="exporter-specific settings")
     passes: List[dict] = Field(default_factory=list, description="model passes before export: [{name: prune, ...}]")
     gates: Optional[Gates] = Field(None, description="overrides the target's gates for this artifact")
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _known_alias(cls, value):
+        from edgecv.exporters.base import FORMAT_ALIASES
+
+        return FORMAT_ALIASES.get(value, value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _io_dtype_fits(self) -> "ArtifactSpec":

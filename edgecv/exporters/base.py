@@ -22,6 +22,8 @@ EXPORTER_MODULES: dict[str, str] = {
     "tensorrt": "edgecv.exporters.tensorrt",
 }
 EXPORTERS: LazyRegistry["Exporter"] = LazyRegistry("artifact format", EXPORTER_MODULES)
+# names users know from other exporters (Ultralytics, TensorFlow), accepted in target files
+FORMAT_ALIASES: dict[str, str] = {"saved_model": "savedmodel", "engine": "tensorrt"}
 
 
 @dataclass

@@ -16,6 +16,7 @@ import hashlib
 import shutil
 import time
 import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -43,8 +44,9 @@ from edgecv.orchestrator.stages import train as train_stage
 from edgecv.orchestrator.stages import validate as validate_stage
 from edgecv.report.environment import describe_environment
 from edgecv.report.outputs import write_reports
-from edgecv.report.table import print_summary
-from edgecv.results import ArtifactResult
+from edgecv.progress import steps as progress_steps
+from edgecv.results import ArtifactResult, Report
+from edgecv.terminal import NativeOutput
 from edgecv.sidecars import preprocessing, write_sidecars
 from edgecv.train.cluster import cluster_role
 from edgecv.validate.gates import check_gates, not_applicable
@@ -58,6 +60,8 @@ class TargetOutcome:
     report_path: Optional[Path]
     status: str  # ok | gates_failed | failed
     messages: list[str] = field(default_factory=list)
+    report: Optional[Report] = None
+    log: Optional[Path] = None  # native output to look at when something failed
 
 
 @dataclass
@@ -78,8 +82,10 @@ class BuildResult:
 class Build:
     def __init__(self, recipe: Recipe, targets: list[Target], out_root: Path, console: Console, *,
                  gates: bool = True, recipe_sha256: str = "", force: frozenset = frozenset(),
-                 regen_reference: bool = False):
+                 regen_reference: bool = False, native: Optional[NativeOutput] = None):
         self.recipe, self.targets, self.console, self.gates = recipe, targets, console, gates
+        self.native = native  # where converters' own output goes (None: wherever fds 1 and 2 point)
+        self.steps = progress_steps(console)
         self.task = recipe.make_task()
         self.out_root = Path(out_root)
         self.cache = StageCache(self.out_root / ".cache")
@@ -104,6 +110,14 @@ class Build:
         if stage in self.force or "all" in self.force:
             return None
         return self.cache.get(stage, key)
+
+    def log_path(self, target: Optional[str] = None) -> Path:
+        """The log of native output: `<out>/build.log` for shared stages, `<out>/<target>/build.log`."""
+        return self.out_root / target / "build.log" if target else self.out_root / "build.log"
+
+    def log_scope(self, target: Optional[str] = None):
+        """Converters' and TensorFlow's output inside the block goes to that log."""
+        return self.native.scope(self.log_path(target)) if self.native else nullcontext()
 
     def record(self, stage, key, hit, t0, target=None, artifact=None):
         self.stages.append(StageRecord(stage, key, hit, time.perf_counter() - t0, target, artifact))
@@ -214,13 +228,8 @@ class Build:
         entries: list[ArtifactResult] = []
         for spec in target.artifacts:
             t0 = time.perf_counter()
-            base = {"name": spec.name, "format": spec.format, "precision": spec.precision, "status": "failed"}
-            try:
-                entry = self.build_artifact(spec, target, out_dir, index, calib)
-            except EdgecvError as e:
-                entry = ArtifactResult(**base, error=str(e))
-            except Exception as e:  # a converter or runtime bug: record it, keep building the others
-                entry = ArtifactResult(**base, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8))
+            with self.log_scope(target.name):
+                entry = self._artifact_or_failure(spec, target, out_dir, index, calib)
             entry.seconds = time.perf_counter() - t0
             entries.append(entry)
         other_sizes = {e.name: e.input_size for e in entries
@@ -230,24 +239,39 @@ class Build:
         report = assemble.target_report(self, target, index, calib, entries)
         write_reports(out_dir, report)
         assemble.write_manifest(self, out_dir, target, entries)
-        print_summary(report, self.console)
         failed = [e for e in entries if e.status == "failed"]
         gate_fail = [g for e in entries for g in e.failed_gates]
         messages = [f"{e.name}: {e.error}" for e in failed] + [g.message for g in gate_fail]
         status = "failed" if failed else "gates_failed" if gate_fail and self.gates else "ok"
-        return TargetOutcome(target.name, out_dir / "report.json", status, messages)
+        log = self.log_path(target.name) if self.native and failed else None
+        return TargetOutcome(target.name, out_dir / "report.json", status, messages, report, log)
+
+    def _artifact_or_failure(self, spec, target: Target, out_dir: Path, index: DataIndex,
+                             calib: CalibrationSet) -> ArtifactResult:
+        base = {"name": spec.name, "format": spec.format, "precision": spec.precision, "status": "failed"}
+        try:
+            entry = self.build_artifact(spec, target, out_dir, index, calib)
+        except EdgecvError as e:
+            entry = ArtifactResult(**base, error=str(e))
+        except Exception as e:  # a converter or runtime bug: record it, keep building the others
+            entry = ArtifactResult(**base, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8))
+        if entry.status == "failed" and self.native:
+            entry.notes.append("the converters' and runtimes' own output is in build.log beside this report")
+        return entry
 
     def run(self, wait_seconds: float = 0.0) -> BuildResult:
         ensure_dir(self.out_root)
         with BuildLock(self.out_root, wait_seconds):
-            index = index_stage.run(self)
-            self.index, self.info = index, index.info
-            role = cluster_role()
-            if role is not None and not role.is_chief:  # a training worker: train with the chief, then stop
-                self.model(index)
-                done = f"{role}: training done; the chief writes the model, artifacts and reports"
-                return BuildResult([TargetOutcome(t.name, None, "ok", [done]) for t in self.targets], self.stages)
-            calib = select_calibration(index, self.recipe.calibration, self.recipe.resolve, stratum=self.task.stratum)
+            with self.log_scope():
+                index = index_stage.run(self)
+                self.index, self.info = index, index.info
+                role = cluster_role()
+                if role is not None and not role.is_chief:  # a training worker: train with the chief, then stop
+                    self.model(index)
+                    done = f"{role}: training done; the chief writes the model, artifacts and reports"
+                    return BuildResult([TargetOutcome(t.name, None, "ok", [done]) for t in self.targets], self.stages)
+                calib = select_calibration(index, self.recipe.calibration, self.recipe.resolve,
+                                           stratum=self.task.stratum)
             outcomes = []
             for target in self.targets:
                 try:

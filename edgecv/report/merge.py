@@ -14,10 +14,10 @@ from edgecv.config.target import Gates
 from edgecv.errors import EdgecvError
 from edgecv.report.outputs import report_task
 from edgecv.results import Report, load_report
-from edgecv.validate.gates import check_gates
+from edgecv.validate.gates import check_gates, task_gate_table
 
-DEVICE_FIELDS = ("created", "device", "threads", "runtime", "load_seconds", "memory", "latency", "latency_by_batch",
-                 "accuracy", "metrics", "remote")
+DEVICE_FIELDS = ("created", "device", "threads", "runtime", "load_seconds", "first_inference_ms", "memory", "latency",
+                 "latency_by_batch", "accuracy", "metrics", "remote")
 
 
 def device_metrics(res: dict) -> dict:
@@ -57,6 +57,12 @@ def merge_device_results(report: Report, results: list[dict]) -> list[str]:
                            if isinstance(report.reference.metrics.get(k), (int, float))}
         gates = Gates(**{**target_gates, **{k: v for k, v in overrides.get(entry.name, {}).items() if v is not None}})
         entry.gates = check_gates(view, gates.limits(), task, gates.tolerances, source="device")
+        table = task_gate_table(task)
+        for g in entry.gates:  # only numbers the device measured are the device's; the rest stay the build's
+            spec = table.get(g.gate)
+            from_device = spec is not None and (spec.source == "latency" or (
+                spec.source in ("metrics", "deltas") and spec.key in measured))
+            g.source = "device" if from_device else "build"
         failures += [g.message for g in entry.gates if g.passed is False]
     return failures
 
@@ -73,22 +79,3 @@ def merge_results(report_path: Path, results: list[dict]) -> list[str]:
     failures = merge_device_results(report, results)
     write_reports(Path(report_path).parent, report)
     return failures
-
-
-def device_rows(report: Report) -> list[dict]:
-    """One row per merged device result, the device's numbers beside the build host's."""
-    rows = []
-    for a in report.artifacts:
-        for dev in a.device_results:
-            device, lat, acc = dev.get("device") or {}, dev.get("latency") or {}, device_metrics(dev)
-            rows.append({
-                "artifact": a.name,
-                "device": (dev.get("remote") or {}).get("host") or device.get("hostname", "-"),
-                "hardware": device.get("board") or device.get("cpu", "-"),
-                "runtime": (dev.get("runtime") or {}).get("library", "-"),
-                "p50_ms": lat.get("p50_ms"), "build_p50_ms": (a.latency or {}).get("p50_ms"),
-                "p90_ms": lat.get("p90_ms"), "build_p90_ms": (a.latency or {}).get("p90_ms"),
-                "accuracy": acc.get("accuracy"), "build_accuracy": a.metrics.get("accuracy"),
-                "created": dev.get("created", ""),
-            })
-    return rows

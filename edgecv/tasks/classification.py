@@ -155,7 +155,7 @@ class Classification(Task):
 
 def per_class_plot(report: dict) -> Dict[str, str]:
     """Per-class recall change of each measured artifact against the float model: where int8 loses."""
-    from edgecv.report.html import pyplot, svg
+    from edgecv.report.plots import pyplot, svg
 
     plt = pyplot()
     ref_recall = ((report.get("reference") or {}).get("metrics") or {}).get("per_class_recall")
@@ -165,14 +165,20 @@ def per_class_plot(report: dict) -> Dict[str, str]:
     classes = (report.get("task_info") or {}).get("class_names") or [str(i) for i in range(len(ref_recall))]
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(classes)), 3.5))
     width = 0.8 / len(measured)
+    changed = False
     for i, a in enumerate(measured):
         deltas = [(r - f) * 100 for r, f in zip(a["metrics"]["per_class_recall"], ref_recall)]
+        changed = changed or any(abs(d) > 1e-9 for d in deltas)
         ax.bar([c + i * width for c in range(len(classes))], deltas, width, label=a["name"])
     ax.axhline(0, color="black", lw=0.8)
+    if not changed:  # an empty panel would look broken: say what it means
+        ax.set_ylim(-1, 1)
+        ax.text(0.5, 0.75, "no change: every artifact keeps each class's recall", transform=ax.transAxes,
+                ha="center", va="center", fontsize=10, color="#555")
     ax.set_xticks([c + 0.4 - width / 2 for c in range(len(classes))], classes, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("recall Δ vs float (points)")
     ax.set_title("per-class accuracy change")
     ax.legend(fontsize=8)
-    out = {"per_class_delta": svg(fig)}
+    out = {"per_class_delta": svg(fig, "per_class_delta")}
     plt.close(fig)
     return out

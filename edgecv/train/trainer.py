@@ -18,7 +18,8 @@ from edgecv._keras import keras, tf
 from edgecv.data.index import DataIndex
 from edgecv.errors import ConfigError
 from edgecv.models.build import TaskModel, build_task_model
-from edgecv.train.progress import RichProgress
+from edgecv.progress import steps as progress_steps
+from edgecv.train.progress import EpochProgress
 from edgecv.train.strategy import make_strategy, set_precision_policy
 
 
@@ -109,13 +110,13 @@ def train(recipe, index: DataIndex, console: Console | None = None) -> TrainResu
         if phase.epochs == 0:
             continue
         n = set_trainable(task_model, unfreeze)
-        console.print(f"[bold]{phase_name}[/]: {phase.epochs} epoch(s), {phase.optimizer} lr {phase.learning_rate:g}, "
-                      f"{n} backbone layer(s) trainable, {len(index.train)} train / {len(index.val)} val images")
         with strategy.scope():
             model.compile(optimizer=_optimizer(phase), loss=task.loss(recipe), metrics=task.keras_metrics())
-        hist = model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, verbose=0,
-                         callbacks=[RichProgress(phase_name, phase.epochs, steps, console),
-                                    _KeepBest(state, monitor, mode)])
+        title = phase_name + (f" ({n} backbone layers unfrozen)" if n else "")
+        with progress_steps(console).step(title) as step:
+            hist = model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, verbose=0,
+                             callbacks=[EpochProgress(step, phase_name, phase.epochs, steps, (monitor, mode)),
+                                        _KeepBest(state, monitor, mode)])
         for e in range(phase.epochs):
             history.append({"phase": phase_name, "epoch": e + 1,
                             **{k: float(v[e]) for k, v in hist.history.items()}})

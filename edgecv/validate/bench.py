@@ -73,7 +73,8 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
                      "size_bytes": m["size_bytes"], "gzip_bytes": m["gzip_bytes"]},
         "device": describe_device(),
         "inputs": "random uint8" if data is None else str(data),
-        "threads": threads, "runtime": m["runtime"], "load_seconds": m["load_seconds"], "memory": m["memory"],
+        "threads": threads, "runtime": m["runtime"], "load_seconds": m["load_seconds"],
+        "first_inference_ms": m.get("first_inference_ms"), "memory": m["memory"],
         "latency": m["latency"], "latency_by_batch": m["latency_by_batch"], "accuracy": accuracy,
         "metrics": metrics,
     }

@@ -41,6 +41,7 @@ def _check(artifact: str, spec: GateSpec, limit: float, value: Optional[float], 
     if value is None:
         return GateResult(gate=spec.name, limit=float(limit), value=None, passed=None, unit=spec.unit,
                           message=f"{artifact}: {spec.name} not checked: {why}")
+    value += 0.0  # a zero drop is 0, not -0
     passed = value >= limit if spec.bound == "min" else value <= limit
     word = "at least" if spec.bound == "min" else "at most"
     msg = (f"{artifact}: {spec.name} {'passed' if passed else 'FAILED'}: measured {value:.4g}{spec.unit}, "

@@ -19,10 +19,26 @@ EVAL_BATCH = 32
 LATENCY_SAMPLES_KEPT = 2000
 
 
-def predict_all(runtime, images: np.ndarray, batch: int = EVAL_BATCH) -> dict[str, np.ndarray]:
+def predict_all(runtime, images: np.ndarray, batch: int = EVAL_BATCH,
+                progress: Optional[Callable[[float], None]] = None) -> dict[str, np.ndarray]:
     """Every named output of the runtime over all images, in batches."""
-    parts = [runtime.predict(images[i:i + batch]) for i in range(0, len(images), batch)]
+    parts = []
+    for i in range(0, len(images), batch):
+        parts.append(runtime.predict(images[i:i + batch]))
+        if progress is not None:
+            progress(min(i + batch, len(images)) / len(images))
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts else {}
+
+
+def first_inference_ms(runtime) -> float:
+    """The first call after loading, on one black image (what an app waits for at start-up:
+    allocation, delegate preparation, caches)."""
+    import time
+
+    h, w = runtime.input_size
+    t0 = time.perf_counter()
+    runtime.predict(np.zeros((1, h, w, 3), np.uint8))
+    return (time.perf_counter() - t0) * 1000
 
 
 def sizes(path: Path) -> dict:
@@ -36,22 +52,32 @@ def sizes(path: Path) -> dict:
 
 def measure_artifact(path: Path, fmt: Optional[str], images: Optional[np.ndarray], threads: Optional[int],
                      batches: Sequence[int] = (1,), runtime_options: Optional[dict] = None,
-                     latency_images: Union[None, np.ndarray, Callable] = None, min_runs: int = 30, min_seconds: float = 1.0) -> dict:
+                     latency_images: Union[None, np.ndarray, Callable] = None, min_runs: int = 30, min_seconds: float = 1.0,
+                     progress: Optional[Callable[[float, str], None]] = None) -> dict:
     """Load, predict on `images` (if given), time each batch size. Returns a JSON-able dict plus
-    the named outputs under `_outputs` (the caller compares them and drops them)."""
+    the named outputs under `_outputs` (the caller compares them and drops them).
+    `progress(fraction, what)` hears each part: outputs on the images, then each batch size's runs."""
     from edgecv.runtimes import load_runtime
+
+    def part(index: int, parts: int, what: str):
+        return None if progress is None else lambda f: progress((index + f) / parts, what)
 
     with peak_memory() as mem:
         with load_runtime(path, fmt, threads=threads, **(runtime_options or {})) as rt:
-            outputs = predict_all(rt, images) if images is not None and len(images) else None
+            first_ms = first_inference_ms(rt)
+            has_images = images is not None and len(images) > 0
+            parts = len(batches) + has_images
+            outputs = predict_all(rt, images, progress=part(0, parts, f"{len(images)} images")) if has_images else None
             # latency inputs: given, prepared from the loaded runtime (bench), or the evaluation images
             lat_imgs = (latency_images(rt) if callable(latency_images) else
                         latency_images if latency_images is not None else images[:16])
             latency = []
             for b in batches:
-                lat = measure_latency(rt.predict, lat_imgs, batch=b, min_runs=min_runs, min_seconds=min_seconds)
+                lat = measure_latency(rt.predict, lat_imgs, batch=b, min_runs=min_runs, min_seconds=min_seconds,
+                                      progress=part(len(latency) + has_images, parts, f"latency batch {b}"))
                 latency.append({**lat.to_json(), "samples_ms": [round(x, 4) for x in lat.samples_ms[:LATENCY_SAMPLES_KEPT]]})
-            result = {"runtime": rt.describe(), "load_seconds": rt.load_seconds, "input_size": list(rt.input_size),
+            result = {"runtime": rt.describe(), "load_seconds": rt.load_seconds, "first_inference_ms": first_ms,
+                      "input_size": list(rt.input_size),
                       "input_dtype": rt.input_dtype}
     result.update({"latency": latency[0] if latency else None, "latency_by_batch": latency, "memory": mem,
                    **sizes(path), "_outputs": outputs})

@@ -21,7 +21,6 @@ def run(b, spec, target, akeys: dict, index, calib) -> Path:
     was_hit = hit is not None
     if hit is None:
         model = passes_stage.run(b, spec, akeys, index, calib)
-        b.console.print(f"[bold]{target.name}[/]: exporting {spec.name} ({spec.format} {spec.precision})")
         images, targets = b.eval_set(index, model.input_size)
         reference = b.reference(index)
         ctx = ExportContext(b.recipe.name, b.calibration_batches(calib, model.input_size), calib.sha256,
@@ -33,10 +32,13 @@ def run(b, spec, target, akeys: dict, index, calib) -> Path:
                             calibration_set=calib, gates=target.gates_for(spec, b.recipe.gates),
                             evaluate=candidate_evaluator(b, spec, target, images, targets, reference),
                             log=lambda m: b.console.print(f"    {m}"))
-        with b.cache.put("export", key) as tmp:
+        with b.cache.put("export", key) as tmp, \
+                b.steps.step(f"{spec.name}: exporting {spec.format} {spec.precision}", indeterminate=True) as step:
             try:
                 art = get_exporter(spec.format)().export(model, spec, tmp, ctx)
+                step.result = art.path.name
             except NotBuiltHere as e:
+                step.result = "not built on this machine (see the report)"
                 prepared = None
                 if e.prepared is not None and Path(e.prepared).exists():
                     prepared = Path(e.prepared).relative_to(tmp).as_posix()

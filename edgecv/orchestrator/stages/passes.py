@@ -26,8 +26,8 @@ def run(b, spec, akeys: dict, index, calib):
             cls, cfg = parse_pass_config(raw)
             ctx = make_context(b.recipe, index, calibration=b.calibration_batches(calib), teacher=base,
                                console=b.console)
-            b.console.print(f"  pass [bold]{cls.name}[/]: {cfg.model_dump(exclude={'name'})}")
-            model = cls().run(model, cfg, ctx)
+            with b.steps.step(f"{spec.name}: pass {cls.name}", indeterminate=True):
+                model = cls().run(model, cfg, ctx)
             reports.append({"pass": cls.name, "config": cfg.model_dump(mode="json"), **ctx.report})
         with b.cache.put("passes", key) as tmp:
             model.save(tmp / "model")

@@ -27,6 +27,15 @@ def load(path) -> tuple[dict, object]:
     return outputs, (data["targets"] if "targets" in data.files else None)
 
 
+def predict_in_chunks(model, images, progress, chunk: int = 256) -> dict:
+    """The float model's named outputs, a few batches at a time so that progress can move."""
+    parts = []
+    for i in range(0, len(images), chunk):
+        parts.append(model.predict(images[i:i + chunk]))
+        progress(min(i + chunk, len(images)) / len(images))
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
 def run(b, index) -> dict:
     t0 = time.perf_counter()
     key = b.keys.reference
@@ -34,7 +43,9 @@ def run(b, index) -> dict:
     was_hit = hit is not None
     if hit is None:
         images, targets = b.eval_set(index)
-        outputs = b.model(index).predict(images)
+        model = b.model(index)
+        with b.log_scope(), b.steps.step(f"reference outputs (float Keras, {len(images)} images)") as step:
+            outputs = predict_in_chunks(model, images, step.update)
         with b.cache.put("reference", key) as tmp:
             save(tmp / "reference.npz", outputs, targets)
         hit = b.cache.get("reference", key)

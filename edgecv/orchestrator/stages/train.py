@@ -14,6 +14,11 @@ def info(b) -> dict:
 
 
 def run(b, index):
+    with b.log_scope():  # TensorFlow's import and training speak into the build-level log
+        return _run(b, index)
+
+
+def _run(b, index):
     from edgecv.models.build import TaskModel
 
     t0 = time.perf_counter()
@@ -38,7 +43,6 @@ def run(b, index):
         with b.cache.put("train", key) as tmp:
             result.model.save(tmp / "model")
             (tmp / "train.json").write_text(json.dumps(meta, indent=2))
-        b.console.print(f"  trained in {result.seconds:.0f} s, best {result.best_metric} {result.best_value:.4f}")
         model = result.model
     b.record("train", key, hit is not None, t0)
     return model
