@@ -109,7 +109,9 @@ def build(
     ran = {s.stage for s in result.stages if not s.hit}
     console.print(f"[dim]stages run: {', '.join(sorted(ran)) or 'none (everything cached)'}[/]")
     for o in result.outcomes:
-        if o.report is None:
+        if o.report is None and o.status == "ok":  # a training worker (TF_CONFIG): the chief reports
+            console.print(f"{o.target}: " + "; ".join(o.messages))
+        elif o.report is None:
             console.print(f"[red]{o.target}: failed[/]")
         if o.status != "ok":
             for m in o.messages:
