@@ -10,7 +10,7 @@ import typer.core
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
-_display_type = typer.core.TyperOption.display_type_rich
+_display_type = getattr(typer.core.TyperOption, "display_type_rich", None)
 
 
 def _flags_take_no_value(self, ctx) -> Optional[str]:
@@ -20,7 +20,8 @@ def _flags_take_no_value(self, ctx) -> Optional[str]:
     return _display_type(self, ctx)
 
 
-typer.core.TyperOption.display_type_rich = _flags_take_no_value
+if _display_type is not None:  # the typer releases for Python 3.8 have no such hook: help keeps `<bool>`
+    typer.core.TyperOption.display_type_rich = _flags_take_no_value
 
 
 def version() -> str:

@@ -1,6 +1,6 @@
 """`edgecv engine`: build and validate TensorRT engines from a device bundle, on the device.
 
-No TensorFlow is imported: this runs on a Jetson with TensorRT, cuda-python and numpy.
+No TensorFlow is imported: this runs on a Jetson (JetPack 5 or 6) with TensorRT and numpy.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from edgecv.cli.errors import App
@@ -59,7 +60,7 @@ def _run(bundle: Path, only: List[str], build: bool, validate: bool, batch: int,
                               log=lambda m: console.print(m))
         task = bundle_task(read_bundle(bundle))
     except EdgecvError as e:
-        console.print(f"[red]error:[/] {e}")
+        console.print(f"[red]error:[/] {escape(str(e))}")
         raise typer.Exit(e.exit_code)
     out.print(_table(report, task))
     failed = [e for e in report["engines"] if e["status"] == "failed"]

@@ -126,4 +126,4 @@ def export_model(
             result = b.run()
     except EdgecvError as e:
         _fail(e, log=out_dir / "build.log")
-    finish(result, wide)
+    raise typer.Exit(finish(result, wide))

@@ -92,15 +92,25 @@ def build(
                                     "passes, export, validate or all; repeatable"),
     regen_reference: bool = typer.Option(False, "--regen-reference", help="recompute the float reference outputs"),
     wait: float = typer.Option(0.0, "--wait", help="seconds to wait for another build of the same --out to finish"),
+    device: Optional[str] = typer.Option(None, "--device", help="then benchmark the TFLite/ONNX artifacts on this "
+                                         "device over SSH (user@host[:port]) and merge the results"),
+    remote_python: str = typer.Option("python3", "--remote-python", help="--device: the device's Python, with edgecv"),
+    identity: Optional[Path] = typer.Option(None, "--identity", help="--device: SSH private key (default: ssh-agent)"),
+    known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="--device: extra known_hosts file"),
     wide: bool = typer.Option(False, "--wide", help="every report column in the terminal table, not the 80-column set"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="also show TensorFlow's and the converters' own "
                                  "output (always kept in <out>/build.log and <out>/<target>/build.log)"),
 ):
     """Train the recipe's model and build, validate and gate every artifact of the target(s)."""
     from edgecv.config import list_targets
-    from edgecv.orchestrator.runner import load_build
+    from edgecv.extras import require_extra
 
     try:
+        if not dry_run:
+            require_extra("build", "`edgecv build` (training and conversion)")
+        from edgecv.orchestrator.runner import load_build
+        from edgecv.report.table import print_summary
+
         with capture_native(out_dir / "build.log", verbose) as native:
             names = [n for n, _ in list_targets(recipe.parent)] if all_targets else target
             if not names:
@@ -113,12 +123,23 @@ def build(
             result = b.run(wait)
     except EdgecvError as e:
         _fail(e, log=out_dir / "build.log")
-    finish(result, wide)
+    code = finish(result, wide)
+    if device:
+        from edgecv.remote.build import bench_build_on_device
+
+        try:
+            failures = bench_build_on_device(b, result, device, remote_python, identity, known_hosts, console.print)
+        except EdgecvError as e:
+            _fail(e)
+        for f in failures:
+            console.print(f"[red]gate failed on the device[/] {escape(f)}")
+        code = max(code, 1 if failures else 0)
+    raise typer.Exit(code)
 
 
-def finish(result, wide: bool = False) -> None:
-    """Print each target's table (stdout), what the build ran and each outcome (stderr); exit
-    with the build's code."""
+def finish(result, wide: bool = False) -> int:
+    """Print each target's table (stdout), what the build ran and each outcome (stderr); return
+    the build's exit code."""
     from edgecv.report.table import print_summary
 
     for o in result.outcomes:
@@ -128,7 +149,9 @@ def finish(result, wide: bool = False) -> None:
     console.print(f"[dim]stages run: {', '.join(sorted(ran)) or 'none (everything cached)'}[/]")
     console.print(f"[dim]{result.cache_summary()}[/]")
     for o in result.outcomes:
-        if o.report is None:
+        if o.report is None and o.status == "ok":  # a training worker (TF_CONFIG): the chief reports
+            console.print(f"{o.target}: " + "; ".join(o.messages))
+        elif o.report is None:
             console.print(f"[red]{o.target}: failed[/]")
         if o.status != "ok":
             for m in o.messages:
@@ -137,7 +160,7 @@ def finish(result, wide: bool = False) -> None:
             console.print(f"  converters' and runtimes' output: {o.log} (or run again with -v)")
         if o.report_path and o.report is not None:
             console.print(f"[dim]{o.target}: {o.report_path.parent}/report.html[/]")
-    raise typer.Exit(result.exit_code)
+    return result.exit_code
 
 
 def print_plan(rows) -> None:
@@ -256,8 +279,14 @@ def bench(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the result (merge it with `edgecv report --merge`)"),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW for a model that accepts any size "
                                              "(default: preprocessing.json beside it)"),
+    host: Optional[str] = typer.Option(None, "--host", help="run it on this device over SSH: user@host[:port]; the "
+                                       "result is merged into the report.json beside the artifact"),
+    remote_python: str = typer.Option("python3", "--remote-python", help="--host: the device's Python, with edgecv"),
+    identity: Optional[Path] = typer.Option(None, "--identity", help="--host: SSH private key (default: ssh-agent, ~/.ssh)"),
+    known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="--host: known_hosts file read besides "
+                                               "~/.ssh/known_hosts (unknown hosts are refused)"),
 ):
-    """Measure an artifact on this machine: latency percentiles, memory, load time, accuracy with --data."""
+    """Measure an artifact on this machine (or on --host over SSH): latency percentiles, memory, load time, accuracy with --data."""
     from edgecv.build_folder import check_before_use
     from edgecv.files import atomic_write_text, ensure_writable
     from edgecv.validate.bench import bench as run_bench
@@ -269,12 +298,20 @@ def bench(
         check_before_use(artifact, _warn)
         if json_out:  # before measuring: results must not be lost after the table is printed
             ensure_writable(json_out)
-        with capture_native(Path(tempfile.gettempdir()) / "edgecv-bench.log"):  # the runtime's own start-up lines
-            res = run_bench(artifact, data, random_inputs, threads, batch, labels, resize, runs, seconds,
-                            annotations=annotations, input_size=_input_size(input_size), warn=_warn)
+        if host:
+            from edgecv.remote.bench import bench_on_host
+
+            options = {"threads": threads, "batch": batch, "resize": resize, "runs": runs, "seconds": seconds}
+            res = bench_on_host(artifact, host, data, random_inputs, options, labels, remote_python, identity,
+                                known_hosts, log=console.print)
+        else:
+            with capture_native(Path(tempfile.gettempdir()) / "edgecv-bench.log"):  # the runtime's own start-up lines
+                res = run_bench(artifact, data, random_inputs, threads, batch, labels, resize, runs, seconds,
+                                annotations=annotations, input_size=_input_size(input_size), warn=_warn)
     except ValueError as e:
         _fail(InputError(str(e)))
-    t = Table(title=f"{artifact.name} on {res['device']['cpu']} ({res['device']['cpu_count']} cores), "
+    where = f"{res['remote']['host']}: " if res.get("remote") else ""
+    t = Table(title=f"{artifact.name} on {where}{res['device']['cpu']} ({res['device']['cpu_count']} cores), "
                     f"{res['runtime'].get('library')}, threads {threads or 'default'}; times in ms",
               box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
     for col in ("batch", "warm-up", "runs", "1st", "p50", "p90", "p99", "mean ± std", "img/s"):
@@ -304,6 +341,17 @@ def bench(
     if json_out:
         atomic_write_text(json_out, json.dumps(res, indent=2))
         out.print(f"wrote {json_out}")
+    if host and (artifact.parent / "report.json").is_file():
+        from edgecv.report.merge import merge_results
+
+        try:
+            failures = merge_results(artifact.parent / "report.json", [res])
+        except EdgecvError as e:
+            _fail(e)
+        out.print(f"merged into {artifact.parent / 'report.json'} (and its report.html)")
+        for f in failures:
+            console.print(f"[red]gate failed on the device[/] {escape(f)}")
+        raise typer.Exit(1 if failures else 0)
 
 
 @app.command()
@@ -371,9 +419,11 @@ def diagnose(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write every layer's error as JSON"),
 ):
     """Rank an int8 TFLite artifact's layers by quantization error, worst first (why it misses a gate)."""
+    from edgecv.extras import require_extra
     from edgecv.validate.diagnose_build import diagnose_artifact
 
     try:
+        require_extra("build", "`edgecv diagnose` (TFLite's quantization debugger)")
         d = diagnose_artifact(artifact, samples)
     except EdgecvError as e:
         _fail(e)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import List, Literal, Optional, Tuple, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import Annotated
@@ -52,7 +52,7 @@ class DataConfig(Strict):
 
 
 class InputConfig(Strict):
-    size: tuple[int, int] = Field((224, 224), description="model input height, width in pixels")
+    size: Tuple[int, int] = Field((224, 224), description="model input height, width in pixels")
     resize: Literal["center_crop", "resize", "pad"] = Field(
         "center_crop",
         description="center_crop keeps aspect and drops borders (photos of one centred object); "
@@ -68,7 +68,7 @@ class InputConfig(Strict):
 
 class HeadConfig(Strict):
     pooling: Literal["avg", "max"] = "avg"
-    hidden_units: list[int] = Field(default_factory=list)
+    hidden_units: List[int] = Field(default_factory=list)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Dict, List, Literal, Optional, Union
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -31,7 +31,7 @@ class Gates(Strict):
     latency_p50_ms_max: Optional[float] = Field(None, gt=0)
     latency_p90_ms_max: Optional[float] = Field(None, gt=0)
     size_mb_max: Optional[float] = Field(None, gt=0)
-    tolerances: dict[str, Tolerance] = Field(default_factory=dict,
+    tolerances: Dict[str, Tolerance] = Field(default_factory=dict,
                                              description="per output name (or '*'): {atol, rtol}")
 
     @model_validator(mode="after")
@@ -49,7 +49,7 @@ class Gates(Strict):
     def limits(self) -> dict[str, float]:
         """Every stated numeric limit by gate name."""
         fields = {k: getattr(self, k) for k in ("latency_p50_ms_max", "latency_p90_ms_max", "size_mb_max")}
-        return {k: float(v) for k, v in (fields | dict(self.model_extra or {})).items() if v is not None}
+        return {k: float(v) for k, v in {**fields, **(self.model_extra or {})}.items() if v is not None}
 
     def __getattr__(self, name: str):  # `gates.accuracy_drop_max` reads an unset task gate as None
         if name.startswith("_"):
@@ -74,7 +74,7 @@ class RuntimeSettings(Strict):
         return self
 
     threads: Optional[int] = Field(None, ge=1, description="CPU threads the runtime may use")
-    batch: Union[int, list[int]] = Field(1, description="batch size(s) for latency: 1 or [1, 8]")
+    batch: Union[int, List[int]] = Field(1, description="batch size(s) for latency: 1 or [1, 8]")
     options: dict = Field(default_factory=dict, description="runtime-specific settings, e.g. ONNX Runtime providers")
 
 
@@ -87,7 +87,7 @@ class ArtifactSpec(Strict):
     )
     allow_float_ops: bool = Field(False, description="int8: accept float ops the converter could not quantize")
     options: dict = Field(default_factory=dict, description="exporter-specific settings")
-    passes: list[dict] = Field(default_factory=list, description="model passes before export: [{name: prune, ...}]")
+    passes: List[dict] = Field(default_factory=list, description="model passes before export: [{name: prune, ...}]")
     gates: Optional[Gates] = Field(None, description="overrides the target's gates for this artifact")
 
     @field_validator("format", mode="before")
@@ -111,7 +111,7 @@ class ArtifactSpec(Strict):
 class Target(Strict):
     name: SafeName = Field(..., description="the target folder's name (default: the file's name)")
     description: str
-    artifacts: list[ArtifactSpec] = Field(..., min_length=1)
+    artifacts: List[ArtifactSpec] = Field(..., min_length=1)
     runtime: RuntimeSettings = RuntimeSettings()
     gates: Gates = Gates()
 
@@ -134,6 +134,6 @@ def merge_gates(*layers: Optional[Gates]) -> Gates:
     tolerances: dict = {}
     for g in layers:
         if g is not None:
-            merged |= g.model_dump(exclude_none=True, exclude={"tolerances"})
-            tolerances |= g.tolerances
+            merged.update(g.model_dump(exclude_none=True, exclude={"tolerances"}))
+            tolerances.update(g.tolerances)
     return Gates(**merged, tolerances=tolerances)

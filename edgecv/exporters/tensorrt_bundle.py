@@ -216,12 +216,12 @@ device.
 ## On the device
 
 Needs TensorRT with its Python module (`python3-libnvinfer` on JetPack): 10.x on JetPack 6, 11.x
-on newer JetPack (strongly typed builds); 8.5 on JetPack 5 also works (explicit batch with the
-INT8/FP16 builder flag TensorRT 8 needs for Q/DQ and fp16 graphs). Also cuda-python for the
-device's CUDA major version, and edgecv {data['edgecv_version']} without its TensorFlow dependencies:
+on newer JetPack (strongly typed builds); 8.5 on JetPack 5 (Python 3.8) also works (explicit batch
+with the INT8/FP16 builder flag TensorRT 8 needs for Q/DQ and fp16 graphs). CUDA is reached through
+cuda-python when installed, else through JetPack's libcudart. Then edgecv {data['edgecv_version']}
+itself, whose plain install is the device path (no TensorFlow):
 
-    pip install --no-deps ./edgecv        # this edgecv's source tree or wheel
-    pip install numpy pydantic typer rich pyyaml pillow 'cuda-python>=12,<13'   # <12 on JetPack 5
+    pip install ./edgecv        # this edgecv's source tree or wheel; no extras on a Jetson
 
 Copy this folder to the device, then, in the folder that holds it:
 
@@ -265,7 +265,7 @@ def build_bundle(bundle: Path, only: list[str] = (), build: bool = True, validat
     trt, reason = tensorrt_status()
     if trt is None:
         raise TensorRTUnavailable(f"not built on this machine: {reason}. Run `edgecv engine build {bundle}` on the "
-                                  "device (a Jetson with JetPack 6+, or a GPU with TensorRT 10/11)")
+                                  "device (a Jetson with JetPack 5 or 6, or a GPU with TensorRT 10/11)")
     task = bundle_task(data)
     results = []
     for name in names:

@@ -49,6 +49,7 @@ from edgecv.progress import steps as progress_steps
 from edgecv.results import ArtifactResult, Report
 from edgecv.terminal import NativeOutput
 from edgecv.sidecars import preprocessing, write_sidecars
+from edgecv.train.cluster import cluster_role
 from edgecv.validate.gates import check_gates, not_applicable
 
 __all__ = ["Build", "BuildResult", "TargetOutcome", "StageRecord", "STAGES", "check_plan", "load_build", "run_build"]
@@ -111,6 +112,7 @@ class Build:
         self.stages: list[StageRecord] = []
         self.keys = BuildKeys.of(recipe)  # from cheap facts, no work done
         self.info: dict = {}
+        self.index: Optional[DataIndex] = None
         self.pass_models: dict[str, object] = {}
         self.reference_sha256 = ""
         self._model = None
@@ -325,7 +327,12 @@ class Build:
             publish.mark_build_folder(self.out_root)
             with self.log_scope():
                 index = self._index = index_stage.run(self)
-                self.info = index.info
+                self.index, self.info = index, index.info
+                role = cluster_role()
+                if role is not None and not role.is_chief:  # a training worker: train with the chief, then stop
+                    self.model(index)
+                    done = f"{role}: training done; the chief writes the model, artifacts and reports"
+                    return BuildResult([TargetOutcome(t.name, None, "ok", [done]) for t in self.targets], self.stages)
                 if index.info.get("labelled") is False:
                     check_untrainable_passes(self.targets, f"the images in {self.recipe.data.root or self.recipe.data.val} "
                                              "are unlabelled")

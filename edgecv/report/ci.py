@@ -86,7 +86,8 @@ def junit_xml(report) -> str:
         for k, v in counts.items():
             el.set(k, str(v))
         el.set("time", f"{total:.3f}")
-    ET.indent(root)
+    if hasattr(ET, "indent"):  # Python 3.9+; on 3.8 (JetPack 5) the file is valid, on one line
+        ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 

@@ -17,8 +17,7 @@ from edgecv.results import Report
 from edgecv.validate.gates import check_gates, task_gate_table
 
 DEVICE_FIELDS = ("created", "device", "threads", "runtime", "load_seconds", "first_inference_ms", "memory", "latency",
-                 "latency_by_batch",
-                 "accuracy", "metrics")
+                 "latency_by_batch", "accuracy", "metrics", "remote")
 
 
 def device_metrics(res: dict) -> dict:
@@ -69,6 +68,11 @@ def merge_device_results(report: Report, results: list[dict]) -> list[str]:
 
 
 def merge_files(report_path: Path, result_paths: list[Path]) -> list[str]:
+    return merge_results(report_path, [json.loads(Path(p).read_text()) for p in result_paths])
+
+
+def merge_results(report_path: Path, results: list[dict]) -> list[str]:
+    """Merge bench results into a report file and rewrite its reports; returns gate failures."""
     from edgecv.report.outputs import write_reports
     from edgecv.validate.regression import read_report
 

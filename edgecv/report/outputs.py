@@ -74,7 +74,9 @@ def has_device_results(report: Report) -> bool:
 def device_name(dev: dict) -> str:
     d = dev.get("device") or {}
     name = d.get("board") or d.get("cpu") or "device"
-    return f"{name} ({d['hostname']})" if d.get("hostname") else name
+    name = f"{name} ({d['hostname']})" if d.get("hostname") else name
+    remote = (dev.get("remote") or {}).get("host")  # measured through `bench --host`
+    return f"{name} via {remote}" if remote else name
 
 
 def host_name(report: Report) -> str:

@@ -1,9 +1,10 @@
-"""TensorRT engines (`.engine` plans) on an NVIDIA GPU: TensorRT 10.x/11.x name-based tensor API,
-`execute_async_v3` with tensor addresses, device memory through cuda-python.
+"""TensorRT engines (`.engine` plans) on an NVIDIA GPU: the name-based tensor API and
+`execute_async_v3` with tensor addresses (TensorRT 8.5 to 11.x), device memory through cuda-python
+or, without it, ctypes on libcudart (`cuda_ctypes`).
 
 An engine runs only on the TensorRT version and GPU that built it. The sidecar `<engine>.json`
 written by `edgecv engine build` says which; a mismatch is reported before TensorRT tries.
-No TensorFlow here: this runs on a Jetson with TensorRT, cuda-python and numpy.
+No TensorFlow here: this runs on a Jetson with TensorRT and numpy.
 """
 
 from __future__ import annotations
@@ -23,22 +24,28 @@ def import_tensorrt():
         import tensorrt as trt
     except ImportError:
         raise RuntimeUnavailable("no TensorRT: the `tensorrt` Python package is not installed (JetPack ships it "
-                                 "as python3-libnvinfer; on x86: pip install tensorrt)") from None
+                                 "as python3-libnvinfer; on x86: pip install 'edgecv[tensorrt]')") from None
     except Exception as e:  # a broken install (missing libnvinfer.so ...)
         raise RuntimeUnavailable(f"no TensorRT: importing tensorrt failed: {e}") from None
     return trt
 
 
 def import_cudart():
-    """cuda-python's runtime bindings (cuda.bindings.runtime since 12.6, cuda.cudart before)."""
+    """cuda-python's runtime bindings (cuda.bindings.runtime since 12.6, cuda.cudart before), or
+    the same calls through ctypes on libcudart where cuda-python is absent (JetPack 5)."""
     try:
         from cuda.bindings import runtime as cudart
     except ImportError:
         try:
             from cuda import cudart
         except ImportError:
-            raise RuntimeUnavailable("no cuda-python: pip install cuda-python (the major version of the device's CUDA, "
-                                     "e.g. 'cuda-python>=12,<13' on JetPack 6)") from None
+            from edgecv.runtimes.cuda_ctypes import CtypesCudart, load_libcudart
+
+            lib = load_libcudart()
+            if lib is None:
+                raise RuntimeUnavailable("no CUDA runtime: neither cuda-python nor libcudart is here (JetPack ships "
+                                         "libcudart; on x86: pip install 'edgecv[tensorrt]')") from None
+            return CtypesCudart(lib)
     return cudart
 
 
@@ -100,7 +107,7 @@ class TensorRTRuntime(Runtime):
         problem = compatibility_problem(self.sidecar, trt.__version__, self.device)
         if problem:
             raise RuntimeUnavailable(problem)
-        self._buffers: list[int] = []
+        self._buffers = []
         self._stream = None
         logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(logger)

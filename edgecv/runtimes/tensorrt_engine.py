@@ -21,7 +21,7 @@ from edgecv.files import atomic_write_bytes, atomic_write_text
 
 
 class TensorRTUnavailable(EdgecvError):
-    """TensorRT, cuda-python or a GPU is missing on this machine."""
+    """TensorRT, the CUDA runtime or a GPU is missing on this machine."""
 
     exit_code = 4
 
@@ -86,7 +86,11 @@ def build_engine(trt, onnx_path: Path, engine_path: Path, precision: str, batch:
         if precision == "fp16":
             config.set_flag(trt.BuilderFlag.FP16)
     if optimization_level is not None:
-        config.builder_optimization_level = int(optimization_level)
+        if hasattr(config, "builder_optimization_level"):  # TensorRT 8.6+
+            config.builder_optimization_level = int(optimization_level)
+        else:
+            log(f"  TensorRT {trt.__version__} has no builder optimization level: building at its default")
+            optimization_level = None
     if network.num_inputs != 1:
         raise ConversionError(f"{onnx_path.name}: expected one input, found {network.num_inputs}")
     inp = network.get_input(0)

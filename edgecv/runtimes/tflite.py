@@ -23,15 +23,27 @@ def pixels_to_input(images: np.ndarray, dtype, float_range: tuple[float, float] 
     return (images.astype(np.float32) * ((hi - lo) / 255.0) + lo).astype(dtype)
 
 
+def import_interpreter(runtime):
+    """ai_edge_litert's Interpreter, or tflite_runtime's (the same API; the one with wheels for
+    Python 3.8/3.9, e.g. JetPack 5). Sets `runtime.library` to the one found."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            raise RuntimeUnavailable("TFLite runtime missing: pip install ai-edge-litert "
+                                     "(tflite-runtime on Python 3.8/3.9)") from None
+        runtime.library = "tflite_runtime"
+    return Interpreter
+
+
 class TFLiteRuntime(Runtime):
     format = "tflite"
     library = "ai_edge_litert"
 
     def _load(self) -> None:
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:
-            raise RuntimeUnavailable("TFLite runtime missing: pip install ai-edge-litert") from None
+        Interpreter = import_interpreter(self)
         self.interpreter = Interpreter(model_path=str(self.path), num_threads=self.threads)
         self.interpreter.allocate_tensors()
         self._in = self.interpreter.get_input_details()[0]

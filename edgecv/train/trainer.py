@@ -120,10 +120,18 @@ def train(recipe, index: DataIndex, console: Console | None = None) -> TrainResu
         for e in range(phase.epochs):
             history.append({"phase": phase_name, "epoch": e + 1,
                             **{k: float(v[e]) for k, v in hist.history.items()}})
-    if state["weights"] is not None:
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # The chief goes on alone (reference, passes, export) once the workers leave: a model whose
+        # variables are not the cluster's, so nothing after training waits on a collective op
+        weights = state["weights"] if state["weights"] is not None else model.get_weights()
+        task_model = build_task_model(recipe, index.info, task)
+        model = task_model.keras_model
+        model.set_weights(weights)
+    elif state["weights"] is not None:
         model.set_weights(state["weights"])
     for layer in model.layers:  # ready for later fine-tuning passes: everything but batch norm trainable
         layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
     task_model = task_model.with_keras(task.inference_model(model))  # e.g. a margin head dropped
-    return TrainResult(task_model, history, monitor, float(state["best"]), time.perf_counter() - t0, policy,
-                       type(strategy).__name__)
+    name = "MultiWorkerMirroredStrategy" if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else (
+        type(strategy).__name__)  # the public name, not TensorFlow's class behind it
+    return TrainResult(task_model, history, monitor, float(state["best"]), time.perf_counter() - t0, policy, name)
