@@ -22,8 +22,13 @@ def cpu_model() -> str:
 
 
 def library_versions() -> dict[str, str]:
+    import edgecv
+
     out = {}
     for name in LIBRARIES:
+        if name == "edgecv":  # the code running, not an editable install's metadata (stale until reinstalled)
+            out[name] = edgecv.__version__
+            continue
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
