@@ -34,7 +34,7 @@ def embed(
     chunk: int = typer.Option(64, "--chunk", help="images per chunk: the unit written and resumed"),
     resize: Optional[str] = typer.Option(None, "--resize",
                                          help="center_crop | resize | pad (default: the artifact's preprocessing.json)"),
-    threads: Optional[int] = typer.Option(None, "--threads"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads the runtime may use (default: its own)"),
     restart: bool = typer.Option(False, "--restart", help="overwrite an existing file instead of resuming it"),
 ):
     """Embed every image under DATA into an HDF5 file; a killed run resumes where it stopped."""
@@ -118,7 +118,7 @@ def search(
 
 def heads(
     features: Path = typer.Argument(..., help="features.h5 from `edgecv embed` of a class-folder dataset"),
-    folds: int = typer.Option(5, "--folds"),
+    folds: int = typer.Option(5, "--folds", help="cross-validation folds"),
     epochs: int = typer.Option(5, "--epochs", help="passes of the streaming head over the file"),
     chunk_rows: Optional[int] = typer.Option(None, "--chunk-rows", help="rows per partial_fit (default: the file's chunk)"),
 ):
@@ -146,7 +146,7 @@ def outliers(
     iterations: int = typer.Option(3, "--iterations", help="centroid / drop rounds"),
     fraction: float = typer.Option(0.05, "--fraction", help="share of a class dropped per round"),
     top: int = typer.Option(0, "--top", help="list the N farthest per class instead of the filter's drops"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="print the candidates as JSON"),
 ):
     """Per class, the images the iterated-centroid filter would drop, with their distances. Never
     deletes anything: the list is for a person to review."""

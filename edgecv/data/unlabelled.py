@@ -14,7 +14,9 @@ from edgecv.errors import DataError
 def readable_images(root: Path) -> tuple[list[Path], list]:
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist: fix `data` in the recipe (edgecv export: --data)")
-    ok, skipped = _check_readable(_image_files(root))
+    candidates, unusable = _image_files(root)
+    ok, skipped = _check_readable(candidates)
+    skipped = unusable + skipped
     if not ok:
         raise DataError(f"data folder {root} has no readable images (.jpg, .png, .bmp, ...)")
     return ok, skipped

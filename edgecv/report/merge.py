@@ -68,7 +68,11 @@ def merge_device_results(report: Report, results: list[dict]) -> list[str]:
 
 
 def merge_files(report_path: Path, result_paths: list[Path]) -> list[str]:
-    return merge_results(report_path, [json.loads(Path(p).read_text()) for p in result_paths])
+    results = [read_json(Path(p), "--merge") for p in result_paths]
+    for p, res in zip(result_paths, results):
+        if not isinstance(res, dict) or not isinstance(res.get("artifact"), dict):
+            raise InputError(f"--merge {p} is not an `edgecv bench --json` result")
+    return merge_results(report_path, results)
 
 
 def merge_results(report_path: Path, results: list[dict]) -> list[str]:
@@ -77,10 +81,6 @@ def merge_results(report_path: Path, results: list[dict]) -> list[str]:
     from edgecv.validate.regression import read_report
 
     report = read_report(Path(report_path), "report")
-    results = [read_json(Path(p), "--merge") for p in result_paths]
-    for p, res in zip(result_paths, results):
-        if not isinstance(res, dict) or not isinstance(res.get("artifact"), dict):
-            raise InputError(f"--merge {p} is not an `edgecv bench --json` result")
     failures = merge_device_results(report, results)
     write_reports(Path(report_path).parent, report)
     return failures
