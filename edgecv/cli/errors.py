@@ -26,6 +26,10 @@ console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 _debug = {"on": False}
 
 
+# typer.TyperException is missing from the older typer a Python 3.8 device gets
+PASS_THROUGH = tuple(c for c in (typer.Exit, typer.Abort, getattr(typer, "TyperException", None)) if c is not None)
+
+
 def set_debug(on: bool) -> None:
     """`edgecv --debug` (or EDGECV_DEBUG=1): print the traceback of any error as well."""
     _debug["on"] = on or os.environ.get("EDGECV_DEBUG", "") not in ("", "0")
@@ -59,7 +63,7 @@ def handle_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except (typer.Exit, typer.Abort, typer.TyperException):  # exit codes and usage errors typer prints
+        except PASS_THROUGH:  # exit codes and usage errors typer prints
             raise
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")

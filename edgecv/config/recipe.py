@@ -76,10 +76,10 @@ class PreprocessConfig(Strict):
     """Explicit input normalization of a user's model: `pixel * scale + offset` or
     `(pixel - mean) / std` (pixel 0..255), each a number or one per channel in `channel_order`."""
 
-    scale: Optional[Union[float, list[float]]] = None
-    offset: Optional[Union[float, list[float]]] = None
-    mean: Optional[Union[float, list[float]]] = None
-    std: Optional[Union[float, list[float]]] = None
+    scale: Optional[Union[float, List[float]]] = None
+    offset: Optional[Union[float, List[float]]] = None
+    mean: Optional[Union[float, List[float]]] = None
+    std: Optional[Union[float, List[float]]] = None
     channel_order: Literal["rgb", "bgr"] = Field("rgb", description="the channel order the model expects")
 
     @model_validator(mode="after")
