@@ -28,6 +28,21 @@ class Open(Model):
     model_config = ConfigDict(extra="allow", ser_json_inf_nan="constants")
 
 
+class Interval(Model):
+    """A confidence interval of a metric, or of its change against the float model (paired)."""
+
+    low: float
+    high: float
+    confidence: float = Field(..., description="e.g. 0.95")
+    method: str = Field(..., description="wilson | newcombe paired (method 10) | (paired) bootstrap percentile ...")
+    n: int = Field(..., description="samples it rests on")
+    p_value: Optional[float] = Field(None, description="paired change of a share: exact McNemar p-value (1: no "
+                                                       "evidence of any difference)")
+    discordant: Optional[Dict[str, int]] = Field(
+        None, description="paired change of a share: samples the artifact gets right and the reference wrong "
+                          "(gained), and the reverse (lost)")
+
+
 class GateResult(Model):
     gate: str
     limit: float
@@ -36,6 +51,10 @@ class GateResult(Model):
     message: str
     unit: str = ""
     source: str = Field("build", description="build: measured by the build host; device: merged from `edgecv bench`")
+    judged_on: str = Field("value", description="value | interval low | interval high: what was held against the "
+                                                "limit (`_significant` / `_confident` gates judge an interval end)")
+    interval: Optional[List[float]] = Field(None, description="[low, high] of the gate's value (a drop, not a delta)")
+    confidence: Optional[float] = None
 
 
 class OutputAgreement(Model):
@@ -76,6 +95,12 @@ class ArtifactResult(Open):
     validation: Optional[Validation] = None
     metrics: Dict[str, Any] = Field(default_factory=dict, description="the task's metrics against the targets")
     deltas: Dict[str, float] = Field(default_factory=dict, description="metric - the float reference's metric")
+    sample_scores: Dict[str, List[Optional[float]]] = Field(
+        default_factory=dict, description="per metric the task scores per sample: one value per `data.eval_images` "
+                                          "entry (a share: 0 or 1; a mean: the sample's value; null: left out)")
+    intervals: Dict[str, Interval] = Field(default_factory=dict, description="confidence interval of each metric")
+    delta_intervals: Dict[str, Interval] = Field(
+        default_factory=dict, description="confidence interval of each delta, paired over the same samples")
     agreement: Dict[str, Any] = Field(default_factory=dict, description="the task's agreement with the float outputs")
     outputs: Dict[str, OutputAgreement] = Field(default_factory=dict, description="per named output")
     nonfinite_outputs: int = 0
@@ -111,12 +136,18 @@ class ArtifactResult(Open):
             raise KeyError(f"unknown result source {source!r}")
         return None if v is None else float(v)
 
+    def interval(self, source: str, key: str) -> Optional[Interval]:
+        """The confidence interval of a metric or a delta (None: the task gives none for it)."""
+        return {"metrics": self.intervals, "deltas": self.delta_intervals}.get(source, {}).get(key)
+
 
 class Reference(Open):
     format: str = "keras"
     file: str = "../reference.npz"
     sha256: Optional[str] = None
     metrics: Dict[str, Any] = Field(default_factory=dict)
+    sample_scores: Dict[str, List[Optional[float]]] = Field(default_factory=dict, description="as an artifact's")
+    intervals: Dict[str, Interval] = Field(default_factory=dict, description="confidence interval of each metric")
     outputs: List[Dict[str, Any]] = Field(default_factory=list, description="output spec: name, shape, dtype, meaning")
 
 

@@ -388,6 +388,11 @@ def gate(
     max_size_growth: float = typer.Option(5.0, "--max-size-growth", help="percent"),
     latency_stat: str = typer.Option("p50_ms", "--latency-stat", help="p50_ms | p90_ms | p99_ms | mean_ms"),
     update_baseline: bool = typer.Option(False, "--update-baseline", help="accept the report as the new baseline"),
+    judge: str = typer.Option("value", "--judge", help="value: the measured change; significant: fail only when "
+                              "the paired interval of the worsening lies wholly above the tolerance; confident: "
+                              "pass only when it lies wholly within it (both need per-image scores of the same "
+                              "images in both reports, else the value is judged and the finding says why)"),
+    confidence: float = typer.Option(0.95, "--confidence", help="level of the paired intervals"),
 ):
     """Regression gate for CI: fail (exit 1) when accuracy, latency or size regressed past the tolerances."""
     from edgecv.build_folder import check_before_use
@@ -402,7 +407,11 @@ def gate(
         raise typer.Exit(0)
     if not baseline.exists():
         _fail(InputError(f"--baseline {baseline}: not found; accept a first one with --update-baseline"))
-    tol = Tolerances(max_accuracy_drop, max_latency_growth, max_size_growth, latency_stat)
+    if judge not in ("value", "significant", "confident") or not 0.5 < confidence < 1:
+        _fail(InputError(f"--judge {judge} --confidence {confidence}: judge is value, significant or confident; "
+                         "confidence is between 0.5 and 1 (e.g. 0.95)"))
+    tol = Tolerances(max_accuracy_drop, max_latency_growth, max_size_growth, latency_stat, judge=judge,
+                     confidence=confidence)
     findings = compare_reports(read_report(baseline, "--baseline", like=current), current, tol)
     for f in findings:
         out.print(("[green]ok  [/] " if f.passed else "[red]FAIL[/] ") + f.message)

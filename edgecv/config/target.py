@@ -31,6 +31,8 @@ class Gates(Strict):
     latency_p50_ms_max: Optional[float] = Field(None, gt=0)
     latency_p90_ms_max: Optional[float] = Field(None, gt=0)
     size_mb_max: Optional[float] = Field(None, gt=0)
+    confidence: Optional[float] = Field(None, gt=0.5, lt=1, description="level of the reported confidence intervals "
+                                        "and of the `_significant` / `_confident` gates (default 0.95)")
     tolerances: Dict[str, Tolerance] = Field(default_factory=dict,
                                              description="per output name (or '*'): {atol, rtol}")
 

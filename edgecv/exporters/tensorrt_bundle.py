@@ -139,7 +139,8 @@ def write_bundle(bundle: Path, model, spec, opts, onnx_bytes: bytes, onnx_checks
     else:
         (bundle / VALIDATION_FILE).unlink(missing_ok=True)
 
-    limits, tolerances = _gates(ctx.gates if ctx.gates is not None else spec.gates)
+    gates = ctx.gates if ctx.gates is not None else spec.gates
+    limits, tolerances = _gates(gates)
     bmin, bopt, bmax = opts.batch_range
     engines[spec.name] = {
         "precision": spec.precision,
@@ -151,6 +152,7 @@ def write_bundle(bundle: Path, model, spec, opts, onnx_bytes: bytes, onnx_checks
         "builder_optimization_level": opts.builder_optimization_level,
         "gates": limits,
         "tolerances": tolerances,
+        "confidence": getattr(gates, "confidence", None),  # of the intervals its interval gates judge
         "onnx_checks": {k: v for k, v in onnx_checks.items() if k in ("opset", "qdq", "float_parameters", "message")},
         "onnx_metadata": onnx_meta,
     }
@@ -326,11 +328,12 @@ def validate_engine(result, engine_path: Path, bundle: Path, data: dict, task, l
     images, targets, reference = load_validation(bundle, data)
     rtols = {k: t.get("rtol", 0.0) for k, t in (e.get("tolerances") or {}).items()}
     with load_runtime(engine_path, "tensorrt") as rt:
-        cmp = compare(task, info, rt.predict_all(images, EVAL_BATCH), targets, reference, rtols)
+        cmp = compare(task, info, rt.predict_all(images, EVAL_BATCH), targets, reference, rtols,
+                      **({"confidence": e["confidence"]} if e.get("confidence") else {}))
         result.latency = measure_latency(rt.predict, images[:16], batch=latency_batch).to_json()
         result.runtime = rt.describe()
     result.validation = Validation(numeric=True)
     result.validation_images = int(len(images))
-    result.metrics, result.deltas, result.agreement, result.outputs = cmp.metrics, cmp.deltas, cmp.agreement, cmp.outputs
-    result.nonfinite_outputs, result.notes = cmp.nonfinite_outputs, list(cmp.notes)
+    for name, value in cmp.to_result_fields().items():
+        setattr(result, name, list(value) if name == "notes" else value)
     result.gates = check_gates(result, e.get("gates") or {}, task, e.get("tolerances") or None, source="device")

@@ -10,7 +10,9 @@ from pathlib import Path
 import edgecv
 from edgecv.build_folder import MANIFEST, folder_files
 from edgecv.files import atomic_write_text
+from edgecv.config.target import merge_gates
 from edgecv.results import ArtifactResult, Reference, Report
+from edgecv.validate.intervals import DEFAULT_CONFIDENCE, intervals_for
 
 
 def target_report(b, target, index, calib, entries: list[ArtifactResult]) -> Report:
@@ -18,6 +20,9 @@ def target_report(b, target, index, calib, entries: list[ArtifactResult]) -> Rep
     ref_outputs = b.reference(index)
     _, targets = b.eval_set(index)
     ref_metrics = task.evaluate(task.select_outputs(ref_outputs, b.info), targets, b.info) if targets is not None else {}
+    ref_scores = b.reference_scores(index)
+    ref_intervals, _ = intervals_for(task, ref_scores, None, merge_gates(b.recipe.gates, target.gates).confidence
+                                     or DEFAULT_CONFIDENCE)
     return Report(
         edgecv_version=edgecv.__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -32,6 +37,7 @@ def target_report(b, target, index, calib, entries: list[ArtifactResult]) -> Rep
                      "sha256": calib.sha256, "file_list": "calibration.txt"},
         training=b.train_info(),
         reference=Reference(format="keras", file="../reference.npz", sha256=b.reference_sha256, metrics=ref_metrics,
+                            sample_scores=ref_scores, intervals=ref_intervals,
                             outputs=[o.to_json() for o in task.output_spec(b.info)]),
         environment=b.environment(),
         gates_enforced=b.gates,

@@ -51,6 +51,7 @@ from edgecv.terminal import NativeOutput
 from edgecv.sidecars import preprocessing, write_sidecars
 from edgecv.train.cluster import cluster_role
 from edgecv.validate.gates import check_gates, not_applicable
+from edgecv.validate.intervals import attach_intervals
 
 __all__ = ["Build", "BuildResult", "TargetOutcome", "StageRecord", "STAGES", "check_plan", "load_build", "run_build"]
 
@@ -120,6 +121,7 @@ class Build:
         self._failed: dict[str, EdgecvError] = {}  # shared stage -> its error, raised again, never retried
         self._eval: dict[tuple, tuple[np.ndarray, object]] = {}
         self._reference: Optional[dict] = None
+        self._reference_scores: Optional[dict] = None
         self._environment: Optional[dict] = None
 
     # ---- shared state the stages use -----------------------------------------------------------
@@ -177,6 +179,18 @@ class Build:
         if self._reference is None:
             self._reference = self._shared_stage("reference", lambda: reference_stage.run(self, index))
         return self._reference
+
+    def reference_scores(self, index: DataIndex) -> dict:
+        """The float model's per-sample scores on the evaluated samples (paired intervals and the
+        report's reference); targets only, no image is decoded."""
+        if self._reference_scores is None:
+            from edgecv.validate.intervals import as_stored
+
+            samples = self.task.eval_samples(index)
+            targets = self.task.targets(samples, index.info) if self.task.needs_targets else None
+            self._reference_scores = {} if targets is None else as_stored(self.task.sample_scores(
+                self.task.select_outputs(self.reference(index), self.info), targets, self.info))
+        return self._reference_scores
 
     def eval_set(self, index: DataIndex, size=None) -> tuple[np.ndarray, object]:
         """The validation images decoded at `size` (default the recipe's input size) by the recipe's
@@ -260,6 +274,7 @@ class Build:
             entry.update(sizes(path))
         result = ArtifactResult.model_validate(entry)
         gates = target.gates_for(spec, self.recipe.gates)
+        attach_intervals(result, self.task, self.reference_scores(index), gates.confidence)
         result.gates = check_gates(result, gates.limits(), self.task, gates.tolerances)
         skipped = not_applicable(gates.limits(), self.task)
         if skipped:

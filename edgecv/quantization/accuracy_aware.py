@@ -57,9 +57,11 @@ class AccuracyAwareConfig(Strict):
 def quality_gates(tasks: Iterable) -> tuple[str, ...]:
     """Names of the gates the search aims for: the tasks' gates on metrics, deltas and agreement
     (one task, or several when the build's task is not known, e.g. `edgecv targets`)."""
+    from edgecv.validate.gates import task_gates
+
     if not isinstance(tasks, (list, tuple, set)):
         tasks = [tasks]
-    return tuple(dict.fromkeys(g.name for t in tasks for g in t.gates if g.source in QUALITY_SOURCES))
+    return tuple(dict.fromkeys(g.name for t in tasks for g in task_gates(t) if g.source in QUALITY_SOURCES))
 
 
 @dataclass

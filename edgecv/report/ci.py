@@ -10,6 +10,7 @@ from xml.etree import ElementTree as ET
 
 from edgecv.report.outputs import (artifact_rows, as_report, column_specs, finish_command, latency_provenance,
                                    reference_line, report_notes, report_verdict, verdict_mark)
+from edgecv.report.uncertainty import interval_lines
 
 def markdown_summary(report) -> str:
     report = as_report(report)
@@ -23,6 +24,9 @@ def markdown_summary(report) -> str:
     for r in artifact_rows(report):
         lines.append("| " + " | ".join(_md_cell(r, c.key) for c in cols) + " |")
     notes = [f"- {text}" for _, text in report_notes(report, code=lambda c: f"`{c}`")]
+    intervals = interval_lines(report)
+    if intervals:
+        notes += ["", "Confidence intervals (paired over the same images for Δ):", ""] + [f"- {x}" for x in intervals]
     files = "Files beside this summary: `report.html` (plots), `report.json`, `junit.xml`, `manifest.json`" + (
         ", `build.log` (converters' output)" if any(a.status == "failed" for a in report.artifacts) else "") + "."
     return "\n".join(lines + ([""] + notes if notes else []) + ["", files]) + "\n"
@@ -69,7 +73,10 @@ def junit_xml(report) -> str:
         for g in a.gates:
             gc = ET.SubElement(suite, "testcase", classname=f"edgecv.{target}.{a.name}", name=g.gate, time="0")
             props = ET.SubElement(gc, "properties")
-            for k, v in (("value", g.value), ("limit", g.limit), ("unit", g.unit.strip()), ("measured_on", g.source)):
+            interval = g.interval or [None, None]
+            for k, v in (("value", g.value), ("limit", g.limit), ("unit", g.unit.strip()), ("measured_on", g.source),
+                         ("judged_on", g.judged_on), ("interval_low", interval[0]), ("interval_high", interval[1]),
+                         ("confidence", g.confidence)):
                 ET.SubElement(props, "property", name=k, value="" if v is None else str(v))
             counts["tests"] += 1
             if g.passed is False:

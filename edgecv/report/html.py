@@ -10,6 +10,7 @@ from functools import lru_cache
 from edgecv.report.outputs import (artifact_rows, as_report, column_specs, device_name, device_result,
                                    latency_provenance, reference_line, report_notes, report_task, report_verdict)
 from edgecv.report.plots import plots, pyplot
+from edgecv.report.uncertainty import interval_rows
 
 
 # text marks, not emoji: they render in every font a headless browser or a CI viewer has
@@ -39,8 +40,11 @@ def gate_rows(report) -> list[dict]:
             word = "pass" if g.passed else "fail" if g.passed is False else "not measured"
             dev = device_result(a)
             on = device_name(dev) if g.source == "device" and dev else "build host"
+            interval = "-" if not g.interval else f"{g.interval[0]:.4g} to {g.interval[1]:.4g}{g.unit}"
             rows.append({"artifact": a.name, "gate": g.gate, "limit": _num(g.limit, "g", g.unit),
-                         "value": _num(g.value, ".4g", g.unit), "measured_on": on, "verdict": word})
+                         "value": _num(g.value, ".4g", g.unit), "measured_on": on, "verdict": word,
+                         "interval": interval if not g.confidence else f"{interval} ({g.confidence * 100:g}%)",
+                         "judged_on": g.judged_on})
     return rows
 
 
@@ -80,7 +84,7 @@ def html_report(report) -> str:
         reference=reference_line(report), val_count=report.data.get("val_count"),
         classes=report.task_info.get("class_names"), calibration=calib, provenance=latency_provenance(report),
         columns=column_specs(report), rows=artifact_rows(report), marks=MARKS, notes=report_notes(report),
-        gates=gate_rows(report), devices=device_rows(report), quality=task.quality_metric if task else None,
+        gates=gate_rows(report), intervals=interval_rows(report), devices=device_rows(report), quality=task.quality_metric if task else None,
         figures=list(figures.items()),
         no_plots="matplotlib is missing (pip install matplotlib)" if pyplot() is None else "nothing was measured",
         env=env, libraries=", ".join(f"{k} {v}" for k, v in env.get("libraries", {}).items()),

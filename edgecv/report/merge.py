@@ -55,6 +55,10 @@ def merge_device_results(report: Report, results: list[dict]) -> list[str]:
             view.metrics = {**entry.metrics, **measured}
             view.deltas = {k: v - report.reference.metrics[k] for k, v in measured.items()
                            if isinstance(report.reference.metrics.get(k), (int, float))}
+            # the build host's intervals do not describe the device's numbers (no per-sample scores
+            # come back from a device): interval gates judge those by the device's value
+            view.intervals = {k: v for k, v in entry.intervals.items() if k not in measured}
+            view.delta_intervals = {k: v for k, v in entry.delta_intervals.items() if k not in measured}
         gates = Gates(**{**target_gates, **{k: v for k, v in overrides.get(entry.name, {}).items() if v is not None}})
         entry.gates = check_gates(view, gates.limits(), task, gates.tolerances, source="device")
         table = task_gate_table(task)

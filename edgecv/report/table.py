@@ -11,6 +11,7 @@ from rich.table import Table
 
 from edgecv.report.outputs import (artifact_rows, as_report, column_specs, latency_provenance, reference_line,
                                    report_notes, report_verdict, verdict_mark)
+from edgecv.report.uncertainty import interval_lines
 
 VERDICT_MARKS = {"pass": "✅", "fail": "❌", "not built": "➖", "not measured": "➖"}
 NOTE_STYLES = {"error": "red", "fail": "red", "warning": "yellow"}
@@ -50,6 +51,8 @@ def print_summary(report, console: Console, wide: bool = False, notes: Console |
     console.print(summary_table(report, wide))
     for severity, text in report_notes(report):
         notes.print(f"[{NOTE_STYLES[severity]}]{escape(text)}[/]")
+    for line in interval_lines(report):
+        notes.print(f"[dim]{escape(line)}[/]")
     for line in latency_provenance(report):
         notes.print(f"[dim]{escape(line)}[/]")
     passed, sentence = report_verdict(report)

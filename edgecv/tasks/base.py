@@ -54,6 +54,10 @@ class MetricSpec:
     description: str = ""
     fmt: str = ".4g"
     regression_tolerance: Optional[float] = None  # default allowed worsening for `edgecv gate`
+    # How `Task.sample_scores` scores each sample, for confidence intervals: "share" (0 or 1; the
+    # metric is scale x their mean: accuracy), "mean" (the metric is their mean: NME), "" (none)
+    per_sample: str = ""
+    scale: float = 1.0  # a share's unit: 100 for percent
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,10 @@ class GateSpec:
     sign: float = 1.0
     unit: str = ""
     description: str = ""
+    # value: the measured number; significant: fail only when the whole confidence interval is past
+    # the limit; confident: pass only when the whole interval is within it (`_significant` and
+    # `_confident` forms of a gate on a per-sample metric, edgecv.validate.gates.interval_gates)
+    judge: str = "value"
 
 
 @dataclass(frozen=True)
@@ -203,6 +211,13 @@ class Task(ABC):
 
     def agreement(self, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], info: dict) -> dict:
         """Task-level agreement of a candidate's outputs with the float model's."""
+        return {}
+
+    def sample_scores(self, outputs: Dict[str, np.ndarray], targets, info: dict) -> Dict[str, np.ndarray]:
+        """Per-sample scores of the metrics declared `per_sample`, one per evaluated sample in order
+        (NaN where the metric leaves a sample out). They give each metric a confidence interval and
+        its change against the float model a paired one, and let `_significant` / `_confident`
+        gates judge it (edgecv.validate.intervals)."""
         return {}
 
     def agreement_with_targets(self, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], targets,

@@ -14,7 +14,8 @@ from edgecv.errors import ConfigError
 from edgecv.tasks.base import ColumnSpec, GateSpec, MetricSpec, OutputSpec, Task, drop_gate
 
 OUTPUT = "probabilities"
-ACCURACY = MetricSpec("accuracy", True, "%", "top-1 accuracy on the validation split", ".2f", 0.5)
+ACCURACY = MetricSpec("accuracy", True, "%", "top-1 accuracy on the validation split", ".2f", 0.5,
+                      per_sample="share", scale=100.0)
 TOP5 = MetricSpec("top5_accuracy", True, "%", "top-5 accuracy (more than 5 classes)", ".2f")
 TOP1_AGREEMENT = MetricSpec("top1_agreement", True, "", "share of images whose top-1 class matches the float model's",
                             ".3f")
@@ -142,6 +143,11 @@ class Classification(Task):
         if targets is None:
             return {}
         return classification_metrics(outputs[OUTPUT], targets, len(info.get("class_names", [])) or None)
+
+    def sample_scores(self, outputs: Dict[str, np.ndarray], targets, info: dict) -> Dict[str, np.ndarray]:
+        if targets is None:
+            return {}
+        return {"accuracy": (np.asarray(outputs[OUTPUT]).argmax(axis=1) == np.asarray(targets)).astype(np.float64)}
 
     def agreement(self, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], info: dict) -> dict:
         ref, cand = np.asarray(reference[OUTPUT]), np.asarray(candidate[OUTPUT])

@@ -21,9 +21,10 @@ from edgecv.tasks.base import ColumnSpec, GateSpec, MetricSpec, OutputSpec, Task
 
 OUTPUT = "keypoints"
 PREVIEW_IMAGES = 4  # validation images drawn in report.html
-NME = MetricSpec("nme", False, "", "mean point error / normalizing distance (inter-ocular for ibug68)", ".4f", 0.005)
+NME = MetricSpec("nme", False, "", "mean point error / normalizing distance (inter-ocular for ibug68)", ".4f", 0.005,
+                 per_sample="mean")
 FAILURE_RATE = MetricSpec("failure_rate", False, "", "share of images with NME above task_options.failure_nme",
-                          ".3f")
+                          ".3f", per_sample="share")
 MEAN_DISTANCE = MetricSpec("point_error_px_mean", False, " px", "mean distance from the float model's points, "
                            "pixels of the input", ".3f")
 P99_DISTANCE = MetricSpec("point_error_px_p99", False, " px", "99th percentile of the distances from the float "
@@ -89,12 +90,8 @@ def normalizing_distance(targets: np.ndarray, normalize_by: Optional[Sequence[in
     return np.where(ok & (d > 0), d, np.nan)
 
 
-def keypoint_metrics(points: np.ndarray, targets: np.ndarray, input_size: Sequence[int],
-                     normalize_by: Optional[Sequence[int]] = None, failure_nme: float = 0.1,
-                     preview: int = 0) -> dict:
-    """NME, failure rate and per-keypoint error of `points` [N, K, 2] against `targets` [N, K, 3]
-    ((x, y) in [0, 1], labelled); unlabelled points count nowhere; images whose normalizing distance
-    cannot be measured are left out and counted."""
+def _point_errors(points, targets, input_size, normalize_by):
+    """(points, targets, pixel distances [N, K], normalized errors [N, K], usable images [N])."""
     points = np.asarray(points, np.float64).reshape(targets.shape[0], targets.shape[1], 2)
     targets = np.asarray(targets, np.float64)
     h, w = input_size
@@ -103,8 +100,30 @@ def keypoint_metrics(points: np.ndarray, targets: np.ndarray, input_size: Sequen
     dist_px = np.linalg.norm((points - targets[..., :2]) * px, axis=-1)  # [N, K]
     norm = normalizing_distance(targets, normalize_by, px)
     usable = ~np.isnan(norm) & v.any(axis=1)
-    err = dist_px[usable] / norm[usable, None]
-    vis = v[usable]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        err = dist_px / norm[:, None]
+    return points, targets, dist_px, err, usable
+
+
+def per_image_nme(points: np.ndarray, targets: np.ndarray, input_size: Sequence[int],
+                  normalize_by: Optional[Sequence[int]] = None) -> np.ndarray:
+    """Each image's NME in order [N]; NaN for an image whose normalizing distance cannot be measured."""
+    _, targets, _, err, usable = _point_errors(points, targets, input_size, normalize_by)
+    v = targets[..., 2] > 0
+    out = np.full(len(targets), np.nan)
+    out[usable] = np.where(v[usable], err[usable], 0).sum(axis=1) / v[usable].sum(axis=1)
+    return out
+
+
+def keypoint_metrics(points: np.ndarray, targets: np.ndarray, input_size: Sequence[int],
+                     normalize_by: Optional[Sequence[int]] = None, failure_nme: float = 0.1,
+                     preview: int = 0) -> dict:
+    """NME, failure rate and per-keypoint error of `points` [N, K, 2] against `targets` [N, K, 3]
+    ((x, y) in [0, 1], labelled); unlabelled points count nowhere; images whose normalizing distance
+    cannot be measured are left out and counted."""
+    points, targets, dist_px, err_all, usable = _point_errors(points, targets, input_size, normalize_by)
+    v = targets[..., 2] > 0
+    err, vis = err_all[usable], v[usable]
     per_image = np.where(vis, err, 0).sum(axis=1) / vis.sum(axis=1)
     counts = vis.sum(axis=0)
     per_kp = np.where(counts > 0, np.where(vis, err, 0).sum(axis=0) / np.maximum(counts, 1), np.nan)
@@ -303,6 +322,14 @@ class Keypoints(Task):
         return keypoint_metrics(outputs[OUTPUT], np.asarray(targets), info.get("input_size", (1, 1)),
                                 info.get("normalize_by"), info.get("failure_nme", self.options.failure_nme),
                                 preview=PREVIEW_IMAGES)
+
+    def sample_scores(self, outputs: Dict[str, np.ndarray], targets, info: dict) -> Dict[str, np.ndarray]:
+        if targets is None:
+            return {}
+        nme = per_image_nme(outputs[OUTPUT], np.asarray(targets), info.get("input_size", (1, 1)),
+                            info.get("normalize_by"))
+        failed = np.where(np.isnan(nme), np.nan, nme > info.get("failure_nme", self.options.failure_nme))
+        return {"nme": nme, "failure_rate": failed}
 
     def agreement(self, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], info: dict) -> dict:
         return point_agreement(reference[OUTPUT], candidate[OUTPUT], info.get("input_size", (1, 1)))

@@ -12,7 +12,8 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from edgecv.results import OutputAgreement
+from edgecv.results import Interval, OutputAgreement
+from edgecv.validate.intervals import DEFAULT_CONFIDENCE, as_stored, intervals_for
 
 
 @dataclass
@@ -24,11 +25,17 @@ class Comparison:
     outputs: Dict[str, OutputAgreement] = field(default_factory=dict)
     nonfinite_outputs: int = 0
     notes: list = field(default_factory=list)
+    sample_scores: Dict[str, list] = field(default_factory=dict)  # the task's per-sample scores, as stored
+    reference_scores: Dict[str, list] = field(default_factory=dict)
+    intervals: Dict[str, Interval] = field(default_factory=dict)
+    delta_intervals: Dict[str, Interval] = field(default_factory=dict)  # paired over the same samples
 
     def to_result_fields(self) -> dict:
         """The fields of an ArtifactResult this comparison fills."""
         return {"metrics": self.metrics, "deltas": self.deltas, "agreement": self.agreement,
-                "outputs": self.outputs, "nonfinite_outputs": self.nonfinite_outputs, "notes": self.notes}
+                "outputs": self.outputs, "nonfinite_outputs": self.nonfinite_outputs, "notes": self.notes,
+                "sample_scores": self.sample_scores, "intervals": self.intervals,
+                "delta_intervals": self.delta_intervals}
 
 
 def output_agreement(reference: np.ndarray, candidate: np.ndarray, rtol: float = 0.0) -> OutputAgreement:
@@ -66,17 +73,25 @@ def _finite(outputs: Dict[str, np.ndarray]) -> tuple[Dict[str, np.ndarray], int]
 
 
 def compare(task, info: dict, candidate: Dict[str, np.ndarray], targets=None,
-            reference: Optional[Dict[str, np.ndarray]] = None, rtols: Optional[Dict[str, float]] = None) -> Comparison:
+            reference: Optional[Dict[str, np.ndarray]] = None, rtols: Optional[Dict[str, float]] = None,
+            confidence: float = DEFAULT_CONFIDENCE) -> Comparison:
     """`candidate` and `reference` map output names to arrays over the same images; `targets` is
-    what the task's `targets()` gave (None for unlabelled data)."""
+    what the task's `targets()` gave (None for unlabelled data). Metrics the task scores per
+    sample get `confidence` intervals, their deltas paired ones."""
     candidate, nonfinite = _finite(task.select_outputs(candidate, info))
     notes = [f"{nonfinite} NaN/Inf output value(s)"] if nonfinite else []
     metrics = task.evaluate(candidate, targets, info) if targets is not None else {}
     cmp = Comparison(metrics, nonfinite_outputs=nonfinite, notes=notes)
+    if targets is not None:
+        cmp.sample_scores = as_stored(task.sample_scores(candidate, targets, info))
     if reference is None:
+        cmp.intervals, _ = intervals_for(task, cmp.sample_scores, None, confidence)
         return cmp
     reference = task.select_outputs(reference, info)
     cmp.reference_metrics = task.evaluate(reference, targets, info) if targets is not None else {}
+    if targets is not None:
+        cmp.reference_scores = as_stored(task.sample_scores(reference, targets, info))
+    cmp.intervals, cmp.delta_intervals = intervals_for(task, cmp.sample_scores, cmp.reference_scores, confidence)
     for name, value in metrics.items():
         ref_value = cmp.reference_metrics.get(name)
         if isinstance(value, (int, float)) and isinstance(ref_value, (int, float)) and name != "count":

@@ -6,9 +6,10 @@ gates every task has (latency, size, per-output agreement) plus the gates of the
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Iterable, Optional
 
-from edgecv.results import ArtifactResult, GateResult
+from edgecv.results import ArtifactResult, GateResult, Interval
 from edgecv.tasks.base import GateSpec
 
 GENERIC_GATES: tuple[GateSpec, ...] = (
@@ -26,15 +27,35 @@ GENERIC_GATES: tuple[GateSpec, ...] = (
 )
 
 
+JUDGES = {  # suffix -> what the gate holds against its limit, for `edgecv tasks` and the docs
+    "significant": "fails only when the whole confidence interval is past the limit (a significant miss)",
+    "confident": "passes only when the whole confidence interval is within the limit",
+}
+
+
+def interval_gates(task) -> tuple[GateSpec, ...]:
+    """`<gate>_significant` and `<gate>_confident` for each of a task's (class or instance) gates
+    on a metric it scores per sample: judged on the confidence interval instead of the value."""
+    per_sample = {m.name for m in task.metrics if m.per_sample}
+    return tuple(replace(g, name=f"{g.name}_{judge}", judge=judge, description=f"{g.description}: {words}")
+                 for g in task.gates if g.source in ("metrics", "deltas") and g.key in per_sample
+                 for judge, words in JUDGES.items())
+
+
+def task_gates(task) -> tuple[GateSpec, ...]:
+    """A task's gates with their interval forms."""
+    return (*task.gates, *interval_gates(task))
+
+
 def task_gate_table(task) -> dict[str, GateSpec]:
-    return {g.name: g for g in (*GENERIC_GATES, *(task.gates if task is not None else ()))}
+    return {g.name: g for g in (*GENERIC_GATES, *(task_gates(task) if task is not None else ()))}
 
 
 def known_gate_names() -> set[str]:
     """Every gate a target file may state: generic ones and every known task's."""
     from edgecv.tasks import all_task_classes
 
-    return {g.name for g in GENERIC_GATES} | {g.name for cls in all_task_classes() for g in cls.gates}
+    return {g.name for g in GENERIC_GATES} | {g.name for cls in all_task_classes() for g in task_gates(cls)}
 
 
 def _check(artifact: str, spec: GateSpec, limit: float, value: Optional[float], why: str) -> GateResult:
@@ -47,6 +68,32 @@ def _check(artifact: str, spec: GateSpec, limit: float, value: Optional[float], 
     msg = (f"{artifact}: {spec.name} {'passed' if passed else 'FAILED'}: measured {value:.4g}{spec.unit}, "
            f"limit {word} {limit:g}{spec.unit}")
     return GateResult(gate=spec.name, limit=float(limit), value=float(value), passed=passed, message=msg, unit=spec.unit)
+
+
+def _check_interval(artifact: str, spec: GateSpec, limit: float, value: Optional[float], iv: Optional[Interval],
+                    why: str) -> GateResult:
+    """A `_significant` gate holds the interval's favourable end against the limit (a one-image
+    flip passes, a loss the interval is sure of fails); a `_confident` gate its unfavourable end."""
+    if value is None or iv is None:
+        g = _check(artifact, spec, limit, value, why)
+        if value is not None:
+            g.message += f" (no confidence interval for {spec.key} here: judged on the measured value)"
+        return g
+    low, high = sorted((spec.sign * iv.low + 0.0, spec.sign * iv.high + 0.0))
+    at_max = spec.bound == "max"
+    use_low = at_max == (spec.judge == "significant")  # the favourable end of a max gate is the low one
+    end = low if use_low else high
+    passed = end <= limit if at_max else end >= limit
+    side = ("above" if at_max else "below") if spec.judge == "significant" else ("at most" if at_max else "at least")
+    rule = (f"fails only when the whole interval is {side} {limit:g}{spec.unit}" if spec.judge == "significant"
+            else f"passes only when the whole interval is {side} {limit:g}{spec.unit}")
+    u = spec.unit
+    msg = (f"{artifact}: {spec.name} {'passed' if passed else 'FAILED'}: measured {value + 0.0:.4g}{u}, "
+           f"{iv.confidence * 100:g}% interval {low:.4g} to {high:.4g}{u} (n={iv.n}); {rule} "
+           f"(its {'low' if use_low else 'high'} end {end:.4g}{u})")
+    return GateResult(gate=spec.name, limit=float(limit), value=float(value) + 0.0, passed=passed, message=msg, unit=u,
+                      judged_on="interval low" if use_low else "interval high", interval=[low, high],
+                      confidence=iv.confidence)
 
 
 def check_gates(result: ArtifactResult, limits: dict, task, tolerances: Optional[dict] = None,
@@ -62,7 +109,11 @@ def check_gates(result: ArtifactResult, limits: dict, task, tolerances: Optional
             continue
         spec = table[name]
         raw = result.value(spec.source, spec.key)
-        out.append(_check(result.name, spec, limit, None if raw is None else spec.sign * raw, why))
+        value = None if raw is None else spec.sign * raw
+        if spec.judge == "value":
+            out.append(_check(result.name, spec, limit, value, why))
+        else:
+            out.append(_check_interval(result.name, spec, limit, value, result.interval(spec.source, spec.key), why))
     for output, tol in (tolerances or {}).items():
         atol, rtol = (tol["atol"], tol["rtol"]) if isinstance(tol, dict) else (tol.atol, tol.rtol)
         names = list(result.outputs) if output == "*" else [output]
@@ -90,5 +141,5 @@ def gate_descriptions(tasks: Iterable) -> list[tuple[str, str, str]]:
     rows = [(g.name, "every task", g.description) for g in GENERIC_GATES]
     rows.append(("tolerances: {OUTPUT: {atol, rtol}}", "every task", "every element |c - r| <= atol + rtol*|r|"))
     for cls in tasks:
-        rows += [(g.name, cls.name, g.description) for g in cls.gates]
+        rows += [(g.name, cls.name, g.description) for g in task_gates(cls)]
     return rows

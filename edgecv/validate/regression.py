@@ -55,6 +55,11 @@ class Tolerances:
     size_growth_pct: float = 5.0
     latency_stat: str = "p50_ms"
     metric_tolerances: dict = field(default_factory=dict)  # metric -> allowed worsening, in its units
+    # value: the measured worsening; significant / confident: the paired interval's favourable /
+    # unfavourable end (as the `_significant` / `_confident` gates), where both reports scored the
+    # same images one by one
+    judge: str = "value"
+    confidence: float = 0.95
 
     def for_metric(self, spec) -> Optional[float]:
         if spec.name in self.metric_tolerances:
@@ -92,12 +97,8 @@ def compare_reports(baseline: Report, current: Report, tol: Tolerances) -> list[
             bv, cv = b.metrics.get(spec.name), c.metrics.get(spec.name)
             if not isinstance(bv, (int, float)) or not isinstance(cv, (int, float)):
                 continue
-            allowed = tol.for_metric(spec)
-            worse = (bv - cv) if spec.higher_is_better else (cv - bv)
-            word = "drop" if spec.higher_is_better else "increase"
-            out.append(Finding(name, spec.name, bv, cv, worse <= allowed,
-                               f"{name}: {spec.name} {bv:{spec.fmt}}{spec.unit} -> {cv:{spec.fmt}}{spec.unit} "
-                               f"({cv - bv:+{spec.fmt}}, allowed {word} {allowed:g})"))
+            out.append(_metric_finding(name, spec, bv, cv, tol, paired_change(spec, baseline, b, current, c,
+                                                                              tol.confidence)))
         b_lat, c_lat = (b.latency or {}).get(tol.latency_stat), (c.latency or {}).get(tol.latency_stat)
         if b_lat and c_lat is not None:
             growth = (c_lat / b_lat - 1) * 100
@@ -110,3 +111,39 @@ def compare_reports(baseline: Report, current: Report, tol: Tolerances) -> list[
                                f"{name}: size {b.size_bytes / 1e6:.3f} -> {c.size_bytes / 1e6:.3f} MB ({growth:+.1f}%, "
                                f"allowed +{tol.size_growth_pct:g}%)"))
     return out
+
+
+def paired_change(spec, baseline: Report, b, current: Report, c, confidence: float):
+    """(interval of current - baseline paired image by image, None) or (None, why not paired)."""
+    from edgecv.validate.intervals import delta_interval
+
+    if not spec.per_sample:
+        return None, f"the task scores no {spec.name} per image"
+    if spec.name not in b.sample_scores or spec.name not in c.sample_scores:
+        return None, "a report has no per-image scores (made before edgecv 0.2 or on a device)"
+    images_b, images_c = baseline.data.get("eval_images"), current.data.get("eval_images")
+    if not images_b or images_b != images_c:
+        return None, "the reports were validated on different images"
+    return delta_interval(spec, c.sample_scores[spec.name], b.sample_scores[spec.name], confidence), None
+
+
+def _metric_finding(name: str, spec, bv: float, cv: float, tol: Tolerances, paired) -> Finding:
+    allowed = tol.for_metric(spec)
+    sign = -1.0 if spec.higher_is_better else 1.0  # worsening = sign * (current - baseline)
+    worse = sign * (cv - bv)
+    word = "drop" if spec.higher_is_better else "increase"
+    iv, why_not = paired
+    head = (f"{name}: {spec.name} {bv:{spec.fmt}}{spec.unit} -> {cv:{spec.fmt}}{spec.unit} "
+            f"({cv - bv:+{spec.fmt}}")
+    if iv is None:
+        tail = "" if tol.judge == "value" else f"; not paired ({why_not}): judged on the value"
+        return Finding(name, spec.name, bv, cv, worse <= allowed, f"{head}, allowed {word} {allowed:g}{tail})")
+    low, high = sorted((sign * iv.low, sign * iv.high))
+    judged = {"value": worse, "significant": low, "confident": high}[tol.judge]
+    rule = {"value": "judged on the value", "significant": "fails only when the whole interval is above it",
+            "confident": "passes only when the whole interval is within it"}[tol.judge]
+    where = "" if iv.discordant is None else f", {iv.discordant['gained']} images gained, {iv.discordant['lost']} lost"
+    return Finding(name, spec.name, bv, cv, judged <= allowed,
+                   f"{head}; {word} {worse:{spec.fmt}}, paired {iv.confidence * 100:g}% interval "
+                   f"{low:{spec.fmt}} to {high:{spec.fmt}} over {iv.n} images{where}; allowed {word} {allowed:g}, "
+                   f"{rule})")
