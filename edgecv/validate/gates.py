@@ -1,7 +1,9 @@
 """Check an artifact's measured numbers against a target's gates.
 
 A gate is `{name: limit}`. Its meaning (which number, min or max, unit) comes from a table: the
-gates every task has (latency, size, per-output agreement) plus the gates of the build's task.
+gates every task has (latency, size, per-output agreement) plus the gates of the build's task, and
+for each task gate on a metric scored per sample its `_significant` and `_confident` forms, judged
+on the metric's confidence interval (edgecv.validate.intervals) rather than its value.
 """
 
 from __future__ import annotations
@@ -84,10 +86,11 @@ def _check_interval(artifact: str, spec: GateSpec, limit: float, value: Optional
     use_low = at_max == (spec.judge == "significant")  # the favourable end of a max gate is the low one
     end = low if use_low else high
     passed = end <= limit if at_max else end >= limit
-    side = ("above" if at_max else "below") if spec.judge == "significant" else ("at most" if at_max else "at least")
-    rule = (f"fails only when the whole interval is {side} {limit:g}{spec.unit}" if spec.judge == "significant"
-            else f"passes only when the whole interval is {side} {limit:g}{spec.unit}")
     u = spec.unit
+    if spec.judge == "significant":
+        rule = f"fails only when the whole interval is {'above' if at_max else 'below'} {limit:g}{u}"
+    else:
+        rule = f"passes only when the whole interval is {'at most' if at_max else 'at least'} {limit:g}{u}"
     msg = (f"{artifact}: {spec.name} {'passed' if passed else 'FAILED'}: measured {value + 0.0:.4g}{u}, "
            f"{iv.confidence * 100:g}% interval {low:.4g} to {high:.4g}{u} (n={iv.n}); {rule} "
            f"(its {'low' if use_low else 'high'} end {end:.4g}{u})")

@@ -42,7 +42,8 @@ def wilson(k: int, n: int, confidence: float = DEFAULT_CONFIDENCE) -> Tuple[floa
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # k = 0 and k = n reach the bound exactly (rounding would leave 100 % outside 0.99999...)
+    return (0.0 if k == 0 else max(0.0, centre - half)), (1.0 if k == n else min(1.0, centre + half))
 
 
 def newcombe_paired(both: int, cand_only: int, ref_only: int, neither: int,

@@ -33,7 +33,8 @@ def candidate_evaluator(b, spec, target, images, targets, reference):
         from edgecv.validate.measure import predict_all
 
         with load_runtime(path, None, threads=target.runtime.threads, **target.runtime.options) as rt:
-            cmp = compare(b.task, b.info, predict_all(rt, images), targets, reference)
+            cmp = compare(b.task, b.info, predict_all(rt, images), targets, reference,
+                          **({"confidence": gates.confidence} if gates.confidence else {}))
             lat = measure_latency(rt.predict, images[:16], batch=1) if latency else None
         result = ArtifactResult(name=spec.name, format=spec.format, precision=spec.precision, status="ok",
                                 **cmp.to_result_fields())
