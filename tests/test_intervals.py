@@ -169,6 +169,19 @@ def test_keypoint_sample_scores_average_to_the_metrics():
         cmp.delta_intervals  # seeded
 
 
+def test_embedding_recall_at_1_scores_each_query():
+    task = get_task("embedding")
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(4, 8))
+    labels = np.repeat(np.arange(4), 15)
+    emb = centres[labels] + rng.normal(0, 0.9, (60, 8))
+    targets = np.stack([labels, (np.arange(60) % 3 == 0).astype(int)], axis=1)  # every third a query
+    m = task.evaluate({"embedding": emb}, targets, {})
+    s = task.sample_scores({"embedding": emb}, targets, {})["recall_at_1"]
+    assert np.isnan(s[targets[:, 1] == 0]).all() and 100 * np.nanmean(s) == pytest.approx(m["recall_at_1"])
+    assert "recall_at_1_drop_max_significant" in known_gate_names()
+
+
 # ---- reports -----------------------------------------------------------------------------------
 
 def test_a_schema_2_report_without_intervals_still_loads_and_gates():

@@ -27,7 +27,7 @@ HEAD_LAYER = "cosface_logits"
 PANEL_QUERIES = 6  # queries kept with their top-5 neighbours for the report panel
 
 RECALL_1 = MetricSpec("recall_at_1", True, "%", "validation queries whose nearest training image has their class",
-                      ".2f", 0.5)
+                      ".2f", 0.5, per_sample="share", scale=100.0)
 RECALL_5 = MetricSpec("recall_at_5", True, "%", "validation queries with their class among the 5 nearest", ".2f")
 MAP_R = MetricSpec("map_at_r", True, "%", "mean average precision at R (R = the query's class size in the gallery)",
                    ".2f")
@@ -59,16 +59,22 @@ def nearest(queries: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.ndarra
     return idx, np.take_along_axis(sims, idx, axis=1)
 
 
+def query_hits(queries: np.ndarray, q_labels: np.ndarray, gallery: np.ndarray, g_labels: np.ndarray,
+               k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(hits [Q, depth]: is the j-th nearest gallery image of the query's class, each query's class
+    size in the gallery); depth covers k and every class size (mAP@R)."""
+    class_sizes = np.array([(g_labels == c).sum() for c in q_labels])
+    idx, _ = nearest(queries, gallery, int(max(k, class_sizes.max())))
+    return g_labels[idx] == q_labels[:, None], class_sizes
+
+
 def retrieval_metrics(queries: np.ndarray, q_labels: np.ndarray, gallery: np.ndarray, g_labels: np.ndarray,
                       ks: Sequence[int] = (1, 5)) -> dict:
     """recall@k (a same-class image among the k nearest) and mAP@R (Musgrave et al. 2020), in %."""
     q_labels, g_labels = np.asarray(q_labels), np.asarray(g_labels)
     if not len(q_labels) or not len(g_labels):
         return {"count": int(len(q_labels)), "gallery_size": int(len(g_labels))}
-    class_sizes = np.array([(g_labels == c).sum() for c in q_labels])
-    depth = int(max(max(ks), class_sizes.max()))
-    idx, _ = nearest(queries, gallery, depth)
-    hits = g_labels[idx] == q_labels[:, None]
+    hits, class_sizes = query_hits(queries, q_labels, gallery, g_labels, max(ks))
     out = {"count": int(len(q_labels)), "gallery_size": int(len(g_labels))}
     for k in ks:
         out[f"recall_at_{k}"] = float(hits[:, :k].any(axis=1).mean() * 100)
@@ -190,6 +196,17 @@ class Embedding(Task):
         out = retrieval_metrics(q, ql, g, gl)
         out["examples"] = panel_examples(q, ql, g, gl)
         return out
+
+    def sample_scores(self, outputs: Dict[str, np.ndarray], targets, info: dict) -> Dict[str, np.ndarray]:
+        """recall@1 hit of each validation query; NaN for the gallery (training) images."""
+        if targets is None:
+            return {}
+        targets = np.asarray(targets)
+        q, ql, g, gl = split_eval(np.asarray(outputs[OUTPUT]), targets)
+        scores = np.full(len(targets), np.nan)
+        if len(ql) and len(gl):
+            scores[targets[:, 1] == QUERY] = query_hits(q, ql, g, gl, 5)[0][:, 0]
+        return {"recall_at_1": scores}
 
     def agreement(self, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], info: dict) -> dict:
         ref, cand = l2_normalize(reference[OUTPUT]), l2_normalize(candidate[OUTPUT])
