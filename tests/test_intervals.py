@@ -238,6 +238,23 @@ def test_every_report_form_shows_the_interval_and_how_each_gate_was_judged():
     assert 'id="intervals"' in html and "newcombe paired (method 10)" in html and "interval low" in html
 
 
+def test_a_device_measured_metric_is_judged_on_the_device_value():
+    """A bench result carries no per-image scores: the build host's interval does not describe the
+    device's number, so the interval gate says it judged the device's value."""
+    from edgecv.report.merge import merge_device_results
+
+    report = _report_with_intervals()
+    report.target["gates"]["accuracy_drop_max_significant"] = 0.5
+    int8 = report.artifacts[0]
+    bench = {"schema": "edgecv.bench/1", "artifact": {"name": "int8", "sha256": int8.sha256},
+             "latency": {"p50_ms": 5.0, "p90_ms": 6.0}, "accuracy": {"top1": 100 * 140 / N}}
+    merge_device_results(report, [bench])
+    g = {g.gate: g for g in int8.gates}["accuracy_drop_max_significant"]
+    assert g.source == "device" and g.passed is False and g.judged_on == "value"
+    assert "no confidence interval for accuracy here: judged on the measured value" in g.message
+    assert int8.intervals["accuracy"].n == N  # the build host's interval stays in the report
+
+
 # ---- edgecv gate against a baseline ------------------------------------------------------------
 
 def _paired_reports(tmp_path, lost):

@@ -399,6 +399,9 @@ def gate(
     from edgecv.files import atomic_write_bytes
     from edgecv.validate.regression import Tolerances, compare_reports, read_report
 
+    if judge not in ("value", "significant", "confident") or not 0.5 < confidence < 1:
+        _fail(InputError(f"--judge {judge} --confidence {confidence}: judge is value, significant or confident; "
+                         "confidence is between 0.5 and 1 (e.g. 0.95)"))
     check_before_use(report_json, _warn)
     current = read_report(report_json, "--report")
     if update_baseline:
@@ -407,9 +410,6 @@ def gate(
         raise typer.Exit(0)
     if not baseline.exists():
         _fail(InputError(f"--baseline {baseline}: not found; accept a first one with --update-baseline"))
-    if judge not in ("value", "significant", "confident") or not 0.5 < confidence < 1:
-        _fail(InputError(f"--judge {judge} --confidence {confidence}: judge is value, significant or confident; "
-                         "confidence is between 0.5 and 1 (e.g. 0.95)"))
     tol = Tolerances(max_accuracy_drop, max_latency_growth, max_size_growth, latency_stat, judge=judge,
                      confidence=confidence)
     findings = compare_reports(read_report(baseline, "--baseline", like=current), current, tol)

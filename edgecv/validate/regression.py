@@ -1,8 +1,10 @@
 """Regression gate for CI: compare a build's report with an accepted baseline report.
 
 Each artifact of the baseline is checked on the task's metrics (each in its own direction and
-tolerance: accuracy may drop 0.5 points by default), latency and size. Baselines written by
-edgecv 0.1 (report schema 1) are read through `results.upgrade_report`.
+tolerance: accuracy may drop 0.5 points by default), latency and size. Where both reports scored
+the same images one by one (`sample_scores` over equal `eval_images`), a metric's change also gets
+an interval paired image by image, which `--judge significant|confident` holds against the
+tolerance. Baselines written by edgecv 0.1 (report schema 1) are read through `results.upgrade_report`.
 """
 
 from __future__ import annotations
