@@ -54,6 +54,27 @@ def test_report_has_metrics_latency_sizes_and_reproducibility_facts(built):
     assert hashlib.sha256(ref.read_bytes()).hexdigest() == report["reference"]["sha256"]
 
 
+def test_report_carries_intervals_and_a_new_confidence_rejudges_the_cached_validation(built, tiny_recipe_path):
+    report = json.loads((built[0] / "report.json").read_text())
+    int8, n = report["artifacts"][0], len(report["data"]["eval_images"])
+    assert len(int8["sample_scores"]["accuracy"]) == n and report["reference"]["intervals"]["accuracy"]["n"] == n
+    wide = int8["delta_intervals"]["accuracy"]
+    assert wide["confidence"] == 0.95 and set(wide["discordant"]) == {"gained", "lost"}
+    out = built[0].parent
+    target = out / "strict80.yaml"  # the same artifacts and runtime: its validations are cached
+    target.write_text("description: the same artifacts judged at 80 %\nruntime: {threads: 1, batch: [1, 2]}\n"
+                      "artifacts:\n  - {name: int8, format: tflite, precision: int8}\n  - {name: fp32, format: tflite}\n"
+                      "gates: {confidence: 0.8, accuracy_drop_max_significant: 5.0}\n")
+    run_build(tiny_recipe_path, [str(target)], out, console=QUIET)
+    r80 = json.loads((out / "strict80" / "report.json").read_text())
+    assert all(s["hit"] for s in r80["stages"] if s["stage"] == "validate")
+    narrow = r80["artifacts"][0]["delta_intervals"]["accuracy"]
+    assert narrow["confidence"] == 0.8 and wide["low"] <= narrow["low"] <= narrow["high"] <= wide["high"]
+    gate = r80["artifacts"][0]["gates"][0]
+    assert gate["gate"] == "accuracy_drop_max_significant" and gate["judged_on"] == "interval low"
+    assert gate["confidence"] == 0.8
+
+
 def test_junit_has_a_case_per_artifact_and_gate(built):
     root = ET.parse(built[0] / "junit.xml").getroot()
     suite = root.find("testsuite")
