@@ -140,6 +140,11 @@ def export_key(model_key: str, spec, calib_key: str, model_name: str, searched: 
                         "name": model_name, "versions": versions(EXPORT_LIBS), **extra})
 
 
+# What a cached validation.json holds; 2: per-sample scores too (confidence intervals), so a build
+# folder validated before them validates again rather than judging interval gates without them
+VALIDATION_FORMAT = 2
+
+
 def validate_key(exp_key: str, ref_key: str, runtime_settings: dict) -> str:
     return stable_hash({"stage": "validate", "export": exp_key, "reference": ref_key, "runtime": runtime_settings,
-                        "versions": versions(EXPORT_LIBS)})
+                        "versions": versions(EXPORT_LIBS), "format": VALIDATION_FORMAT})
