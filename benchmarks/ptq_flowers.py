@@ -9,7 +9,7 @@ the validation split with the TFLite interpreter:
 Variants: baseline (uint8 softmax output, as edgecv 0.x), float_out (same ops, softmax
 dequantized to float32 at the very end), int8_logits (softmax left to the host: the model ends at
 the int8 logits, dequantized by its last op). The others also end at the logits, so that their
-error can be measured in logits (rmse against float): bias_correction, calib_all (every training
+error can be measured in logits (rmse against float): bias_correction (bias_correction_uint8: with the uint8 softmax output, edgecv's default), calib_all (every training
 image), calib_flip (the 200 images plus their mirror images), calib_N (the first N training images). Prints accuracy, agreement with float, the images that flip and
 their float margin (top-1 minus top-2 logit), and writes everything to --out as JSON.
 """
@@ -135,19 +135,20 @@ def main():
     for v in args.variants.split(","):
         t0 = time.perf_counter()
         extra = {}
-        logits = v not in ("baseline", "float_out")
+        logits = v not in ("baseline", "float_out", "bias_correction_uint8")
         if v == "baseline":
             flat = convert(km, base_cal)
         elif v == "float_out":
             flat = convert(km, base_cal, "float32")
         elif v == "int8_logits":
             flat = convert(lm, base_cal, "float32", ["logits"])
-        elif v == "bias_correction":
+        elif v in ("bias_correction", "bias_correction_uint8"):  # the latter: edgecv's default artifact
             from edgecv.quantization.bias_correction import correct_bias
 
             corrected, rep = correct_bias(km, base_cal)
             extra["bias_correction"] = rep.to_json()
-            flat = convert(logits_model(corrected), base_cal, "float32", ["logits"])
+            flat = (convert(corrected, base_cal) if v.endswith("uint8")
+                    else convert(logits_model(corrected), base_cal, "float32", ["logits"]))
         elif v == "calib_all":
             flat = convert(lm, calibration_from(train, model.input_size, resize), "float32", ["logits"])
         elif v == "calib_flip":

@@ -32,7 +32,7 @@ class TFLiteExporter(Exporter):
         ptq = None
         keras_model = model.keras_model
         output_dtype = (cfg.output_dtype if cfg is not None else None) or io_dtype
-        if cfg is not None:
+        if cfg is not None and ctx.calibration is not None:  # none: convert says int8 needs one
             from edgecv.quantization.ptq import prepare
 
             keras_model, ptq = prepare(keras_model, ctx.calibration, cfg, log=ctx.log)
