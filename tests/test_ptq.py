@@ -135,3 +135,14 @@ def test_applied_techniques_reach_the_artifact(tiny_model, tiny_calibration, tmp
     assert art.checks["integer_only"] and art.checks["passed"]  # the closing DEQUANTIZE is no float compute
     off = TFLiteExporter().export(tiny_model, spec(ptq={"bias_correction": False}), tmp_path / "off", ctx)
     assert off.metadata["ptq"]["applied"] == []
+
+
+def test_export_cache_key_follows_the_resolved_ptq_settings():
+    from edgecv.orchestrator.keys import export_key
+
+    def key(**options):
+        return export_key("m", spec(**options), "c", "tiny")
+
+    assert key() == key(ptq={"bias_correction": True})  # the default spelled out is the same artifact
+    assert key() != key(ptq={"bias_correction": False})
+    assert key() != key(ptq={"output_dtype": "float32"})
