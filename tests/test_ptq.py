@@ -146,3 +146,14 @@ def test_export_cache_key_follows_the_resolved_ptq_settings():
     assert key() == key(ptq={"bias_correction": True})  # the default spelled out is the same artifact
     assert key() != key(ptq={"bias_correction": False})
     assert key() != key(ptq={"output_dtype": "float32"})
+
+
+def test_a_model_without_plain_conv_or_dense_layers_is_left_as_it_is():
+    """A QAT model's layers are tfmot wrappers whose training already accounted for the rounding."""
+    from edgecv._keras import keras
+
+    inp = keras.Input((4, 4, 3))
+    model = keras.Model(inp, keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(inp)))
+    batches, _ = calibration(2)
+    same, rep = correct_bias(model, batches)
+    assert same is model and rep.layers == [] and rep.to_json()["layers"] == 0

@@ -82,6 +82,8 @@ def correct_bias(keras_model, calibration: Callable[[], Iterator[np.ndarray]], b
     images). Layers with neither a bias nor a batch norm after them are left as they are."""
     from edgecv._keras import keras
 
+    if not any(type(layer).__name__ in CORRECTED_LAYERS for layer in keras_model.layers):
+        return keras_model, BiasCorrection()  # e.g. a QAT model: its wrappers already learned the rounding
     model = keras.models.clone_model(keras_model)
     model.set_weights(keras_model.get_weights())
     consumers = _consumers(model)
