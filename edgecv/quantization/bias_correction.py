@@ -46,9 +46,11 @@ class BiasCorrection:
     layers: List[str] = field(default_factory=list)  # layers whose bias (or batch norm beta) changed
     max_shift: float = 0.0  # largest corrected output-mean shift, in the layer's folded output units
     images: int = 0
+    skipped: str = ""  # why the model was left as it is (it cannot be copied layer by layer)
 
     def to_json(self) -> dict:
-        return {"layers": len(self.layers), "max_shift": round(self.max_shift, 6), "images": self.images}
+        out = {"layers": len(self.layers), "max_shift": round(self.max_shift, 6), "images": self.images}
+        return {**out, "skipped": self.skipped} if self.skipped else out
 
 
 def _consumers(model) -> Dict[str, list]:
@@ -84,13 +86,16 @@ def correct_bias(keras_model, calibration: Callable[[], Iterator[np.ndarray]], b
 
     if not any(type(layer).__name__ in CORRECTED_LAYERS for layer in keras_model.layers):
         return keras_model, BiasCorrection()  # e.g. a QAT model: its wrappers already learned the rounding
-    model = keras.models.clone_model(keras_model)
-    model.set_weights(keras_model.get_weights())
+    try:
+        model = keras.models.clone_model(keras_model)
+        model.set_weights(keras_model.get_weights())
+    except Exception as e:  # a subclassed user model has no layer graph to copy
+        return keras_model, BiasCorrection(skipped=f"the model cannot be cloned ({type(e).__name__}: {e})"[:300])
     consumers = _consumers(model)
     targets = []
     for layer in model.layers:
-        if type(layer).__name__ not in CORRECTED_LAYERS:
-            continue
+        if type(layer).__name__ not in CORRECTED_LAYERS or len(layer._inbound_nodes) != 1:
+            continue  # a layer called twice (shared weights) has no single input to measure
         after = consumers.get(layer.name, [])
         bn = after[0] if len(after) == 1 and type(after[0]).__name__ == "BatchNormalization" else None
         if bn is None and not getattr(layer, "use_bias", False):

@@ -33,6 +33,9 @@ def prepare(keras_model, calibration: Callable, cfg: PTQConfig, log: Callable[[s
         from edgecv.quantization.bias_correction import correct_bias
 
         keras_model, rep = correct_bias(keras_model, calibration)
+        if rep.skipped:
+            details["bias_correction"] = rep.to_json()
+            log(f"bias correction skipped: {rep.skipped}")
         if rep.layers:
             applied.append("bias_correction")
             details["bias_correction"] = rep.to_json()
