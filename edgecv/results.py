@@ -92,6 +92,8 @@ class ArtifactResult(Open):
     input_size: Optional[List[int]] = None
     checks: Dict[str, Any] = Field(default_factory=dict)
     artifact_metadata: Dict[str, Any] = Field(default_factory=dict)
+    quantization: List[str] = Field(
+        default_factory=list, description="post-training int8 techniques applied (bias_correction, float_output ...)")
     validation: Optional[Validation] = None
     metrics: Dict[str, Any] = Field(default_factory=dict, description="the task's metrics against the targets")
     deltas: Dict[str, float] = Field(default_factory=dict, description="metric - the float reference's metric")

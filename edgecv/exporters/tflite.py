@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecv.errors import ConversionError
-from edgecv.exporters.base import Artifact, ExportContext, Exporter, check_accuracy_aware
+from edgecv.exporters.base import Artifact, ExportContext, Exporter, check_accuracy_aware, parse_options
 from edgecv.files import atomic_write_bytes
 from edgecv.quantization.tflite import convert
 from edgecv.validate.tflite_checks import inspect_tflite
@@ -23,27 +23,53 @@ class TFLiteExporter(Exporter):
     @classmethod
     def check_spec(cls, spec, task=None) -> None:
         check_accuracy_aware(spec, task)
+        ptq_options(spec)
 
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         io_dtype = spec.resolved_io_dtype
         report = None
+        cfg = ptq_options(spec)
+        ptq = None
+        keras_model = model.keras_model
+        output_dtype = (cfg.output_dtype if cfg is not None else None) or io_dtype
+        if cfg is not None and ctx.calibration is not None:  # none: convert says int8 needs one
+            from edgecv.quantization.ptq import prepare
+
+            keras_model, ptq = prepare(keras_model, ctx.calibration, cfg, log=ctx.log)
         if "accuracy_aware" in spec.options and spec.precision == "int8":
             from edgecv.quantization.accuracy_aware import AccuracyAwareConfig, accuracy_aware_tflite
 
-            cfg = AccuracyAwareConfig.model_validate(spec.options["accuracy_aware"] or {})
-            flat, report = accuracy_aware_tflite(model, spec, ctx, out_dir, cfg, log=ctx.log)
+            aim = AccuracyAwareConfig.model_validate(spec.options["accuracy_aware"] or {})
+            flat, report = accuracy_aware_tflite(model.with_keras(keras_model), spec, ctx, out_dir, aim, log=ctx.log,
+                                                 output_dtype=output_dtype)
         else:
-            flat = convert(model.keras_model, spec.precision, io_dtype, spec.allow_float_ops, ctx.calibration,
-                           output_names=model.output_names)
+            flat = convert(keras_model, spec.precision, io_dtype, spec.allow_float_ops, ctx.calibration,
+                           output_names=model.output_names, output_dtype=output_dtype)
         path = out_dir / f"{ctx.model_name}_{spec.name}.tflite"
         atomic_write_bytes(path, flat)
         kept_float = bool(report and report["float_layers"])
-        checks = inspect_tflite(path, spec.precision, io_dtype, spec.allow_float_ops or kept_float)
+        checks = inspect_tflite(path, spec.precision, io_dtype, spec.allow_float_ops or kept_float, output_dtype)
         if not checks["passed"]:
             raise ConversionError(f"{path.name}: {checks['message']}")
         meta = {"io_dtype": io_dtype, "outputs": model.output_names}
+        if ptq is not None:
+            meta["ptq"] = ptq
+            meta["output_dtype"] = output_dtype
         if report is not None:
             meta["accuracy_aware"] = report
         if ctx.calibration_sha256 and spec.precision == "int8":
             meta["calibration_sha256"] = ctx.calibration_sha256
         return Artifact(spec.name, self.format, spec.precision, path, "tflite", checks=checks, metadata=meta)
+
+
+def ptq_options(spec):
+    """An int8 artifact's `options.ptq` (defaults when absent); None for float precisions, where
+    giving it is a ConfigError."""
+    from edgecv.errors import ConfigError
+    from edgecv.quantization.ptq import PTQConfig
+
+    if spec.precision != "int8":
+        if "ptq" in spec.options:
+            raise ConfigError(f"options.ptq needs precision int8, not {spec.precision} (artifact {spec.name})")
+        return None
+    return parse_options(spec.options.get("ptq"), PTQConfig, "ptq")

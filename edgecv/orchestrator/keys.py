@@ -136,6 +136,14 @@ def export_key(model_key: str, spec, calib_key: str, model_name: str, searched: 
     the artifact's gates, the reference outputs, the runtime settings)."""
     fields = spec.model_dump(mode="json", exclude={"gates", "passes"})
     extra = {"searched": searched} if searched else {}
+    if spec.format == "tflite" and spec.precision == "int8":  # defaults included: a changed default rebuilds
+        from edgecv.quantization.ptq import PTQConfig
+
+        try:
+            extra["ptq"] = PTQConfig.model_validate(spec.options.get("ptq") or {}).model_dump(mode="json")
+            fields["options"] = {k: v for k, v in fields["options"].items() if k != "ptq"}
+        except ValueError:  # bad options: the exporter's check_spec reports them
+            extra["ptq"] = spec.options.get("ptq")
     return stable_hash({"stage": "export", "model": model_key, "spec": fields, "calibration": calib_key,
                         "name": model_name, "versions": versions(EXPORT_LIBS), **extra})
 

@@ -266,7 +266,8 @@ class Build:
         # a pass may have changed the input size (backbone swap): validate at the model's own size
         input_size = meta.get("input_size") or list(self.recipe.input.size)
         entry.update({"path": meta["path"], "sha256": tree_sha256(path), "checks": meta["checks"],
-                      "artifact_metadata": meta["metadata"], "input_size": list(input_size)})
+                      "artifact_metadata": meta["metadata"], "input_size": list(input_size),
+                      "quantization": (meta["metadata"].get("ptq") or {}).get("applied", [])})
         entry.update(validate_stage.run(self, spec, target, akeys, path, meta["runtime_format"], index, input_size))
         if "size_bytes" not in entry:
             from edgecv.validate.measure import sizes

@@ -147,7 +147,7 @@ def step_description(quality_metric: Optional[str] = None) -> Callable[[dict], s
     return describe
 
 
-def _io_problem(model: bytes, io_dtype: str) -> Optional[str]:
+def _io_problem(model: bytes, io_dtype: str, output_dtype: Optional[str] = None) -> Optional[str]:
     """The candidate must keep the artifact's input/output contract (uint8 pixels in, scale 1)."""
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
@@ -156,9 +156,10 @@ def _io_problem(model: bytes, io_dtype: str) -> Optional[str]:
 
     interp = Interpreter(model_content=model)
     inp = interp.get_input_details()[0]
-    for what, d in [("input", inp)] + [(f"output {o['name']}", o) for o in interp.get_output_details()]:
-        if np.dtype(d["dtype"]).name != io_dtype:
-            return f"the {what} would become {np.dtype(d['dtype']).name}, not {io_dtype}"
+    for what, d, want in [("input", inp, io_dtype)] + [(f"output {o['name']}", o, output_dtype or io_dtype)
+                                                        for o in interp.get_output_details()]:
+        if np.dtype(d["dtype"]).name != want:
+            return f"the {what} would become {np.dtype(d['dtype']).name}, not {want}"
     expected = EXPECTED_INPUT_QUANT.get(io_dtype)
     scale, zero = inp["quantization"]
     if expected and not (abs(scale - expected[0]) < 1e-6 and zero == expected[1]):
@@ -193,7 +194,8 @@ def _needs(ctx, what: str) -> None:
 
 
 def accuracy_aware_tflite(model, spec, ctx, out_dir: Path, cfg: AccuracyAwareConfig,
-                          log: Callable[[str], None] = lambda m: None) -> tuple[bytes, dict]:
+                          log: Callable[[str], None] = lambda m: None,
+                          output_dtype: Optional[str] = None) -> tuple[bytes, dict]:
     """Run the loop for a TFLite int8 artifact of a task model; returns the chosen model and the
     report section."""
     from edgecv.quantization.diagnose import diagnose
@@ -201,7 +203,8 @@ def accuracy_aware_tflite(model, spec, ctx, out_dir: Path, cfg: AccuracyAwareCon
     _needs(ctx, "int8 TFLite")
     t0 = time.perf_counter()
     io_dtype = spec.resolved_io_dtype
-    diag = diagnose(model.keras_model, ctx.calibration, cfg.debug_samples, io_dtype, model.output_names)
+    diag = diagnose(model.keras_model, ctx.calibration, cfg.debug_samples, io_dtype, model.output_names,
+                    output_dtype)
     by_tensor = {e.tensor: e for e in diag.layers}
 
     def build(float_tensors: list[str]) -> bytes:
@@ -209,7 +212,7 @@ def accuracy_aware_tflite(model, spec, ctx, out_dir: Path, cfg: AccuracyAwareCon
             candidate = diag.quantized(float_tensors)
         except Exception as e:
             raise ConversionError(f"{type(e).__name__}: {e}") from None
-        problem = _io_problem(candidate, io_dtype)
+        problem = _io_problem(candidate, io_dtype, output_dtype)
         if problem:  # e.g. the op right after the input kept float: the input would become float
             raise ConversionError(problem)
         return candidate

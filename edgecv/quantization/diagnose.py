@@ -62,6 +62,7 @@ class Diagnosis:
     layers: list[LayerError]  # worst first
     debugger: object = field(repr=False)
     io_dtype: str = "uint8"
+    output_dtype: Optional[str] = None  # default io_dtype
 
     def worst(self, n: int) -> list[LayerError]:
         return self.layers[:n]
@@ -77,15 +78,16 @@ class Diagnosis:
             self.debugger.options = tf.lite.experimental.QuantizationDebugOptions(
                 denylisted_nodes=list(float_tensors) or None)
             model = self.debugger.get_nondebug_quantized_model()
-        io = io_tf_dtype(self.io_dtype)
-        return bytes(modify_model_io_type(model, io, io))
+        return bytes(modify_model_io_type(model, io_tf_dtype(self.io_dtype),
+                                          io_tf_dtype(self.output_dtype or self.io_dtype)))
 
     def to_json(self, top: Optional[int] = None) -> list[dict]:
         return [e.to_json() for e in self.layers[:top]]
 
 
 def diagnose(keras_model, calibration: Callable[[], Iterator[np.ndarray]], debug_samples: int = 32,
-             io_dtype: str = "uint8", output_names: Optional[Sequence[str]] = None) -> Diagnosis:
+             io_dtype: str = "uint8", output_names: Optional[Sequence[str]] = None,
+             output_dtype: Optional[str] = None) -> Diagnosis:
     """Calibrate like the int8 export does, then measure each op's quantization error on the first
     `debug_samples` calibration images (training split: no evaluation image is used). The
     re-quantized models (`Diagnosis.quantized`) keep `output_names` (the task's)."""
@@ -116,4 +118,4 @@ def diagnose(keras_model, calibration: Callable[[], Iterator[np.ndarray]], debug
             max_abs_error=float(row["max_abs_error"]), mean_error=float(row["mean_error"]), scale=scale,
             num_elements=int(float(row["num_elements"]))))
     rows.sort(key=lambda e: -e.rmse_over_scale)
-    return Diagnosis(rows, debugger, io_dtype)
+    return Diagnosis(rows, debugger, io_dtype, output_dtype)

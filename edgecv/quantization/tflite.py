@@ -40,8 +40,9 @@ def serving_function(keras_model, output_names: Optional[Sequence[str]] = None, 
 
 
 def make_converter(keras_model, precision: str, io_dtype: str, allow_float_ops: bool, calibration=None,
-                   output_names: Optional[Sequence[str]] = None):
-    """A TFLiteConverter set up for the precision (int8: calibrated, input pinned to pixels)."""
+                   output_names: Optional[Sequence[str]] = None, output_dtype: Optional[str] = None):
+    """A TFLiteConverter set up for the precision (int8: calibrated, input pinned to pixels; the
+    outputs typed `output_dtype`, default io_dtype)."""
     from edgecv._keras import tf
 
     serve = serving_function(keras_model, output_names)
@@ -63,9 +64,8 @@ def make_converter(keras_model, precision: str, io_dtype: str, allow_float_ops: 
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
         else:
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        io = io_tf_dtype(io_dtype)
-        converter.inference_input_type = io
-        converter.inference_output_type = io
+        converter.inference_input_type = io_tf_dtype(io_dtype)
+        converter.inference_output_type = io_tf_dtype(output_dtype or io_dtype)
     return converter
 
 
@@ -76,8 +76,9 @@ def io_tf_dtype(io_dtype: str):
 
 
 def convert(keras_model, precision: str, io_dtype: str, allow_float_ops: bool, calibration=None,
-            output_names: Optional[Sequence[str]] = None) -> bytes:
-    converter = make_converter(keras_model, precision, io_dtype, allow_float_ops, calibration, output_names)
+            output_names: Optional[Sequence[str]] = None, output_dtype: Optional[str] = None) -> bytes:
+    converter = make_converter(keras_model, precision, io_dtype, allow_float_ops, calibration, output_names,
+                               output_dtype)
     try:
         return converter.convert()
     except Exception as e:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -17,11 +18,15 @@ from edgecv.quantization.tflite import EXPECTED_INPUT_QUANT
 _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
 
-def inspect_tflite(path: Path, precision: str, io_dtype: str = "float32", allow_float_ops: bool = False) -> dict:
+def inspect_tflite(path: Path, precision: str, io_dtype: str = "float32", allow_float_ops: bool = False,
+                   output_dtype: Optional[str] = None) -> dict:
+    """`output_dtype` float32 (an int8 model whose outputs are dequantized): a DEQUANTIZE whose
+    result is a model output is a boundary op, not float compute."""
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=str(path))
     ops = interp._get_ops_details()
+    outputs = {o["index"] for o in interp.get_output_details()}
     tensors = interp.get_tensor_details()
     inp = interp.get_input_details()[0]
     dtype_counts = Counter(np.dtype(t["dtype"]).name for t in tensors)
@@ -29,7 +34,10 @@ def inspect_tflite(path: Path, precision: str, io_dtype: str = "float32", allow_
     float_ops = []
     for op in ops:
         types = [np.dtype(t).name for t in list(op["operand_types"]) + list(op["result_types"])]
-        if "float32" in types and not (op["op_name"] in _BOUNDARY_OPS and io_dtype == "float32"):
+        boundary = op["op_name"] in _BOUNDARY_OPS and (
+            io_dtype == "float32"
+            or (op["op_name"] == "DEQUANTIZE" and output_dtype == "float32" and set(op["outputs"]) <= outputs))
+        if "float32" in types and not boundary:
             float_ops.append(op["op_name"])
     result = {
         "precision_claimed": precision,

@@ -1,0 +1,170 @@
+"""Why does int8 lose on the fine-tuned flowers MobileNetV2, and which post-training technique wins?
+
+Reads an edgecv build folder (its cached trained model, data index and the raspberry-pi-4
+calibration list), converts the model to integer-only int8 TFLite in several ways and runs each on
+the validation split with the TFLite interpreter:
+
+  python benchmarks/ptq_flowers.py BUILD_DIR --out /work/exp/ptq/seed0.json [--variants a,b,...]
+
+Variants: baseline (uint8 softmax output, as edgecv 0.x), float_out (same ops, softmax
+dequantized to float32 at the very end), int8_logits (softmax left to the host: the model ends at
+the int8 logits, dequantized by its last op). The others also end at the logits, so that their
+error can be measured in logits (rmse against float): bias_correction (bias_correction_uint8: with the uint8 softmax output, edgecv's default), calib_all (every training
+image), calib_flip (the 200 images plus their mirror images), calib_N (the first N training images). Prints accuracy, agreement with float, the images that flip and
+their float margin (top-1 minus top-2 logit), and writes everything to --out as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def load_build(build: Path, target: str = "raspberry-pi-4"):
+    from edgecv.data.images import load_batch
+    from edgecv.models.build import TaskModel
+
+    model = TaskModel.load(Path(glob.glob(str(build / ".cache/train/*/model"))[0]))
+    index = json.loads(Path(glob.glob(str(build / ".cache/index/*/index.json"))[0]).read_text())
+    manifest = json.loads((build / target / "manifest.json").read_text())
+    resize = manifest["input"]["resize"]
+    val = index["val"]
+    images = load_batch([s["path"] for s in val], model.input_size, resize)
+    labels = np.array([s["label"] for s in val])
+    calib = (build / target / "calibration.txt").read_text().split()
+    train = [s["path"] for s in index["train"]]
+    return model, images, labels, calib, train, resize, [s["path"] for s in val]
+
+
+def calibration_from(files, size, resize, flip=False):
+    from edgecv.data.images import load_batch
+
+    def batches():
+        for f in files:
+            b = load_batch([f], size, resize)
+            yield b
+            if flip:
+                yield b[:, :, ::-1, :].copy()
+
+    return batches
+
+
+def logits_model(keras_model):
+    from edgecv._keras import keras
+
+    return keras.Model(keras_model.inputs, keras_model.get_layer("logits").output, name=keras_model.name)
+
+
+def convert(keras_model, calibration, output_dtype="uint8", output_names=("probabilities",)):
+    from edgecv._keras import tf
+    from edgecv.quantization.tflite import make_converter
+
+    conv = make_converter(keras_model, "int8", "uint8", False, calibration, list(output_names))
+    conv.inference_output_type = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}[output_dtype]
+    return conv.convert()
+
+
+def run_tflite(flat: bytes, images: np.ndarray) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=flat, num_threads=1)
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    rows = []
+    for img in images:
+        interp.set_tensor(inp["index"], img[None].astype(inp["dtype"]))
+        interp.invoke()
+        y = interp.get_tensor(out["index"])[0]
+        scale, zero = out["quantization"]
+        rows.append((y.astype(np.float32) - zero) * scale if scale else y.astype(np.float32))
+    return np.stack(rows)
+
+
+def top1_ties(y: np.ndarray) -> int:
+    s = np.sort(y, axis=1)
+    return int(np.sum(s[:, -1] == s[:, -2]))
+
+
+def summarize(name, y, labels, float_logits, margins, seconds, extra=None, logits=False):
+    float_top1 = float_logits.argmax(1)
+    top1 = y.argmax(1)
+    if logits:  # the int8 logits against the float ones: a continuous measure at N=144
+        err = y - float_logits
+        extra = {**(extra or {}), "logit_rmse": round(float(np.sqrt(np.mean(err ** 2))), 4),
+                 "logit_mean_error": round(float(np.mean(err)), 4),
+                 "top1_logit_rmse": round(float(np.sqrt(np.mean((err[np.arange(len(y)), float_top1]) ** 2))), 4)}
+    flipped = np.where(top1 != float_top1)[0]
+    row = {"variant": name, "accuracy": float(np.mean(top1 == labels) * 100),
+           "agreement": float(np.mean(top1 == float_top1)), "flipped": flipped.tolist(),
+           "flipped_margins": [round(float(margins[i]), 3) for i in flipped],
+           "flipped_right_to_wrong": int(np.sum((float_top1[flipped] == labels[flipped]) & (top1[flipped] != labels[flipped]))),
+           "flipped_wrong_to_right": int(np.sum((float_top1[flipped] != labels[flipped]) & (top1[flipped] == labels[flipped]))),
+           "top1_ties": top1_ties(y), "convert_seconds": round(seconds, 1), **(extra or {})}
+    print(f"{name:18s} acc {row['accuracy']:.2f}  agree {row['agreement']:.4f}  flipped {row['flipped']} "
+          f"margins {row['flipped_margins']}  ties {row['top1_ties']}  convert {seconds:.0f}s "
+          f"logit rmse {row.get('logit_rmse', '-')}", flush=True)
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--variants", default="baseline,float_out,int8_logits,bias_correction,calib_all,calib_flip")
+    args = ap.parse_args()
+
+    model, images, labels, calib, train, resize, val_paths = load_build(args.build)
+    km = model.keras_model
+    lm = logits_model(km)
+    float_logits = lm.predict(images.astype(np.float32), batch_size=16, verbose=0)
+    float_top1 = float_logits.argmax(1)
+    s = np.sort(float_logits, axis=1)
+    margins = s[:, -1] - s[:, -2]
+    result = {"build": str(args.build), "float_accuracy": float(np.mean(float_top1 == labels) * 100),
+              "val_images": len(labels), "calibration_images": len(calib),
+              "float_margin_quantiles": {q: round(float(np.quantile(margins, q / 100)), 3) for q in (1, 5, 10, 50)},
+              "float_wrong": np.where(float_top1 != labels)[0].tolist(), "variants": []}
+    print(f"float acc {result['float_accuracy']:.2f}  wrong {result['float_wrong']}  margin quantiles "
+          f"{result['float_margin_quantiles']}", flush=True)
+    base_cal = calibration_from(calib, model.input_size, resize)
+    for v in args.variants.split(","):
+        t0 = time.perf_counter()
+        extra = {}
+        logits = v not in ("baseline", "float_out", "bias_correction_uint8")
+        if v == "baseline":
+            flat = convert(km, base_cal)
+        elif v == "float_out":
+            flat = convert(km, base_cal, "float32")
+        elif v == "int8_logits":
+            flat = convert(lm, base_cal, "float32", ["logits"])
+        elif v in ("bias_correction", "bias_correction_uint8"):  # the latter: edgecv's default artifact
+            from edgecv.quantization.bias_correction import correct_bias
+
+            corrected, rep = correct_bias(km, base_cal)
+            extra["bias_correction"] = rep.to_json()
+            flat = (convert(corrected, base_cal) if v.endswith("uint8")
+                    else convert(logits_model(corrected), base_cal, "float32", ["logits"]))
+        elif v == "calib_all":
+            flat = convert(lm, calibration_from(train, model.input_size, resize), "float32", ["logits"])
+        elif v == "calib_flip":
+            flat = convert(lm, calibration_from(calib, model.input_size, resize, flip=True), "float32", ["logits"])
+        elif v.startswith("calib_"):  # calib_N: the first N training images
+            flat = convert(lm, calibration_from(train[:int(v[6:])], model.input_size, resize), "float32", ["logits"])
+        else:
+            raise SystemExit(f"unknown variant {v}")
+        seconds = time.perf_counter() - t0
+        y = run_tflite(flat, images)
+        row = summarize(v, y, labels, float_logits, margins, seconds, extra, logits)
+        row["flipped_files"] = [val_paths[i] for i in row["flipped"]]
+        result["variants"].append(row)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
