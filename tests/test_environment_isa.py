@@ -66,5 +66,8 @@ def test_environment_records_isa_and_the_report_line_says_it():
     assert isa == cpu_isa_flags()
     line = isa_line({"cpu_isa": {"flags": parse_cpuinfo_flags(X86_NO_VNNI), "source": "/proc/cpuinfo",
                                  "int8_dot_product": False}})
-    assert "avx512vl" in line and "int8 dot product: no" in line
+    assert "avx512vl" in line and "int8 dot product: no, so onnxruntime's default u8s8" in line
+    pi4 = isa_line({"machine": "aarch64", "cpu_isa": {"flags": ["neon"], "source": "/proc/cpuinfo",
+                                                      "int8_dot_product": False}})
+    assert "int8 dot product: no;" in pi4
     assert isa_line({}) == "CPU instruction sets: not recorded"

@@ -16,8 +16,10 @@ def isa_line(environment: dict) -> str:
     if not isa:
         return "CPU instruction sets: not recorded"
     flags = " ".join(isa.get("flags") or []) or "none of those edgecv records"
-    dot = "yes" if isa.get("int8_dot_product") else "no (x86 u8s8 int8 kernels can saturate)"
-    return f"CPU instruction sets: {flags} (int8 dot product: {dot}; from {isa.get('source', 'unknown')})"
+    x86 = str(environment.get("machine", "")).lower() in ("x86_64", "amd64", "i686", "i386") or "avx2" in flags
+    dot = "yes" if isa.get("int8_dot_product") else (
+        "no, so onnxruntime's default u8s8 int8 kernels can saturate here" if x86 else "no")
+    return f"CPU instruction sets: {flags} (int8 dot product: {dot}; read from {isa.get('source', 'unknown')})"
 
 
 def session_text(session_options: Optional[dict]) -> str:
@@ -43,7 +45,7 @@ def identity_rows(report) -> list:
     """Per artifact: file, full sha256, size, the runtime and the int8 arithmetic it was validated with."""
     rows = []
     for a in report.artifacts:
-        if a.status == "failed" and not a.sha256:
+        if not a.sha256:  # not built here, or failed: no file to identify
             continue
         so = a.session_options.model_dump() if a.session_options is not None else None
         rows.append({"artifact": a.name, "file": a.path or "-", "sha256": a.sha256 or "-",
