@@ -156,3 +156,24 @@ def test_bad_session_options_are_input_errors(model_path, options, message):
 
     with pytest.raises(InputError, match=message.replace("(", r"\(")):
         load_runtime(model_path, **options)
+
+
+def test_bench_result_records_session_options_and_cpu_isa(model_path):
+    """`edgecv bench` on a device records the same: the int8 arithmetic and the device's ISA flags."""
+    from edgecv.validate.bench import bench
+
+    res = bench(model_path, None, True, threads=1, batches=[1], min_runs=2, min_seconds=0.0,
+                runtime_options={"int8_semantics": "native"})
+    assert res["session_options"]["int8_semantics"] == "native" and res["session_options"]["session_config"] == {}
+    assert set(res["device"]["cpu_isa"]) == {"flags", "source", "int8_dot_product"}
+
+
+def test_bench_cli_int8_semantics_is_for_onnx_only(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgecv.cli.main import app
+
+    tflite = tmp_path / "model.tflite"
+    tflite.write_bytes(b"not read")
+    result = CliRunner().invoke(app, ["bench", str(tflite), "--random", "--int8-semantics", "native"])
+    assert result.exit_code == 2 and "not an ONNX file" in result.output
