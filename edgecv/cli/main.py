@@ -340,6 +340,10 @@ def bench(
               + ("-" if first is None else f"{first:.1f} ms") + f"; size {res['artifact']['size_bytes'] / 1e6:.3f} MB "
               f"(gzip {res['artifact']['gzip_bytes'] / 1e6:.3f} MB); peak RSS "
               + ("-" if mem["peak_rss_mb"] is None else f"{mem['peak_rss_mb']:.1f} MB"))
+    if res.get("session_options"):
+        from edgecv.report.identity import session_text
+
+        out.print(f"onnxruntime int8 arithmetic {session_text(res['session_options'])}; sha256 {res['artifact']['sha256']}")
     if res["accuracy"]:
         top5 = "" if res["accuracy"]["top5"] is None else f", top-5 {res['accuracy']['top5']:.2f}%"
         out.print(f"accuracy top-1 {res['accuracy']['top1']:.2f}%{top5} on {res['accuracy']['images']} images")

@@ -45,6 +45,10 @@ def gate_rows(report) -> list[dict]:
     return rows
 
 
+def _int8_note(session_options) -> str:
+    return f" ({session_text(session_options)})" if session_options else ""
+
+
 def device_rows(report) -> list[dict]:
     task = report_task(report)
     q = task.quality_metric if task is not None else None
@@ -58,7 +62,7 @@ def device_rows(report) -> list[dict]:
             dq = device_metrics(dev).get(q) if q else None
             rows.append({
                 "artifact": a.name, "device": device_name(dev), "runtime": (dev.get("runtime") or {}).get("library", "-")
-                + ("" if not dev.get("session_options") else f" ({session_text(dev['session_options'])})"),
+                + _int8_note((dev.get("runtime") or {}).get("session_options")),
                 "threads": dev.get("threads") or "default", "load_ms": _num((dev.get("load_seconds") or 0) * 1000, ".1f"),
                 "host_p50": _num((a.latency or {}).get("p50_ms"), ".3f"), "p50": _num(lat.get("p50_ms"), ".3f"),
                 "p90": _num(lat.get("p90_ms"), ".3f"), "fps": _num(lat.get("throughput_ips"), ".0f"),

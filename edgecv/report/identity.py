@@ -49,7 +49,8 @@ def identity_rows(report) -> list:
             continue
         so = a.session_options.model_dump() if a.session_options is not None else None
         rows.append({"artifact": a.name, "file": a.path or "-", "sha256": a.sha256 or "-",
-                     "runtime": runtime_text(a.runtime), "int8": session_text(so)})
+                     "runtime": runtime_text(a.runtime),
+                     "int8": "not recorded" if so is None and a.format == "onnx" else session_text(so)})
     return rows
 
 
