@@ -28,6 +28,8 @@ def session_text(session_options: Optional[dict]) -> str:
         return "-"
     entries = session_options.get("session_config") or {}
     config = ", ".join(f"{k}={v}" for k, v in entries.items()) or "onnxruntime defaults"
+    if session_options.get("qdq_nodes") is False and not entries:
+        return f"float graph (no Q/DQ nodes): {config}"
     return f"{session_options.get('int8_semantics')}: {config}"
 
 
