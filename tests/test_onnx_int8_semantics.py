@@ -7,7 +7,8 @@ built so that every pair does that (activations at the top of the int8 range, we
 127), so the fused path returns garbage there (measured under `qemu-x86_64 -cpu Haswell`: 30.0 for
 an exact 2580.0) while on a VNNI host (vpdpbusd accumulates in 32 bits) the fused and unfused
 paths agree. These tests therefore pass on every host with edgecv's default (`qdq`: Q/DQ run as
-written) and guard the AVX2 hosts, which CI machines may or may not be.
+written) and guard the AVX2 hosts, which CI machines may or may not be. The QOperator form
+(QLinearConv in the file) saturates there under every preset but u8u8, its default.
 """
 
 from __future__ import annotations
@@ -177,3 +178,45 @@ def test_bench_cli_int8_semantics_is_for_onnx_only(tmp_path):
     tflite.write_bytes(b"not read")
     result = CliRunner().invoke(app, ["bench", str(tflite), "--random", "--int8-semantics", "native"])
     assert result.exit_code == 2 and "not an ONNX file" in result.output
+
+
+def qlinear_conv_model():
+    """The QOperator form of the same conv: uint8 pixels (scale 1) -> QLinearConv with int8 weights of
+    magnitude 127 -> uint8 (zero point 128, scale 8) -> DequantizeLinear. Explicit integer ops run
+    onnxruntime's u8s8 kernels whatever the session says about Q/DQ fusion."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    m = len(W_Q)
+    inits = [numpy_helper.from_array(np.array(1.0, np.float32), "s_x"), numpy_helper.from_array(np.array(0, np.uint8), "z_x"),
+             numpy_helper.from_array(W_Q.reshape(m, 3, 1, 1), "w_q"),
+             numpy_helper.from_array(np.full(m, W_SCALE, np.float32), "s_w"), numpy_helper.from_array(np.zeros(m, np.int8), "z_w"),
+             numpy_helper.from_array(np.array(S_Y, np.float32), "s_y"), numpy_helper.from_array(np.array(128, np.uint8), "z_y")]
+    nodes = [helper.make_node("Transpose", ["image"], ["x"], perm=[0, 3, 1, 2]),
+             helper.make_node("QuantizeLinear", ["x", "s_x", "z_x"], ["x_q"]),
+             helper.make_node("QLinearConv", ["x_q", "s_x", "z_x", "w_q", "s_w", "z_w", "s_y", "z_y"], ["y_q"]),
+             helper.make_node("DequantizeLinear", ["y_q", "s_y", "z_y"], ["scores"])]
+    graph = helper.make_graph(nodes, "qlinear_overflow",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 2, 4, 3])],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def exact_uint8(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    acc = np.einsum("nhwc,oc->nohw", pixels.astype(np.int64), W_Q.astype(np.int64))
+    pre = acc * W_SCALE / S_Y
+    return (np.clip(np.rint(pre) + 128, 0, 255) - 128) * S_Y, np.abs(np.abs(pre - np.floor(pre)) - 0.5)
+
+
+def test_integer_op_graphs_default_to_u8u8_and_match_exact(tmp_path):
+    """QOperator graphs: pair sums of 255 x 127 saturate in u8s8 on AVX2 without VNNI (measured under
+    `qemu-x86_64 -cpu Haswell`); the u8u8 default keeps them exact, and on VNNI hosts all agree."""
+    path = tmp_path / "qlinear.onnx"
+    onnx.save(qlinear_conv_model(), str(path))
+    ref, tie_distance = exact_uint8(images())
+    assert tie_distance.min() > 0.01
+    with load_runtime(path) as rt:
+        got = rt.predict(images())["scores"]
+        so = rt.session_options
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4)
+    assert so["int8_semantics"] == "u8u8" and so["session_config"] == {"session.x64quantprecision": "1"}
+    assert "QLinearConv" in so["why"]

@@ -6,7 +6,9 @@ onnxruntime fuses QuantizeLinear/DequantizeLinear into its own u8s8 int8 kernels
 shifted to uint8), and on CPUs with AVX2 or AVX-512 but no VNNI those kernels' 16-bit pair sums
 (vpmaddubsw) saturate: its session-options config header says so (`session.x64quantprecision`).
 The same file then scores differently on two hosts. So a graph with Q/DQ nodes runs by default
-with the `qdq` preset, whose arithmetic does not depend on the CPU's int8 kernels.
+with the `qdq` preset, whose arithmetic does not depend on the CPU's int8 kernels; a graph with
+explicit integer ops (QLinearConv ...: onnxruntime's kernels run those whatever the session says)
+with `u8u8`, which keeps those kernels exact on x86.
 
 Session config keys (onnxruntime_session_options_config_keys.h, onnxruntime 1.11 and later):
   session.disable_quant_qdq = 1   no Q/DQ fusion: QuantizeLinear rounds and saturates to int8,
@@ -42,21 +44,32 @@ KNOWN_KEYS = sorted({k for entries, _ in INT8_SEMANTICS.values() for k in entrie
     "session.enable_quant_qdq_cleanup", "session.intra_op.allow_spinning", "session.inter_op.allow_spinning",
     "session.disable_cpu_ep_fallback", "optimization.disable_specified_optimizers"})
 
-# NodeProto.op_type is field 4 (tag 0x22) followed by its length: these bytes appear in a model
-# file only where a node is a QuantizeLinear or DequantizeLinear
-_QDQ_OP_BYTES = (b"\x22\x0eQuantizeLinear", b"\x22\x10DequantizeLinear")
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+# explicit integer ops (QOperator format): onnxruntime's int8 kernels run them whatever the session
+# says about Q/DQ fusion; only u8u8 keeps them from saturating on x86 without VNNI
+INTEGER_OPS = ("QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger")
 
 
-def has_qdq_nodes(path: Path) -> bool:
-    """Whether the ONNX file holds QuantizeLinear/DequantizeLinear nodes (read without the onnx
-    package, which devices do not install)."""
+def _op_type_bytes(op: str) -> bytes:
+    """NodeProto.op_type is field 4 (tag 0x22) then its length: bytes a model file holds only where a
+    node has that op type."""
+    return b"\x22" + bytes([len(op)]) + op.encode()
+
+
+def graph_op_types(path: Path, ops) -> set:
+    """Which of `ops` are node op types in the ONNX file (read without the onnx package, which
+    devices do not install)."""
     with open(path, "rb") as f:
         try:
             data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         except ValueError:  # empty file
-            return False
+            return set()
         with data:
-            return any(data.find(op) >= 0 for op in _QDQ_OP_BYTES)
+            return {op for op in ops if data.find(_op_type_bytes(op)) >= 0}
+
+
+def has_qdq_nodes(path: Path) -> bool:
+    return bool(graph_op_types(path, QDQ_OPS))
 
 
 def _check_entries(entries) -> Dict[str, str]:
@@ -89,13 +102,19 @@ def resolve_session_config(path: Path, semantics: Optional[str], extra) -> dict:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"runtime.options.int8_semantics: {semantics!r} is not one of "
                          f"{', '.join(INT8_SEMANTICS)}{hint}")
-    qdq = has_qdq_nodes(path)
-    if semantics is None:
-        semantics = DEFAULT_FOR_QDQ if qdq else "native"
-        why = ("default for a graph with Q/DQ nodes: the artifact's own arithmetic, not this CPU's int8 kernels"
-               if qdq else "default: no Q/DQ nodes, so no int8 fusion to choose")
-    else:
+    found = graph_op_types(path, QDQ_OPS + INTEGER_OPS)
+    qdq, integer_ops = bool(found & set(QDQ_OPS)), sorted(found & set(INTEGER_OPS))
+    if semantics is not None:
         why = "runtime.options.int8_semantics"
+    elif integer_ops:
+        semantics = "u8u8"
+        why = (f"default for a graph with integer ops ({', '.join(integer_ops)}): onnxruntime's int8 kernels run "
+               "them in any case; u8u8 keeps them exact on x86 without VNNI")
+    elif qdq:
+        semantics = DEFAULT_FOR_QDQ
+        why = "default for a graph with Q/DQ nodes: the artifact's own arithmetic, not this CPU's int8 kernels"
+    else:
+        semantics, why = "native", "default: no Q/DQ nodes, so no int8 fusion to choose"
     entries, meaning = INT8_SEMANTICS[semantics]
     own = _check_entries(extra or {})
     return {"int8_semantics": semantics, "meaning": meaning, "why": why, "qdq_nodes": qdq,
