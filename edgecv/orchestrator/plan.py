@@ -41,9 +41,9 @@ def runtime_settings(target, spec) -> dict:
     the int8 arithmetic edgecv picks by default (changing the default re-validates)."""
     settings = target.runtime.model_dump(mode="json")
     if spec.format == "onnx":
-        from edgecv.runtimes.onnx_session import DEFAULT_FOR_QDQ, INT8_SEMANTICS
+        from edgecv.runtimes.onnx_session import DEFAULT_FOR_INTEGER_OPS, DEFAULT_FOR_QDQ, INT8_SEMANTICS
 
-        settings["onnx_int8"] = {"default_for_qdq": DEFAULT_FOR_QDQ,
+        settings["onnx_int8"] = {"default_for_qdq": DEFAULT_FOR_QDQ, "default_for_integer_ops": DEFAULT_FOR_INTEGER_OPS,
                                  "presets": {name: entries for name, (entries, _) in INT8_SEMANTICS.items()}}
     return settings
 

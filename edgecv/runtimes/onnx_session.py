@@ -36,6 +36,7 @@ INT8_SEMANTICS: Dict[str, Tuple[Dict[str, str], str]] = {
                    "without VNNI): right only when onnxruntime on this kind of CPU is the deployment runtime"),
 }
 DEFAULT_FOR_QDQ = "qdq"
+DEFAULT_FOR_INTEGER_OPS = "u8u8"
 
 # Keys edgecv documents; others pass through (onnxruntime ignores unknown keys silently, so a key
 # close to a known one is taken for a typo and refused)
@@ -107,7 +108,7 @@ def resolve_session_config(path: Path, semantics: Optional[str], extra) -> dict:
     if semantics is not None:
         why = "runtime.options.int8_semantics"
     elif integer_ops:
-        semantics = "u8u8"
+        semantics = DEFAULT_FOR_INTEGER_OPS
         why = (f"default for a graph with integer ops ({', '.join(integer_ops)}): onnxruntime's int8 kernels run "
                "them in any case; u8u8 keeps them exact on x86 without VNNI")
     elif qdq:
