@@ -75,6 +75,20 @@ class Validation(Model):
     runtime_settings: Optional[Dict[str, Any]] = None
 
 
+class SessionOptions(Model):
+    """onnxruntime: the int8 arithmetic an ONNX artifact ran with (edgecv/runtimes/onnx_session.py).
+    The same file can score differently under onnxruntime's fused int8 kernels on two CPUs, so the
+    report says which arithmetic produced its numbers."""
+
+    int8_semantics: str = Field(..., description="qdq (Q/DQ as written, TensorRT's arithmetic) | s8s8 | u8u8 | "
+                                                 "native (onnxruntime's fused kernels for this CPU)")
+    session_config: Dict[str, str] = Field(default_factory=dict,
+                                           description="session config entries the session held ({}: its defaults)")
+    meaning: str = ""
+    why: str = Field("", description="the default for this artifact, or the target's runtime.options")
+    qdq_nodes: Optional[bool] = Field(None, description="the graph holds QuantizeLinear/DequantizeLinear nodes")
+
+
 class ArtifactResult(Open):
     name: str
     format: str
@@ -112,6 +126,7 @@ class ArtifactResult(Open):
     load_seconds: Optional[float] = None
     memory: Optional[Dict[str, Any]] = None
     runtime: Optional[Dict[str, Any]] = None
+    session_options: Optional[SessionOptions] = Field(None, description="onnxruntime artifacts: how int8 ran")
     gates: List[GateResult] = Field(default_factory=list)
     passes: List[Dict[str, Any]] = Field(default_factory=list)
     device_results: List[Dict[str, Any]] = Field(default_factory=list)

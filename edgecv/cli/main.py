@@ -274,6 +274,9 @@ def bench(
                                          "keypoints.json names its own)"),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="keypoint artifacts: CSV or COCO "
                                                "keypoints for --data, gives NME"),
+    int8_semantics: Optional[str] = typer.Option(None, "--int8-semantics", help="ONNX: qdq (default for Q/DQ "
+                                                 "graphs: their own arithmetic) | s8s8 | u8u8 | native (onnxruntime's "
+                                                 "fused kernels for this CPU: what an onnxruntime deployment runs)"),
     runs: int = typer.Option(50, "--runs", help="at least this many timed runs per batch size"),
     seconds: float = typer.Option(2.0, "--seconds", help="and at least this long"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the result (merge it with `edgecv report --merge`)"),
@@ -296,18 +299,22 @@ def bench(
         if not artifact.exists():
             raise InputError(f"{artifact}: no such file or folder")
         check_before_use(artifact, _warn)
+        if int8_semantics and artifact.suffix != ".onnx":
+            raise InputError(f"--int8-semantics chooses onnxruntime's int8 arithmetic: {artifact.name} is not an ONNX file")
         if json_out:  # before measuring: results must not be lost after the table is printed
             ensure_writable(json_out)
         if host:
             from edgecv.remote.bench import bench_on_host
 
-            options = {"threads": threads, "batch": batch, "resize": resize, "runs": runs, "seconds": seconds}
+            options = {"threads": threads, "batch": batch, "resize": resize, "runs": runs, "seconds": seconds,
+                       "int8_semantics": int8_semantics}
             res = bench_on_host(artifact, host, data, random_inputs, options, labels, remote_python, identity,
                                 known_hosts, log=console.print)
         else:
             with capture_native(Path(tempfile.gettempdir()) / "edgecv-bench.log"):  # the runtime's own start-up lines
                 res = run_bench(artifact, data, random_inputs, threads, batch, labels, resize, runs, seconds,
-                                annotations=annotations, input_size=_input_size(input_size), warn=_warn)
+                                annotations=annotations, input_size=_input_size(input_size), warn=_warn,
+                                runtime_options={"int8_semantics": int8_semantics} if int8_semantics else None)
     except ValueError as e:
         _fail(InputError(str(e)))
     where = f"{res['remote']['host']}: " if res.get("remote") else ""
@@ -333,6 +340,10 @@ def bench(
               + ("-" if first is None else f"{first:.1f} ms") + f"; size {res['artifact']['size_bytes'] / 1e6:.3f} MB "
               f"(gzip {res['artifact']['gzip_bytes'] / 1e6:.3f} MB); peak RSS "
               + ("-" if mem["peak_rss_mb"] is None else f"{mem['peak_rss_mb']:.1f} MB"))
+    if res.get("session_options"):
+        from edgecv.report.identity import session_text
+
+        out.print(f"onnxruntime int8 arithmetic {session_text(res['session_options'])}; sha256 {res['artifact']['sha256']}")
     if res["accuracy"]:
         top5 = "" if res["accuracy"]["top5"] is None else f", top-5 {res['accuracy']['top5']:.2f}%"
         out.print(f"accuracy top-1 {res['accuracy']['top1']:.2f}%{top5} on {res['accuracy']['images']} images")

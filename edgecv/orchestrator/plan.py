@@ -36,6 +36,18 @@ class BuildKeys:
         return cls(idx, train, keys.calibration_key(recipe, idx), keys.reference_key(recipe, train, idx))
 
 
+def runtime_settings(target, spec) -> dict:
+    """What decides how an artifact runs, for its keys: the target's runtime section and, for ONNX,
+    the int8 arithmetic edgecv picks by default (changing the default re-validates)."""
+    settings = target.runtime.model_dump(mode="json")
+    if spec.format == "onnx":
+        from edgecv.runtimes.onnx_session import DEFAULT_FOR_INTEGER_OPS, DEFAULT_FOR_QDQ, INT8_SEMANTICS
+
+        settings["onnx_int8"] = {"default_for_qdq": DEFAULT_FOR_QDQ, "default_for_integer_ops": DEFAULT_FOR_INTEGER_OPS,
+                                 "presets": {name: entries for name, (entries, _) in INT8_SEMANTICS.items()}}
+    return settings
+
+
 def artifact_keys(recipe, k: BuildKeys, target, spec) -> dict:
     """passes (when the artifact has any), export and validate keys of one artifact."""
     model_key = k.train
@@ -45,9 +57,9 @@ def artifact_keys(recipe, k: BuildKeys, target, spec) -> dict:
     searched = None
     if "accuracy_aware" in spec.options:  # the export itself is validated against the gates
         searched = {"gates": target.gates_for(spec, recipe.gates).model_dump(mode="json"), "reference": k.reference,
-                    "runtime": target.runtime.model_dump(mode="json")}
+                    "runtime": runtime_settings(target, spec)}
     out["export"] = keys.export_key(model_key, spec, k.calibration, recipe.name, searched)
-    out["validate"] = keys.validate_key(out["export"], k.reference, target.runtime.model_dump(mode="json"))
+    out["validate"] = keys.validate_key(out["export"], k.reference, runtime_settings(target, spec))
     return out
 
 

@@ -38,9 +38,9 @@ def bench_args(options: dict) -> List[str]:
         args += ["--threads", str(options["threads"])]
     for b in options.get("batch") or [1]:
         args += ["--batch", str(b)]
-    for key in ("resize", "runs", "seconds"):
+    for key in ("resize", "runs", "seconds", "int8_semantics"):
         if options.get(key) is not None:
-            args += [f"--{key}", str(options[key])]
+            args += [f"--{key.replace('_', '-')}", str(options[key])]
     return args
 
 

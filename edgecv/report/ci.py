@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from xml.etree import ElementTree as ET
 
+from edgecv.report.identity import markdown_identity
 from edgecv.report.outputs import (artifact_rows, as_report, column_specs, finish_command, latency_provenance,
                                    reference_line, report_notes, report_verdict, verdict_mark)
 from edgecv.report.uncertainty import interval_lines
@@ -23,6 +24,8 @@ def markdown_summary(report) -> str:
              "|" + "|".join(":---" if c.text else "---:" for c in cols) + "|"]
     for r in artifact_rows(report):
         lines.append("| " + " | ".join(_md_cell(r, c.key) for c in cols) + " |")
+    identity = markdown_identity(report)
+    lines += ["", "Artifact files (sha256) and how they were run here:", "", *identity] if identity else []
     notes = [f"- {text}" for _, text in report_notes(report, code=lambda c: f"`{c}`")]
     intervals = interval_lines(report)
     if intervals:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from edgecv.report.identity import identity_rows, isa_line, session_text
 from edgecv.report.outputs import (artifact_rows, as_report, column_specs, device_name, device_result,
                                    latency_provenance, reference_line, report_notes, report_task, report_verdict)
 from edgecv.report.plots import plots, pyplot
@@ -48,6 +49,10 @@ def gate_rows(report) -> list[dict]:
     return rows
 
 
+def _int8_note(session_options) -> str:
+    return f" ({session_text(session_options)})" if session_options else ""
+
+
 def device_rows(report) -> list[dict]:
     task = report_task(report)
     q = task.quality_metric if task is not None else None
@@ -60,7 +65,8 @@ def device_rows(report) -> list[dict]:
             lat = dev.get("latency") or {}
             dq = device_metrics(dev).get(q) if q else None
             rows.append({
-                "artifact": a.name, "device": device_name(dev), "runtime": (dev.get("runtime") or {}).get("library", "-"),
+                "artifact": a.name, "device": device_name(dev), "runtime": (dev.get("runtime") or {}).get("library", "-")
+                + _int8_note((dev.get("runtime") or {}).get("session_options")),
                 "threads": dev.get("threads") or "default", "load_ms": _num((dev.get("load_seconds") or 0) * 1000, ".1f"),
                 "host_p50": _num((a.latency or {}).get("p50_ms"), ".3f"), "p50": _num(lat.get("p50_ms"), ".3f"),
                 "p90": _num(lat.get("p90_ms"), ".3f"), "fps": _num(lat.get("throughput_ips"), ".0f"),
@@ -87,6 +93,7 @@ def html_report(report) -> str:
         gates=gate_rows(report), intervals=interval_rows(report), devices=device_rows(report), quality=task.quality_metric if task else None,
         figures=list(figures.items()),
         no_plots="matplotlib is missing (pip install matplotlib)" if pyplot() is None else "nothing was measured",
+        identity=identity_rows(report), isa=isa_line(env),
         env=env, libraries=", ".join(f"{k} {v}" for k, v in env.get("libraries", {}).items()),
         created=report.created, edgecv_version=report.edgecv_version)
 

@@ -5,6 +5,11 @@ Runtime options (target `runtime.options`):
   providers: [CUDAExecutionProvider, CPUExecutionProvider]  preference order; a provider this
              onnxruntime build lacks is skipped (and said so in describe()), CPU is always last.
   float_range: [lo, hi]  for third-party float models that take another pixel range.
+  int8_semantics: qdq | s8s8 | u8u8 | native  what int8 arithmetic a QDQ graph gets on this CPU
+             (edgecv.runtimes.onnx_session); default qdq for a graph with Q/DQ nodes: Q/DQ as written,
+             as TensorRT runs them, not onnxruntime's u8s8 kernels, which can overflow on x86 without VNNI.
+  session_config: {key: value}  onnxruntime session config entries, applied after the preset's.
+The entries a session actually ran with are read back and recorded (describe()["session_options"]).
 """
 
 from __future__ import annotations
@@ -33,6 +38,15 @@ class OnnxRuntime(Runtime):
             so.intra_op_num_threads = int(self.threads)
             so.inter_op_num_threads = 1
         so.log_severity_level = 3  # errors only: no provider-fallback chatter
+        from edgecv.runtimes.onnx_session import resolve_session_config
+
+        self.session_options = resolve_session_config(self.path, self.options.get("int8_semantics"),
+                                                      self.options.get("session_config"))
+        for key, value in self.session_options["session_config"].items():
+            so.add_session_config_entry(key, value)
+        # what the session holds, not what was asked: the report's record of the arithmetic used
+        self.session_options["session_config"] = {k: so.get_session_config_entry(k)
+                                                  for k in self.session_options["session_config"]}
         available = ort.get_available_providers()
         requested = list(self.options.get("providers") or ["CPUExecutionProvider"])
         unknown = [p for p in requested if not isinstance(p, str)]
@@ -81,7 +95,10 @@ class OnnxRuntime(Runtime):
 
     def describe(self) -> dict:
         d = {**super().describe(), "onnxruntime": self._ort.__version__, "providers": self.session.get_providers(),
-             "input_dtype": self.input_dtype, "layout": "NCHW" if self.channels_first else "NHWC"}
+             "input_dtype": self.input_dtype, "layout": "NCHW" if self.channels_first else "NHWC",
+             "session_options": self.session_options}
+        for raw in ("int8_semantics", "session_config"):  # recorded resolved, under session_options
+            d.pop(raw, None)
         if self.providers_skipped:
             d["providers_unavailable"] = self.providers_skipped
         return d

@@ -76,9 +76,12 @@ def measure_artifact(path: Path, fmt: Optional[str], images: Optional[np.ndarray
                 lat = measure_latency(rt.predict, lat_imgs, batch=b, min_runs=min_runs, min_seconds=min_seconds,
                                       progress=part(len(latency) + has_images, parts, f"latency batch {b}"))
                 latency.append({**lat.to_json(), "samples_ms": [round(x, 4) for x in lat.samples_ms[:LATENCY_SAMPLES_KEPT]]})
-            result = {"runtime": rt.describe(), "load_seconds": rt.load_seconds, "first_inference_ms": first_ms,
+            described = rt.describe()
+            result = {"runtime": described, "load_seconds": rt.load_seconds, "first_inference_ms": first_ms,
                       "input_size": list(rt.input_size),
                       "input_dtype": rt.input_dtype}
+            if described.get("session_options") is not None:  # onnxruntime: the int8 arithmetic used
+                result["session_options"] = described["session_options"]
     result.update({"latency": latency[0] if latency else None, "latency_by_batch": latency, "memory": mem,
                    **sizes(path), "_outputs": outputs})
     return result
