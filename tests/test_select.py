@@ -109,7 +109,7 @@ def test_offline_guard_stops_downloads_but_lets_cached_files_through(tmp_path, m
 
 @pytest.fixture(scope="module")
 def tiny_select(tmp_path_factory, tiny_data):
-    """A recipe whose reference is TinyCNN/32 (random weights) with three more candidates: TinyCNN
+    """A recipe whose reference is TinyCNN 1.0/32 (random weights) with three more candidates: TinyCNN
     0.5/16 from a tiny h5, an ImageNet MobileNet (not cached, offline) and a missing file."""
     from edgecv._keras import keras  # noqa: F401  (TF_USE_LEGACY_KERAS before tf_keras)
     from edgecv.models.backbones import get_backbone
@@ -152,7 +152,7 @@ def monkeypatch_module():
 
 def test_selection_measures_each_candidate_beside_the_reference(first_run):
     sel = first_run
-    assert [r["name"] for r in sel.rows] == ["TinyCNN/32", "TinyCNN 0.5/16"]
+    assert [r["name"] for r in sel.rows] == ["TinyCNN 1.0/32", "TinyCNN 0.5/16"]
     ref, small = sel.rows
     assert ref["reference"] and ref["speedup_vs_reference"] == pytest.approx(1.0)
     assert small["speedup_vs_reference"] == pytest.approx(ref["latency_ms"] / small["latency_ms"])
@@ -177,7 +177,7 @@ def test_candidates_that_cannot_be_built_are_skipped_with_the_reason(first_run):
     reasons = {s["name"]: s["reason"] for s in first_run.skipped}
     assert "mobilenet_2_5_224_tf_no_top.h5" in reasons["MobileNet 0.25/32"]
     assert "no network" in reasons["MobileNet 0.25/32"]
-    assert reasons["TinyCNN/24"].startswith("weights file") and "absent.h5 not found" in reasons["TinyCNN/24"]
+    assert reasons["TinyCNN 1.0/24"].startswith("weights file") and "absent.h5 not found" in reasons["TinyCNN 1.0/24"]
 
 
 def test_second_run_reuses_cached_features_and_artifacts(tiny_select, first_run):
@@ -199,9 +199,9 @@ def test_cli_writes_the_table_files_and_a_student_target(tiny_select, first_run)
     assert "TinyCNN 0.5/16" in r.stdout and "pick:" in r.stdout and "edgecv build -t" in r.stdout
     data = json.loads((out / "select.json").read_text())
     assert data["schema"] == "edgecv-select/1" and data["pick"] in data["front"]
-    assert {s["name"] for s in data["skipped"]} == {"MobileNet 0.25/32", "TinyCNN/24"}
+    assert {s["name"] for s in data["skipped"]} == {"MobileNet 0.25/32", "TinyCNN 1.0/24"}
     assert (out / "select.png").read_bytes()[:4] == b"\x89PNG" and "<table>" in (out / "select.html").read_text()
-    if data["pick"] != "TinyCNN/32":  # the reference itself needs no student target
+    if data["pick"] != "TinyCNN 1.0/32":  # the reference itself needs no student target
         assert data["student_target"] == str(out / "raspberry-pi-4-select.yaml")
 
 

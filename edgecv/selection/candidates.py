@@ -109,8 +109,28 @@ def reference_candidate(recipe) -> Candidate:
         raise ConfigError("edgecv select compares backbones that edgecv fine-tunes; this recipe brings its own model "
                           "(model.path): give a recipe with model.backbone")
     weights = m.weights if m.weights in ("imagenet", "none") else str(recipe.resolve(m.weights))
-    return Candidate(get_backbone(m.backbone).name, m.alpha, tuple(recipe.input.size), weights,
+    spec = get_backbone(m.backbone)
+    return Candidate(spec.name, _width(spec, m.alpha), tuple(recipe.input.size), weights,
                      "recipe model (reference)", reference=True)
+
+
+def _width(spec, alpha: Optional[float]) -> Optional[float]:
+    """The width multiplier as Keras applies it: 1.0 when a family takes one and none is given."""
+    return (1.0 if alpha is None else alpha) if spec.takes_alpha else None
+
+
+def _checked_backbone(recipe, c: CandidateConfig, size: tuple):
+    """The candidate's backbone, width and size checked as the recipe's model is (weights aside:
+    a candidate whose weights are missing is skipped, not an error)."""
+    from edgecv.models.check import check_model_config
+
+    model = recipe.model.model_copy(update={"backbone": c.backbone, "alpha": c.alpha, "weights": "none"})
+    try:
+        spec, _ = check_model_config(recipe.model_copy(update={"model": model, "input": recipe.input.model_copy(
+            update={"size": size})}))
+    except ConfigError as e:
+        raise ConfigError(f"select.candidates ({c.backbone}, input_size {c.input_size}): {e}") from None
+    return spec
 
 
 def candidate_list(recipe, weights_dir: Optional[Path] = None, catalogue: Optional[bool] = None) -> list[Candidate]:
@@ -127,18 +147,11 @@ def candidate_list(recipe, weights_dir: Optional[Path] = None, catalogue: Option
     out = [reference_candidate(recipe)]
     seen = {out[0].identity}
     for c, source in wanted:
-        try:
-            spec = get_backbone(c.backbone)
-        except KeyError as e:
-            raise ConfigError(f"select.candidates: {e.args[0]}") from None
-        if c.alpha is not None and not spec.takes_alpha:
-            raise ConfigError(f"select.candidates: {spec.name} has no width multiplier; remove its `alpha`")
-        alpha = c.alpha if spec.takes_alpha else None
-        cand = Candidate(spec.name, alpha, _size(c.input_size, recipe.input.size),
-                         _weights(c.weights, recipe, weights_dir, spec.name, alpha, c.input_size), source)
-        if min(cand.size) < spec.min_size:
-            raise ConfigError(f"select.candidates: {cand.name} is smaller than {spec.name}'s minimum "
-                              f"{spec.min_size}x{spec.min_size}")
+        size = _size(c.input_size, recipe.input.size)
+        spec = _checked_backbone(recipe, c, size)
+        alpha = _width(spec, c.alpha)
+        cand = Candidate(spec.name, alpha, size, _weights(c.weights, recipe, weights_dir, spec.name, alpha, c.input_size),
+                         source)
         if cand.identity not in seen:
             seen.add(cand.identity)
             out.append(cand)
