@@ -40,6 +40,26 @@ def test_pick_is_the_most_accurate_within_the_budget_faster_on_a_tie():
     assert pick_under_budget(acc, lat, 4.9) is None
 
 
+@pytest.mark.parametrize("classes", [2, 4])
+def test_probe_folds_standardization_into_one_linear_layer(classes):
+    import numpy as np
+
+    from edgecv.selection.probe import _logistic, cross_validated, fit_probe
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 3, (classes, 6))
+    y = np.repeat(np.arange(classes), 30)
+    x = centres[y] + rng.normal(0, 1, (len(y), 6)) * rng.uniform(0.1, 10, 6) + 50  # scaled, off-centre
+    probe = fit_probe(x[::2], y[::2], x[1::2], y[1::2], classes)
+    logits = probe.logits(x[1::2])
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    expected = _logistic(1.0, 0).fit(x[::2], y[::2]).predict_proba(x[1::2])
+    np.testing.assert_allclose(p / p.sum(1, keepdims=True), expected, atol=1e-4)  # the same classifier
+    assert probe.accuracy == pytest.approx(100 * np.mean(expected.argmax(1) == y[1::2]))
+    mean, std = cross_validated(x, y)
+    assert 0 <= mean <= 100 and std >= 0
+
+
 # ---- candidates and their weights ---------------------------------------------------------------
 
 def _recipe(tmp_path, tiny_data, select=None, **model):
@@ -157,7 +177,7 @@ def test_selection_measures_each_candidate_beside_the_reference(first_run):
     assert ref["reference"] and ref["speedup_vs_reference"] == pytest.approx(1.0)
     assert small["speedup_vs_reference"] == pytest.approx(ref["latency_ms"] / small["latency_ms"])
     for r in sel.rows:
-        assert 0 <= r["probe_accuracy"] <= 100 and 0 <= r["int8_accuracy"] <= 100
+        assert 0 <= r["probe_accuracy"] <= 100 and 0 <= r["int8_accuracy"] <= 100 and 0 <= r["cv_accuracy"] <= 100
         assert r["size_bytes"] > 0 and Path(r["path"]).suffix == ".tflite" and r["latency_ms"] > 0
         assert not r["features_cached"] and not r["artifact_cached"]
     assert sel.runtime == {"threads": 4, "batch": 1, "format": "tflite", "precision": "int8", "io_dtype": "uint8",

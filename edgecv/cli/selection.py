@@ -41,8 +41,8 @@ def select(
                                  "only when the weights' host cannot be reached)"),
     repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="latency rounds over all candidates "
                                           "(default: select.repeats, 3)"),
-    rank_by: str = typer.Option("probe", "--rank-by", help="probe: the float linear probe's accuracy; int8: the "
-                                "same head in the int8 artifact"),
+    rank_by: str = typer.Option("probe", "--rank-by", help="probe: the float linear probe's accuracy on the "
+                                "validation split; cv: its 5-fold mean over all images; int8: the probe in the int8 artifact"),
     drop_max: float = typer.Option(2.0, "--student-drop-max", help="accuracy_drop_max (points below the recipe's "
                                    "float model) in the student target written for the pick"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="also show TensorFlow's and the converters' output"),
@@ -97,8 +97,10 @@ def print_table(sel, console) -> None:
     from edgecv.selection.output import COLUMNS, cell
 
     rt = sel.runtime
+    val = sel.data.get("val") or 0
     t = Table(title=f"{sel.target}: {rt['format']} {rt['precision']} ({rt['io_dtype']} I/O), {rt['threads'] or 'default'} "
-                    f"threads, batch {rt['batch']}, median of {rt['repeats']} rounds; budget {sel.budget_ms:g} ms",
+                    f"threads, batch {rt['batch']}, median of {rt['repeats']} rounds; budget {sel.budget_ms:g} ms; "
+                    f"{val} validation images (1 image = {100 / max(val, 1):.2f} points); ranked by {sel.rank_by}",
               box=box.SIMPLE_HEAD, title_justify="left")
     for name, _ in COLUMNS:
         t.add_column(name, justify="left" if name == "candidate" else "right", no_wrap=True)

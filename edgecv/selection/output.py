@@ -18,7 +18,8 @@ from edgecv.selection.run import RANK_BY, Selection
 
 SCHEMA = "edgecv-select/1"
 ACCURACY_NOTE = ("accuracy: a linear probe (logistic regression on the frozen backbone's pooled features of the training "
-                 "split) scored on the validation split; a fine-tune or distillation usually ends higher")
+                 "split) scored on the validation split (int8: the same head in the int8 artifact; 5-fold: mean ± std "
+                 "over stratified folds of all images); a fine-tune or distillation usually ends higher")
 
 
 def selection_json(sel: Selection, recipe_path: Path, student_target: Optional[Path]) -> dict:
@@ -128,7 +129,8 @@ def plot(sel: Selection, path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel(f"int8 latency p50, ms ({sel.runtime['threads'] or 'default'} threads, batch {sel.runtime['batch']}; "
                   "median of rounds)")
-    ax.set_ylabel(f"{'linear-probe' if sel.rank_by == 'probe' else 'int8 linear-probe'} accuracy, %")
+    ax.set_ylabel({"probe": "linear-probe accuracy (validation split), %", "cv": "linear-probe accuracy (5-fold), %",
+                   "int8": "int8 linear-probe accuracy (validation split), %"}[sel.rank_by])
     ax.set_title(f"edgecv select: {sel.target}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
@@ -137,7 +139,8 @@ def plot(sel: Selection, path: Path) -> None:
     plt.close(fig)
 
 
-COLUMNS = [("candidate", "name"), ("probe acc %", "probe_accuracy"), ("int8 acc %", "int8_accuracy"),
+COLUMNS = [("candidate", "name"), ("probe acc %", "probe_accuracy"), ("5-fold %", "cv_accuracy"),
+           ("int8 acc %", "int8_accuracy"),
            ("p50 ms", "latency_ms"), ("× vs reference", "speedup_vs_reference"), ("MB", "size_bytes")]
 
 
@@ -151,6 +154,8 @@ def cell(row: dict, key: str) -> str:
         return f"{v:.2f}"
     if key == "latency_ms":
         return f"{v:.2f}"
+    if key == "cv_accuracy" and row.get("cv_std") is not None:
+        return f"{v:.1f}±{row['cv_std']:.1f}"
     return f"{v:.2f}" if isinstance(v, float) else str(v)
 
 

@@ -26,18 +26,35 @@ class Probe:
         return x @ self.kernel + self.bias
 
 
-def fit_probe(train_x, train_y, val_x, val_y, num_classes: int, seed: int = 0, c: float = 1.0) -> Probe:
+def _logistic(c: float, seed: int):
     from edgecv.features.heads import _sklearn
 
     _sklearn()
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, random_state=seed))
+
+
+def cross_validated(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0, c: float = 1.0) -> tuple:
+    """(mean, std) accuracy (%) of the same probe over stratified folds of all labelled images: a
+    steadier ranking than one small validation split (1 image of 144 is 0.69 points)."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    k = int(min(folds, np.bincount(y).min()))
+    if k < 2:
+        return None, None
+    scores = cross_val_score(_logistic(c, seed), x, y, cv=StratifiedKFold(k, shuffle=True, random_state=seed)) * 100
+    return float(scores.mean()), float(scores.std())
+
+
+def fit_probe(train_x, train_y, val_x, val_y, num_classes: int, seed: int = 0, c: float = 1.0) -> Probe:
     missing = sorted(set(range(num_classes)) - set(int(y) for y in train_y))
     if missing:
         raise DataError(f"classes {missing} have no training image: the probe cannot learn them")
-    scaler = StandardScaler().fit(train_x)
-    lr = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(scaler.transform(train_x), train_y)
+    pipe = _logistic(c, seed).fit(train_x, train_y)
+    scaler, lr = pipe[0], pipe[-1]
     coef, intercept = lr.coef_, lr.intercept_
     if num_classes == 2:  # one logit z for class 1: softmax over [0, z] is the same probability
         coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])

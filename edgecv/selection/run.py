@@ -18,7 +18,7 @@ from edgecv.selection.features import Unavailable, build_candidate, extract, fea
 from edgecv.selection.measure import Timed, artifact_accuracy, export_candidate, export_key, time_candidates, timing_spec
 from edgecv.selection.pareto import pareto_front, pick_under_budget
 
-RANK_BY = {"probe": "probe_accuracy", "int8": "int8_accuracy"}
+RANK_BY = {"probe": "probe_accuracy", "cv": "cv_accuracy", "int8": "int8_accuracy"}
 LATENCY_IMAGES = 16
 
 
@@ -62,7 +62,7 @@ def run_select(recipe, target, out_dir: Path, budget_ms: float, *, offline: Opti
     from edgecv.orchestrator.cache import StageCache
     from edgecv.orchestrator.keys import calibration_key, index_key
     from edgecv.selection.offline import network_reachable
-    from edgecv.selection.probe import fit_probe
+    from edgecv.selection.probe import cross_validated, fit_probe
 
     t_start = time.perf_counter()
     if rank_by not in RANK_BY:
@@ -127,6 +127,8 @@ def run_select(recipe, target, out_dir: Path, budget_ms: float, *, offline: Opti
             feats = extract(cache, features_key(recipe, c, idx_key), model_fn, lambda: images(c.size), train_y, val_y)
             probe = fit_probe(feats.train_x, feats.train_y, feats.val_x, feats.val_y, len(info["class_names"]),
                               seed=recipe.train.seed)
+            cv_mean, cv_std = cross_validated(np.concatenate([feats.train_x, feats.val_x]),
+                                              np.concatenate([feats.train_y, feats.val_y]), seed=recipe.train.seed)
             digest = hashlib.sha256(probe.kernel.tobytes() + probe.bias.tobytes()).hexdigest()
             path, fmt, exp_hit = export_candidate(
                 cache, export_key(feats.key, digest, spec, calib_key),
@@ -147,10 +149,14 @@ def run_select(recipe, target, out_dir: Path, budget_ms: float, *, offline: Opti
             log(f"[{n}/{len(candidates)}] {c.name}: failed: {type(e).__name__}: {str(e)[:200]}")
             continue
         finally:
-            built.clear()
+            if built:  # one Keras graph per candidate: free it before the next
+                from edgecv._keras import keras
+
+                built.clear()
+                keras.backend.clear_session()
         row = {**c.to_json(), "path": str(path), "size_bytes": path.stat().st_size if path.is_file() else None,
                "probe_accuracy": probe.accuracy, "probe_train_accuracy": probe.train_accuracy,
-               "int8_accuracy": int8_acc, "features_dim": int(feats.train_x.shape[1]),
+               "cv_accuracy": cv_mean, "cv_std": cv_std, "int8_accuracy": int8_acc, "features_dim": int(feats.train_x.shape[1]),
                "features_cached": feats.cached, "artifact_cached": exp_hit, "features_key": feats.key,
                "seconds": time.perf_counter() - t0}
         if c.weights == "none":
