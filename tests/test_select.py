@@ -254,11 +254,12 @@ def test_student_target_distils_into_the_pick_through_the_build(tiny_select, fir
 def test_cli_exits_1_naming_the_fastest_when_nothing_fits(tiny_select, first_run):
     path, out = tiny_select
     r = runner.invoke(app, ["select", "-t", "raspberry-pi-4", "-r", str(path), "-o", str(out), "--budget-ms",
-                            "0.000001", "--offline", "--repeats", "1"])
+                            "0.000001", "--offline", "--repeats", "1", "--only", "0.5/16"])
     assert r.exit_code == 1, r.output
-    fastest = json.loads((out / "select.json").read_text())["fastest"]
-    assert "no candidate meets --budget-ms" in r.output and f"the fastest is {fastest}" in r.output
-    assert json.loads((out / "select.json").read_text())["pick"] is None
+    data = json.loads((out / "select.json").read_text())
+    assert "no candidate meets --budget-ms" in r.output and f"the fastest is {data['fastest']}" in r.output
+    assert data["pick"] is None and data["student_target"] is None
+    assert [row["name"] for row in data["rows"]] == ["TinyCNN 1.0/32", "TinyCNN 0.5/16"] and not data["skipped"]
 
 
 @pytest.mark.parametrize("args, words", [

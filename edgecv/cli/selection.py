@@ -36,6 +36,8 @@ def select(
                                                "files (default: the recipe's select.weights_dir)"),
     no_catalogue: bool = typer.Option(False, "--no-catalogue", help="only the recipe's backbone and its "
                                       "select.candidates"),
+    only: List[str] = typer.Option([], "--only", help="keep candidates whose name contains this text (e.g. "
+                                   "'MobileNet 0.5', '/160'); repeatable; the recipe's backbone is always kept"),
     offline: bool = typer.Option(False, "--offline", help="never download ImageNet weights: candidates without "
                                  "local or cached weights are skipped (also EDGECV_OFFLINE=1; default: skipped "
                                  "only when the weights' host cannot be reached)"),
@@ -61,7 +63,7 @@ def select(
             r = load_recipe(recipe, set_)
             tg = load_target(target, r.base_dir)
             sel = run_select(r, tg, out_dir, budget_ms, offline=offline or None, weights_dir=weights_dir,
-                             catalogue=False if no_catalogue else None, repeats=repeats, rank_by=rank_by,
+                             catalogue=False if no_catalogue else None, only=only, repeats=repeats, rank_by=rank_by,
                              log=lambda m: console.print(f"[dim]{escape(m)}[/]", highlight=False))
             student = output.student_target(sel, tg, r, drop_max)
         student_path = out_dir / f"{tg.name}-select.yaml" if student else None

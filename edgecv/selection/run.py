@@ -8,7 +8,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -54,7 +54,8 @@ def _check_task(recipe) -> None:
 
 
 def run_select(recipe, target, out_dir: Path, budget_ms: float, *, offline: Optional[bool] = None,
-               weights_dir: Optional[Path] = None, catalogue: Optional[bool] = None, repeats: Optional[int] = None,
+               weights_dir: Optional[Path] = None, catalogue: Optional[bool] = None, only: Sequence[str] = (),
+               repeats: Optional[int] = None,
                rank_by: str = "probe", min_runs: int = 20, min_seconds: float = 0.5,
                log: Callable[[str], None] = lambda m: None) -> Selection:
     from edgecv.data.calibration import select_calibration
@@ -71,6 +72,9 @@ def run_select(recipe, target, out_dir: Path, budget_ms: float, *, offline: Opti
         raise ConfigError(f"--budget-ms {budget_ms:g}: give a positive latency in milliseconds")
     _check_task(recipe)
     candidates = candidate_list(recipe, weights_dir, catalogue)
+    if only:
+        words = [w.lower() for w in only]
+        candidates = [c for c in candidates if c.reference or any(w in c.name.lower() for w in words)]
     repeats = repeats or (recipe.select.repeats if recipe.select else 3)
     spec, note = timing_spec(target)
     batch, threads = target.runtime.batches[0], target.runtime.threads
