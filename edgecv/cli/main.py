@@ -542,6 +542,9 @@ app.command("passes")(list_passes)
 from edgecv.cli.features import register as register_feature_commands  # noqa: E402
 
 register_feature_commands(app)
+from edgecv.cli.selection import select as select_backbone  # noqa: E402
+
+app.command("select")(select_backbone)
 
 
 def main() -> None:  # pragma: no cover

@@ -12,6 +12,8 @@ from typing import List, Literal, Optional, Tuple, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import Annotated
 
+from edgecv.config.selection import SelectConfig
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -178,6 +180,7 @@ class Recipe(Strict):
     calibration: CalibrationConfig = CalibrationConfig()
     gates: Optional["Gates"] = Field(None, description="the task's default gates for every target; a target's or an "
                                      "artifact's own limit for the same gate wins")
+    select: Optional[SelectConfig] = Field(None, description="`edgecv select`: the backbones to compare")
 
     # Where the recipe file lives; relative data paths resolve against it. Not a YAML key.
     base_dir: Path = Field(Path("."), exclude=True)
