@@ -40,7 +40,10 @@ def test_build_writes_artifacts_sidecars_and_report(pi_build):
     assert int8["quantization"] == ["bias_correction"]  # the post-training techniques applied by default
     assert int8["runtime"]["threads"] == 4 and int8["latency"]["p50_ms"] > 0
     assert int8["metrics"]["accuracy"] >= 80 and abs(int8["deltas"]["accuracy"]) <= 10
-    assert {g["gate"] for g in int8["gates"]} == {"accuracy_drop_max", "top1_agreement_min"}
+    assert {g["gate"] for g in int8["gates"]} == {"accuracy_drop_max", "accuracy_drop_max_significant",
+                                                 "top1_agreement_min"}
+    significant = next(g for g in int8["gates"] if g["gate"] == "accuracy_drop_max_significant")
+    assert significant["judged_on"] == "interval low" and significant["interval"] is not None
     assert report["calibration"]["sha256"] == json.loads((pi / "calibration.json").read_text())["sha256"]
     assert report["environment"]["libraries"]["tensorflow"].startswith("2.")
     serving = json.loads((out / "cloud-tfserving" / "report.json").read_text())["artifacts"][0]

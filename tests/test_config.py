@@ -103,7 +103,8 @@ def test_target_rules(tmp_path):
 def test_artifact_gates_override_target_gates():
     t = load_target("raspberry-pi-4")
     int8, fp32 = t.artifacts
-    assert t.gates_for(int8).accuracy_drop_max == 1.0
+    assert t.gates_for(int8).accuracy_drop_max == 2.0
+    assert t.gates_for(int8).accuracy_drop_max_significant == 1.0
     assert t.gates_for(fp32).accuracy_drop_max == 0.5
     assert t.gates_for(fp32).top1_agreement_min == 0.995
 
