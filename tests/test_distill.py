@@ -46,6 +46,16 @@ def test_epoch_batches_cover_the_pool_once_and_never_mix_labelled_with_teacher_o
     assert all((b < 15).all() or (b >= 15).all() for b in batches)
 
 
+def test_an_epoch_over_cached_views_is_one_view_of_each_image():
+    from edgecv.passes.distill_views import ViewPool, epoch_plans
+
+    pool = ViewPool(np.zeros((40, 2, 2, 3), np.uint8), np.zeros((40, 3)), np.zeros((40, 4)), np.zeros((40, 3)), 40)
+    plans = epoch_plans(pool, views=4, epochs=6, batch_size=5, rng=np.random.default_rng(0))
+    assert [len(p) for p in plans] == [2] * 6  # 40 views / 4 views per image = 10 images = 2 batches of 5
+    first_pass = np.concatenate([np.concatenate(p) for p in plans[:4]])
+    assert sorted(first_pass.tolist()) == list(range(40))  # 4 epochs walk the whole pool once
+
+
 def test_mixup_stays_between_the_two_images_and_cutmix_takes_each_pixel_from_one():
     from edgecv.passes.distill_views import blend, random_resized_crop
 

@@ -12,6 +12,7 @@ teacher's outputs only.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -150,3 +151,18 @@ def epoch_batches(pool: ViewPool, batch_size: int, rng: np.random.Generator) -> 
     batches += [unl[i:i + batch_size] for i in range(0, len(unl), batch_size)]
     order = rng.permutation(len(batches))
     return [batches[i] for i in order]
+
+
+def steps_per_epoch(pool: ViewPool, views: int, batch_size: int) -> int:
+    """An epoch is as long as one view of each image (the pool's size over the view count), so
+    `epochs` keeps its meaning of passes over the training split; each one sees fresh views."""
+    return max(1, math.ceil(len(pool) / max(views, 1) / batch_size))
+
+
+def epoch_plans(pool: ViewPool, views: int, epochs: int, batch_size: int, rng: np.random.Generator) -> list:
+    """`epochs` lists of index batches, cut from successive shuffled passes over the whole pool."""
+    steps = steps_per_epoch(pool, views, batch_size)
+    stream: list = []
+    while len(stream) < epochs * steps:
+        stream += epoch_batches(pool, batch_size, rng)
+    return [stream[e * steps:(e + 1) * steps] for e in range(epochs)]

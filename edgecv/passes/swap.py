@@ -19,7 +19,8 @@ a cosine decay to zero (`schedule: constant` keeps it flat).
 Teacher views (`teacher_views: N`, the default 8): the teacher runs once, over N augmented passes
 of the training split (the recipe's augmentation plus random-resized crops of at least
 `crop_min_area` of the image), and its outputs are cached with each view stored at the student's
-size; an epoch is then one pass over all cached views, costing only the student. `mix: mixup |
+size; an epoch is still one pass over the training split (one cached view of each image, a
+fresh view each epoch until all are used), and costs only the student. `mix: mixup |
 cutmix` with `mixed_views` adds blended images and `unlabelled: FOLDER` images without labels;
 both are trained on the teacher's outputs only. `teacher_views: 0` runs the teacher on every
 batch instead (the behaviour before these options).
@@ -64,9 +65,9 @@ class SwapConfig(PassConfig):
     batch_size: Optional[int] = Field(None, ge=1, description="default: the recipe's")
     augment: bool = True
     schedule: Literal["constant", "cosine"] = Field("cosine", description="learning rate within each phase")
-    teacher_views: int = Field(8, ge=0, description="cache this many augmented views of the training split with the "
-                                                    "teacher's outputs (an epoch is then a pass over all views); "
-                                                    "0: the teacher runs on every batch")
+    teacher_views: int = Field(8, ge=0, description="cache this many augmented views of the training split with "
+                               "the teacher's outputs (an epoch is still one pass over the training split, each "
+                               "image in a fresh cached view); 0: the teacher runs on every batch")
     crop_min_area: Optional[float] = Field(0.35, gt=0.0, le=1.0, description="random-resized crops of this much of "
                                            "the image or more in the cached views (None: off)")
     mix: Literal["none", "mixup", "cutmix"] = Field("none", description="blend pairs of images in extra views")
@@ -180,27 +181,29 @@ class Swap(Pass):
         return student
 
     def teacher_pool(self, teacher: TaskModel, student: TaskModel, cfg: SwapConfig, ctx, trainer, batch: int):
-        from edgecv.data.pipeline import augmentation
-
-        batches = None
-        if cfg.unlabelled:
-            files = distill_views.unlabelled_files(ctx.recipe.resolve(cfg.unlabelled))
-            aug = augmentation(ctx.recipe.augment, ctx.recipe.train.seed) if cfg.augment else None
-
-            def batches():
-                from edgecv.data.images import load_batch
-
-                for i in range(0, len(files), batch):
-                    x = tf.constant(load_batch(files[i:i + batch], teacher.input_size, ctx.recipe.input.resize),
-                                    tf.float32)
-                    yield tf.clip_by_value(aug(x, training=True), 0.0, 255.0) if aug is not None else x
-
+        batches = self.unlabelled_batches(teacher, cfg, ctx, batch) if cfg.unlabelled else None
         log = ctx.console.print if ctx.console else None
         return distill_views.build_pool(
             lambda: ctx.train_dataset(batch, cfg.augment), batches, teacher_out=trainer.teacher_out,
             teacher_feat=trainer.teacher_feat, student_size=tuple(student.input_size), views=cfg.teacher_views,
             mixed_views=cfg.mixed_views if cfg.mix != "none" else 0, mix=cfg.mix, crop_min_area=cfg.crop_min_area,
             seed=ctx.recipe.train.seed, log=log)
+
+    @staticmethod
+    def unlabelled_batches(teacher: TaskModel, cfg: SwapConfig, ctx, batch: int):
+        """Augmented float batches of the unlabelled folder's images at the teacher's size."""
+        from edgecv.data.images import load_batch
+        from edgecv.data.pipeline import augmentation
+
+        files = distill_views.unlabelled_files(ctx.recipe.resolve(cfg.unlabelled))
+        aug = augmentation(ctx.recipe.augment, ctx.recipe.train.seed) if cfg.augment else None
+
+        def batches():
+            for i in range(0, len(files), batch):
+                x = tf.constant(load_batch(files[i:i + batch], teacher.input_size, ctx.recipe.input.resize), tf.float32)
+                yield tf.clip_by_value(aug(x, training=True), 0.0, 255.0) if aug is not None else x
+
+        return batches
 
 
 class DistillTrainer:
@@ -243,7 +246,7 @@ class DistillTrainer:
         if self.cfg.feature_weight:
             variables = variables + self.projection.trainable_variables
 
-        @tf.function
+        @tf.function(autograph=False)  # no tensor-dependent Python control flow; spares autograph's warnings
         def step(xs, y, teacher_out, teacher_feat, label_weight):
             with tf.GradientTape() as tape:
                 out = self.losses(xs, y, teacher_out, teacher_feat, label_weight)
@@ -255,8 +258,7 @@ class DistillTrainer:
     def train_on_pool(self, name, pool, epochs, lr, unfreeze, batch, seed, log_epoch):
         if epochs == 0:
             return
-        rng = np.random.default_rng(seed)
-        plans = [distill_views.epoch_batches(pool, batch, rng) for _ in range(epochs)]
+        plans = distill_views.epoch_plans(pool, self.cfg.teacher_views, epochs, batch, np.random.default_rng(seed))
         step = self.make_step(lr, unfreeze, sum(len(p) for p in plans))
         take = lambda tree, i: tf.nest.map_structure(lambda a: tf.constant(a[i]), tree)  # noqa: E731
         for e, plan in enumerate(plans):
