@@ -92,7 +92,8 @@ def test_swap_distills_from_cached_views_with_every_option(tiny_model, ctx, tmp_
 
 
 def test_swap_without_feature_loss_or_cache_still_trains_online(tiny_model, ctx):
-    _swap(tiny_model, ctx, teacher_views=0, warmup_epochs=0, epochs=2, learning_rate=3e-3, schedule="constant")
+    _swap(tiny_model, ctx, teacher_views=0, feature_weight=0.0, warmup_epochs=0, epochs=2, learning_rate=3e-3,
+          schedule="constant")
     assert "teacher_pool" not in ctx.report
     assert [r["feature_loss"] for r in ctx.report["history"]] == [0.0, 0.0]
 
@@ -102,3 +103,11 @@ def test_a_missing_unlabelled_folder_is_named(tiny_model, ctx, tmp_path):
 
     with pytest.raises(ConfigError, match="unlabelled folder .*nowhere.* not found"):
         _swap(tiny_model, ctx, teacher_views=1, unlabelled=str(tmp_path / "nowhere"), epochs=1)
+
+
+def test_crops_reach_labelled_views_only_where_they_keep_the_targets():
+    from edgecv.passes.swap import crops_keep_targets
+    from edgecv.tasks import get_task
+
+    assert crops_keep_targets(get_task("classification"))
+    assert not crops_keep_targets(get_task("keypoints"))  # a crop would move the points, not the labels

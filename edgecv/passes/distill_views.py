@@ -41,8 +41,14 @@ class ViewPool:
 
 def pooled_features(keras_model: keras.Model, backbone_layers: list) -> keras.Model:
     """A model giving the backbone's last feature map averaged over space: what the head reads."""
+    if not backbone_layers:
+        from edgecv.errors import ConfigError
+
+        raise ConfigError("swap: feature_weight needs a model with a known backbone (a recipe backbone, not a "
+                          "loaded model); set feature_weight: 0")
     fmap = keras_model.get_layer(backbone_layers[-1]).output
-    return keras.Model(keras_model.input, keras.layers.GlobalAveragePooling2D()(fmap))
+    pooled = keras.layers.GlobalAveragePooling2D()(fmap) if len(fmap.shape) == 4 else keras.layers.Flatten()(fmap)
+    return keras.Model(keras_model.input, pooled)
 
 
 def random_resized_crop(x, min_area: float, seed: int):
@@ -95,19 +101,20 @@ def unlabelled_files(folder: Path) -> list:
 
 def build_pool(train_batches: Callable[[], Any], unlabelled_batches: Optional[Callable[[], Any]], *,
                teacher_out: keras.Model, teacher_feat: keras.Model, student_size, views: int, mixed_views: int,
-               mix: str, crop_min_area: Optional[float], seed: int, log=None) -> ViewPool:
+               mix: str, crop_min_area: Optional[float], crop_labelled: bool, seed: int, log=None) -> ViewPool:
     """Run the teacher once over `views` augmented passes of the training split (labelled),
     `mixed_views` blended passes and one augmented pass of each unlabelled image per view
-    (teacher-only)."""
+    (teacher-only). `teacher_feat` None: no features (zeros). Crops reach labelled views only with
+    `crop_labelled` (targets that a crop does not move, like class labels)."""
     rng = np.random.default_rng(seed)
     images, teach, feats, targets = [], [], [], []
     labelled_images, labelled_teach, labelled_feats = [], [], []
 
     def add(x, y, into):
-        if crop_min_area is not None:
+        if crop_min_area is not None and (y is None or crop_labelled):
             x = random_resized_crop(x, crop_min_area, int(rng.integers(2**31)))
         t = tf.nest.map_structure(lambda a: a.numpy(), teacher_out(x, training=False))
-        f = teacher_feat(x, training=False).numpy()
+        f = teacher_feat(x, training=False).numpy() if teacher_feat is not None else np.zeros((len(x), 1), np.float32)
         xs = tf.image.resize(x, student_size, method="bilinear", antialias=True)
         imgs, tl, fl = into
         imgs.append(tf.cast(tf.round(tf.clip_by_value(xs, 0.0, 255.0)), tf.uint8).numpy())

@@ -16,7 +16,7 @@ the recipe's training: the new head on a frozen backbone, then everything but ba
 inference mode: the shared weights have it folded); within each phase the learning rate follows
 a cosine decay to zero (`schedule: constant` keeps it flat).
 
-Teacher views (`teacher_views: N`, the default 8): the teacher runs once, over N augmented passes
+Teacher views (`teacher_views: N`, the default 6): the teacher runs once, over N augmented passes
 of the training split (the recipe's augmentation plus random-resized crops of at least
 `crop_min_area` of the image), and its outputs are cached with each view stored at the student's
 size; an epoch is still one pass over the training split (one cached view of each image, a
@@ -57,15 +57,15 @@ class SwapConfig(PassConfig):
     weights: str = Field("none", description="none | imagenet | a keras-applications no-top h5, relative to the recipe")
     temperature: float = Field(4.0, gt=0.0)
     distill_weight: float = Field(0.7, ge=0.0, le=1.0, description="share of the loss from the teacher; rest from labels")
-    warmup_epochs: int = Field(3, ge=0, description="new head only, backbone frozen")
+    warmup_epochs: int = Field(12, ge=0, description="new head only, backbone frozen")
     warmup_learning_rate: float = Field(1e-3, gt=0.0)
-    epochs: int = Field(10, ge=0, description="then every layer but batch norm")
-    learning_rate: float = Field(1e-4, gt=0.0)
+    epochs: int = Field(48, ge=0, description="then every layer but batch norm")
+    learning_rate: float = Field(5e-4, gt=0.0)
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     batch_size: Optional[int] = Field(None, ge=1, description="default: the recipe's")
     augment: bool = True
     schedule: Literal["constant", "cosine"] = Field("cosine", description="learning rate within each phase")
-    teacher_views: int = Field(8, ge=0, description="cache this many augmented views of the training split with "
+    teacher_views: int = Field(6, ge=0, description="cache this many augmented views of the training split with "
                                "the teacher's outputs (an epoch is still one pass over the training split, each "
                                "image in a fresh cached view); 0: the teacher runs on every batch")
     crop_min_area: Optional[float] = Field(0.35, gt=0.0, le=1.0, description="random-resized crops of this much of "
@@ -74,7 +74,7 @@ class SwapConfig(PassConfig):
     mixed_views: int = Field(0, ge=0, description="extra views of blended images, labelled by the teacher only")
     unlabelled: Optional[str] = Field(None, description="folder of images without labels (relative to the recipe), "
                                       "labelled by the teacher only")
-    feature_weight: float = Field(0.0, ge=0.0, description="weight of the pooled-feature distillation loss "
+    feature_weight: float = Field(1.0, ge=0.0, description="weight of the pooled-feature distillation loss "
                                   "(cosine distance through a learned projection)")
 
     @field_validator("backbone")
@@ -187,7 +187,7 @@ class Swap(Pass):
             lambda: ctx.train_dataset(batch, cfg.augment), batches, teacher_out=trainer.teacher_out,
             teacher_feat=trainer.teacher_feat, student_size=tuple(student.input_size), views=cfg.teacher_views,
             mixed_views=cfg.mixed_views if cfg.mix != "none" else 0, mix=cfg.mix, crop_min_area=cfg.crop_min_area,
-            seed=ctx.recipe.train.seed, log=log)
+            crop_labelled=crops_keep_targets(ctx.task), seed=ctx.recipe.train.seed, log=log)
 
     @staticmethod
     def unlabelled_batches(teacher: TaskModel, cfg: SwapConfig, ctx, batch: int):
@@ -206,6 +206,15 @@ class Swap(Pass):
         return batches
 
 
+def crops_keep_targets(task) -> bool:
+    """Whether a random crop leaves the task's targets right: true for tasks that augment through
+    the base pipeline (class labels); a task that overrides train_dataset moves its targets with
+    the pixels (keypoints), so its labelled views are not cropped (teacher-only views still are)."""
+    from edgecv.tasks.base import Task
+
+    return type(task).train_dataset is Task.train_dataset
+
+
 class DistillTrainer:
     """The student's training steps: the task's distillation loss (labels and the teacher's
     softened outputs) plus, with feature_weight, a cosine distance between the student's pooled
@@ -214,16 +223,21 @@ class DistillTrainer:
     def __init__(self, teacher: TaskModel, student: TaskModel, cfg: SwapConfig, task):
         self.student, self.cfg, self.task = student, cfg, task
         self.teacher_out = task.distill_outputs(teacher.keras_model)
-        self.teacher_feat = distill_views.pooled_features(teacher.keras_model, teacher.backbone_layers)
-        s_out = task.distill_outputs(student.keras_model)
-        s_feat = distill_views.pooled_features(student.keras_model, student.backbone_layers)
-        self.student_both = keras.Model(student.keras_model.input, [s_out.output, s_feat.output])
-        self.projection = keras.layers.Dense(int(self.teacher_feat.output.shape[-1]), name="distill_projection")
-        self.projection.build(s_feat.output.shape)
+        self.student_out = task.distill_outputs(student.keras_model)
+        self.teacher_feat = self.student_both = None
+        if cfg.feature_weight:
+            self.teacher_feat = distill_views.pooled_features(teacher.keras_model, teacher.backbone_layers)
+            s_feat = distill_views.pooled_features(student.keras_model, student.backbone_layers).output
+            self.projection = keras.layers.Dense(int(self.teacher_feat.output.shape[-1]), name="distill_projection")
+            self.projection.build(s_feat.shape)
+            self.student_both = keras.Model(student.keras_model.input, [self.student_out.output, s_feat])
         self.resize = tuple(student.input_size) != tuple(teacher.input_size)
 
     def losses(self, xs, y, teacher_out, teacher_feat, label_weight):
-        s_out, s_feat = self.student_both(xs, training=True)
+        if self.student_both is not None:
+            s_out, s_feat = self.student_both(xs, training=True)
+        else:
+            s_out = self.student_out(xs, training=True)
         _, hard, soft = self.task.distillation_loss(y, s_out, teacher_out, self.cfg.temperature,
                                                     self.cfg.distill_weight)
         w = self.cfg.distill_weight + (1.0 - self.cfg.distill_weight) * (1.0 - label_weight)
@@ -242,7 +256,7 @@ class DistillTrainer:
         if self.cfg.schedule == "cosine":
             lr = keras.optimizers.schedules.CosineDecay(lr, max(steps, 1))
         opt = common.make_optimizer(self.cfg.optimizer, lr)
-        variables = self.student_both.trainable_variables
+        variables = self.student_out.trainable_variables
         if self.cfg.feature_weight:
             variables = variables + self.projection.trainable_variables
 
@@ -289,8 +303,8 @@ class DistillTrainer:
             sums, n = np.zeros(4), 0
             for x, y in ds:
                 xs = tf.image.resize(x, size, method="bilinear", antialias=True) if self.resize else x
-                out = step(xs, y, self.teacher_out(x, training=False), self.teacher_feat(x, training=False),
-                           tf.constant(1.0))
+                feat = self.teacher_feat(x, training=False) if self.teacher_feat is not None else tf.zeros((1, 1))
+                out = step(xs, y, self.teacher_out(x, training=False), feat, tf.constant(1.0))
                 sums += [float(v) for v in out]
                 n += 1
             log_epoch(name, e, epochs, sums, n)
