@@ -25,6 +25,11 @@ cutmix` with `mixed_views` adds blended images and `unlabelled: FOLDER` images w
 both are trained on the teacher's outputs only. `teacher_views: 0` runs the teacher on every
 batch instead (the behaviour before these options).
 
+The defaults are what measured best on flowers (MobileNet v1 0.5/128 from the fine-tuned
+MobileNetV2 1.0/224, seed-0 split): int8 97.22 % against the teacher's 98.61 % float, where 36
+epochs without the feature loss gave 96.53 % and two extra cutmix views 96.53 % (README,
+"Optimization passes", has the table).
+
 Input size: each augmented training batch is decoded at the recipe's size; the teacher sees it
 as is and the student sees it resized (bilinear, antialiased) to its own size, so the teacher's
 label belongs to the student's pixels. The build validates the student on the validation images
