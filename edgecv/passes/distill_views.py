@@ -20,8 +20,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from edgecv._keras import keras, tf
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+from edgecv.data.images import IMAGE_EXTENSIONS
 
 
 @dataclass
@@ -91,11 +90,11 @@ def unlabelled_files(folder: Path) -> list:
         from edgecv.errors import ConfigError
 
         raise ConfigError(f"swap: unlabelled folder {folder} not found; give a folder of images (any depth)")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     if not files:
         from edgecv.errors import ConfigError
 
-        raise ConfigError(f"swap: unlabelled folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise ConfigError(f"swap: unlabelled folder {folder} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     return files
 
 
