@@ -195,3 +195,10 @@ def test_pass_key_follows_the_bytes_of_files_it_names(tmp_path):
     assert passes_key("m", passes, "c", resolve) != before
     assert passes_key("m", [{"name": "swap", "weights": "none"}], "c", resolve) == \
         passes_key("m", [{"name": "swap", "weights": "none"}], "c", resolve)
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "a.jpg").write_bytes(b"jpeg")
+    unlabelled = [{"name": "swap", "unlabelled": "extra"}]
+    before = passes_key("m", unlabelled, "c", resolve)
+    (extra / "b.jpg").write_bytes(b"more")
+    assert passes_key("m", unlabelled, "c", resolve) != before

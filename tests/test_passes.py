@@ -384,8 +384,11 @@ def test_distillation_loss_matches_its_definition():
 
 
 def test_swap_distills_a_smaller_student_at_its_own_input_size(tiny_model, ctx):
+    # the teacher online on every batch, plain KD, flat rate: the pass as it was before cached views
+    # (tests/test_distill.py covers the defaults)
     out = _run("swap", tiny_model, ctx, backbone="TinyCNN", alpha=0.5, input_size=24, weights="none",
-               warmup_epochs=0, epochs=5, learning_rate=3e-3, temperature=2.0, augment=False)
+               warmup_epochs=0, epochs=5, learning_rate=3e-3, temperature=2.0, augment=False,
+               teacher_views=0, feature_weight=0.0, schedule="constant")
     rep = ctx.report
     assert out.input_size == (24, 24) and out.keras_model.input_shape[1:3] == (24, 24)
     assert out.backbone == "TinyCNN" and out.info == tiny_model.info

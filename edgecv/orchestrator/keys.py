@@ -114,7 +114,8 @@ def reference_key(recipe, t_key: str, idx_key: str) -> str:
 
 def _files_by_content(value, resolve):
     """Pass settings with every value that names an existing file replaced by that file's hash
-    (a swapped weights file at the same path must not reuse the old result)."""
+    (a swapped weights file at the same path must not reuse the old result), and every value that
+    names a folder by its images' digest (images added to swap's `unlabelled` folder)."""
     if isinstance(value, dict):
         return {k: _files_by_content(v, resolve) for k, v in value.items()}
     if isinstance(value, list):
@@ -123,6 +124,8 @@ def _files_by_content(value, resolve):
         path = resolve(value)
         if path.is_file():
             return {"file_sha256": file_key(path)}
+        if path.is_dir() and value not in (".", ""):  # a folder of images (swap's unlabelled)
+            return {"folder": folder_digest(path)}
     return value
 
 
