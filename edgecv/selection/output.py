@@ -70,7 +70,10 @@ def student_target(sel: Selection, target, recipe, drop_max: float) -> Optional[
                 {"name": "int8", "format": sel.runtime["format"], "precision": "int8"})
     artifact["passes"] = [swap] + (list(spec.passes) if spec is not None else [])
     gates = target.gates.model_dump(mode="json", exclude_none=True)
-    gates.pop("top1_agreement_min", None)  # a student is another model: its accuracy is the measure
+    # A student is another model: its accuracy is the measure, not agreement, and the target's own
+    # drop limits (and their interval forms) were set for quantizing the recipe's model.
+    for name in [g for g in gates if g.startswith(("top1_agreement_min", "accuracy_drop_max_"))]:
+        gates.pop(name)
     gates["accuracy_drop_max"] = drop_max
     if not gates.get("tolerances"):
         gates.pop("tolerances", None)
