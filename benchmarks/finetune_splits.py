@@ -5,7 +5,7 @@ ROOT/<config>-s<K>, one at a time under `nice`: a new stratified split and a new
 K, and the int8 artifact of each split validated like any build. The summary reads each build's
 report.json and training record and prints, per config, the float validation accuracy of the kept
 model, the last epoch's validation accuracy (unbiased when the recipe keeps the best epoch: picking
-that epoch on the same split makes the kept number optimistic), the int8 accuracy, training
+that epoch on the same split makes the kept number optimistic), the int8 accuracy and its delta from float, training
 seconds and the load average around each build, with mean ± std (sample) and min-max per config.
 
     python benchmarks/finetune_splits.py run current --seeds 0 1 2
@@ -74,6 +74,7 @@ def _row(folder: Path, target: str) -> dict | None:
         "last_epoch": pct(history[-1].get(monitor)) if history else None,
         "best_epoch": pct(max((h.get(monitor, 0.0) for h in history), default=None)),
         "int8": (int8.get("metrics") or {}).get("accuracy"),
+        "int8_delta": (int8.get("deltas") or {}).get("accuracy"),  # int8 minus the kept float model
         "train_s": r["training"].get("seconds"),
         "load": f"{bench.get('load_before', '?')} -> {bench.get('load_after', '?')}",
         "sets": bench.get("sets"),
@@ -98,15 +99,16 @@ def summary(args) -> None:
         row = _row(folder, args.target)
         if row is not None:
             configs.setdefault(FOLDER.match(folder.name)["config"], []).append(row)
-    cols = ("float", "last_epoch", "int8", "train_s")
-    print(f"{'build':<24} {'float %':>8} {'last-ep %':>9} {'int8 %':>7} {'train s':>8}  load avg (1/5/15) before -> after")
+    cols = ("float", "last_epoch", "int8", "int8_delta", "train_s")
+    print(f"{'build':<24} {'float %':>8} {'last-ep %':>9} {'int8 %':>7} {'delta':>6} {'train s':>8}  "
+          "load avg (1/5/15) before -> after")
     out = {}
     for config, rows in configs.items():
         for row in rows:
             print(f"{row['folder']:<24} {_fmt(row['float']):>8} {_fmt(row['last_epoch']):>9} {_fmt(row['int8']):>7} "
-                  f"{_fmt(row['train_s']):>8}  {row['load']}")
+                  f"{_fmt(row['int8_delta']):>6} {_fmt(row['train_s']):>8}  {row['load']}")
         stats = {c: _spread([r[c] for r in rows]) for c in cols}
-        for c in ("float", "last_epoch", "int8"):
+        for c in ("float", "last_epoch", "int8", "int8_delta"):
             s = stats[c]
             if s:
                 print(f"  {config} {c}: {s['mean']:.2f} ± {s['std']:.2f} (min {s['min']:.2f}, max {s['max']:.2f}, n={s['n']})")
