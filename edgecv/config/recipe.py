@@ -132,6 +132,8 @@ class PhaseConfig(Strict):
     epochs: int = Field(0, ge=0)
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     learning_rate: float = Field(1e-3, gt=0.0)
+    schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="cosine: decay the learning rate to 0 over the phase's steps")
 
 
 class UnfreezeConfig(Strict):
@@ -158,6 +160,9 @@ class TrainConfig(Strict):
     warmup: PhaseConfig = PhaseConfig(epochs=3)
     finetune: FinetuneConfig = FinetuneConfig(epochs=3)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    keep: Literal["best", "last"] = Field(
+        "best", description="best: the epoch with the best validation number (that number is then "
+        "optimistic: it chose the epoch); last: the final weights (validation stays an unbiased estimate)")
     mixed_precision: Literal["auto", "on", "off"] = Field("auto", description="auto: on when a GPU is present")
     deterministic: bool = Field(True, description="deterministic ops: same data and seed give the same model")
 

@@ -97,7 +97,18 @@ def train_key(recipe, idx_key: str) -> str:
         sections["model"] = {k: v for k, v in sections["model"].items() if k not in USER_MODEL_KEYS}
         if weights not in ("imagenet", "none") and recipe.resolve(weights).is_file():
             sections["model"]["weights"] = file_key(recipe.resolve(weights))  # the bytes, not the path
+    if "train" in sections:
+        _drop_default_schedule(sections["train"])
     return stable_hash({"stage": "train", "recipe": sections, "index": idx_key, "versions": versions(TRAIN_LIBS)})
+
+
+def _drop_default_schedule(train: dict) -> None:
+    """Leave the schedule keys out at their defaults: models trained before they existed stay cached."""
+    if train.get("keep") == "best":
+        del train["keep"]
+    for phase in ("warmup", "finetune"):
+        if train.get(phase, {}).get("schedule") == "constant":
+            del train[phase]["schedule"]
 
 
 def calibration_key(recipe, idx_key: str) -> str:

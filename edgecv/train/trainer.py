@@ -3,7 +3,8 @@
 Batch-norm layers stay frozen (inference mode) in both phases: re-normalizing with small-batch
 statistics wrecks pretrained features (the Keras transfer-learning advice). The task gives the
 head, loss, metrics and the validation number to watch; the best weights by that number across
-both phases are what the reference model keeps.
+both phases are what the reference model keeps (`train.keep: best`), or the final ones
+(`train.keep: last`: picking the epoch on the validation split makes its score optimistic).
 """
 
 from __future__ import annotations
@@ -34,8 +35,15 @@ class TrainResult:
     strategy: str = ""
 
 
-def _optimizer(phase):
-    lr = phase.learning_rate
+def _learning_rate(phase, steps_per_epoch: int):
+    """The phase's learning rate: a number, or a schedule over the phase's optimizer steps."""
+    if phase.schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(phase.learning_rate, phase.epochs * steps_per_epoch)
+    return phase.learning_rate
+
+
+def _optimizer(phase, steps_per_epoch: int):
+    lr = _learning_rate(phase, steps_per_epoch)
     return {
         "adam": lambda: keras.optimizers.Adam(lr),
         "adamw": lambda: keras.optimizers.AdamW(lr),
@@ -111,7 +119,7 @@ def train(recipe, index: DataIndex, console: Console | None = None) -> TrainResu
             continue
         n = set_trainable(task_model, unfreeze)
         with strategy.scope():
-            model.compile(optimizer=_optimizer(phase), loss=task.loss(recipe), metrics=task.keras_metrics())
+            model.compile(optimizer=_optimizer(phase, steps), loss=task.loss(recipe), metrics=task.keras_metrics())
         title = phase_name + (f" ({n} backbone layers unfrozen)" if n else "")
         with progress_steps(console).step(title) as step:
             hist = model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, verbose=0,
@@ -123,15 +131,16 @@ def train(recipe, index: DataIndex, console: Console | None = None) -> TrainResu
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # The chief goes on alone (reference, passes, export) once the workers leave: a model whose
         # variables are not the cluster's, so nothing after training waits on a collective op
-        weights = state["weights"] if state["weights"] is not None else model.get_weights()
+        weights = state["weights"] if state["weights"] is not None and cfg.keep == "best" else model.get_weights()
         task_model = build_task_model(recipe, index.info, task)
         model = task_model.keras_model
         model.set_weights(weights)
-    elif state["weights"] is not None:
+    elif state["weights"] is not None and cfg.keep == "best":
         model.set_weights(state["weights"])
     for layer in model.layers:  # ready for later fine-tuning passes: everything but batch norm trainable
         layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
     task_model = task_model.with_keras(task.inference_model(model))  # e.g. a margin head dropped
     name = "MultiWorkerMirroredStrategy" if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else (
         type(strategy).__name__)  # the public name, not TensorFlow's class behind it
-    return TrainResult(task_model, history, monitor, float(state["best"]), time.perf_counter() - t0, policy, name)
+    kept = float(state["best"]) if cfg.keep == "best" else history[-1][monitor]
+    return TrainResult(task_model, history, monitor, kept, time.perf_counter() - t0, policy, name)
