@@ -16,6 +16,7 @@ from edgecv.errors import EdgecvError
 EXTRAS: Dict[str, Tuple[str, ...]] = {
     "build": ("tensorflow", "tf_keras", "tensorflow_model_optimization"),
     "remote": ("paramiko",),
+    "features": ("h5py", "sklearn"),
 }
 
 

@@ -55,6 +55,7 @@ def select(
 
     try:
         require_extra("build", "`edgecv select` (feature extraction and int8 conversion)")
+        require_extra("features", "`edgecv select` (its linear probes use scikit-learn)")
         from edgecv.config import load_recipe, load_target
         from edgecv.selection import output
         from edgecv.selection.run import run_select
