@@ -151,6 +151,22 @@ def test_int8_accuracy_on_onnxruntime(int8, tiny_model, tiny_val, keras_probs):
     assert cmp.outputs["probabilities"].max_abs_error < 0.2
 
 
+def test_int8_qdq_is_bias_corrected_by_default_and_the_option_turns_it_off(int8, tiny_model, onnx_dir,
+                                                                         tiny_calibration):
+    import onnx
+    from onnx import numpy_helper
+
+    assert int8.metadata["ptq"]["applied"] == ["bias_correction"]
+    plain = _export(tiny_model, onnx_dir, tiny_calibration, "int8", name="int8-plain", bias_correction=False)
+    assert "ptq" not in plain.metadata
+    # same graph, other float biases: the correction moved them, the weights' int8 grid is the same
+    biases = [{i.name: numpy_helper.to_array(i) for i in onnx.load(str(p)).graph.initializer
+               if numpy_helper.to_array(i).dtype == np.float32 and numpy_helper.to_array(i).ndim == 1}
+              for p in (int8.path, plain.path)]
+    assert biases[0].keys() == biases[1].keys()
+    assert any(not np.allclose(biases[0][k], biases[1][k]) for k in biases[0])
+
+
 def test_int8_keeps_layers_in_float_by_keras_name_and_op_type(tiny_model, onnx_dir, tiny_calibration, int8):
     import onnx
 

@@ -35,6 +35,9 @@ class OnnxOptions(QdqOptions):
     """`options:` of an onnx artifact (and the ONNX half of a tensorrt artifact)."""
 
     opset: int = Field(DEFAULT_OPSET, ge=13, le=21, description="ONNX opset (13+ for per-channel Q/DQ)")
+    bias_correction: bool = Field(True, description="int8: cancel the mean output shift that int8 weight rounding "
+                                  "causes, measured on the calibration images, before quantizing (as the TFLite "
+                                  "int8 export does; flowers QDQ: 97.22 -> 97.92 %, float 98.61)")
 
 
 def _ensure_onnx():
@@ -292,6 +295,8 @@ def export_onnx_bytes(model, precision: str, opts: OnnxOptions, ctx: ExportConte
         return to_fp16(fp32, keep, opts.exclude_op_types), meta
     if ctx.calibration is None:
         raise ConversionError("int8 QDQ ONNX needs a calibration set; none was given")
+    if opts.bias_correction:
+        fp32, meta["ptq"] = _bias_corrected_onnx(model, opts, ctx)
     opts_key = json.dumps(opts.model_dump(mode="json"), sort_keys=True)
     key = f"int8:{hashlib.sha256(fp32).hexdigest()}:{opts_key}:{ctx.calibration_sha256}"
     make = lambda: quantize_qdq(fp32, ctx.calibration, opts)  # noqa: E731
@@ -300,6 +305,21 @@ def export_onnx_bytes(model, precision: str, opts: OnnxOptions, ctx: ExportConte
     if ctx.calibration_sha256:
         meta["calibration_sha256"] = ctx.calibration_sha256
     return data, meta
+
+
+def _bias_corrected_onnx(model, opts: OnnxOptions, ctx: ExportContext) -> tuple[bytes, dict]:
+    """The fp32 ONNX of the bias-corrected model (edgecv.quantization.bias_correction: the weight grid
+    is per-channel symmetric int8, as onnxruntime's QDQ weights are) and what was applied."""
+    from edgecv.quantization.ptq import PTQConfig, prepare
+
+    def make():
+        corrected, info = prepare(model.keras_model, ctx.calibration, PTQConfig(bias_correction=True), log=ctx.log)
+        return keras_to_onnx(corrected, opts.opset, model.output_names), info
+
+    if not ctx.calibration_sha256:
+        return make()
+    # an onnx int8 artifact and the int8 engine built from the same QDQ graph correct once
+    return _memo(f"bias:{model_fingerprint(model.keras_model)}:{opts.opset}:{ctx.calibration_sha256}", make)
 
 
 def onnx_metadata(model, opts: OnnxOptions) -> dict:
@@ -329,10 +349,16 @@ class OnnxExporter(Exporter):
             from edgecv.quantization.accuracy_aware import AccuracyAwareConfig, accuracy_aware_onnx
 
             cfg = AccuracyAwareConfig.model_validate(spec.options["accuracy_aware"] or {})
-            fp32 = keras_to_onnx(model.keras_model, opts.opset, model.output_names)
+            ptq = None
+            if opts.bias_correction and ctx.calibration is not None:  # the search starts from the corrected model
+                fp32, ptq = _bias_corrected_onnx(model, opts, ctx)
+            else:
+                fp32 = keras_to_onnx(model.keras_model, opts.opset, model.output_names)
             data, info, report = accuracy_aware_onnx(model, fp32, opts, spec, ctx, out_dir, cfg, log=ctx.log)
             meta = {**onnx_metadata(model, opts), "onnxruntime": onnxruntime.__version__, **info,
                     "accuracy_aware": report}
+            if ptq is not None:
+                meta["ptq"] = ptq
             if ctx.calibration_sha256:
                 meta["calibration_sha256"] = ctx.calibration_sha256
         else:
