@@ -10,7 +10,7 @@ Variants: baseline (uint8 softmax output, as edgecv 0.x), float_out (same ops, s
 dequantized to float32 at the very end), int8_logits (softmax left to the host: the model ends at
 the int8 logits, dequantized by its last op). The others also end at the logits, so that their
 error can be measured in logits (rmse against float): bias_correction (bias_correction_uint8: with the uint8 softmax output, edgecv's default), calib_all (every training
-image), calib_flip (the 200 images plus their mirror images), calib_N (the first N training images), bc_<all|cal|N>_<uint8|float> (bias correction measured on all training images / the build's calibration list / the first N, probabilities output as uint8 or float32; _both: the converter's ranges from the same images), bclogit_uint8 (bias correction, then the int8 model's mean logit error on the calibration images subtracted from the logits bias), bcseq_<uint8|logits> (bias correction measured group by group on the network with earlier kernels already rounded and corrected). Prints accuracy, agreement with float, the images that flip and
+image), calib_flip (the 200 images plus their mirror images), calib_N (the first N training images), bc_<all|cal|flip|N>_<uint8|float|both> (bias correction measured on all training images / the build's calibration list / that list plus mirror images / the first N, probabilities output as uint8 or float32; _both: the converter's ranges from the same images), bclogit_uint8 (bias correction, then the int8 model's mean logit error on the calibration images subtracted from the logits bias), bcseq_<uint8|logits> (bias correction measured group by group on the network with earlier kernels already rounded and corrected). Prints accuracy, agreement with float, the images that flip and
 their float margin (top-1 minus top-2 logit), and writes everything to --out as JSON.
 """
 
@@ -214,10 +214,11 @@ def main():
             from edgecv.quantization.bias_correction import correct_bias
 
             _, which, out_type = v.split("_")
-            files = train if which == "all" else (calib if which == "cal" else train[:int(which)])
-            corrected, rep = correct_bias(km, calibration_from(files, model.input_size, resize))
+            files = train if which == "all" else (calib if which in ("cal", "flip") else train[:int(which)])
+            images_for = calibration_from(files, model.input_size, resize, flip=which == "flip")
+            corrected, rep = correct_bias(km, images_for)
             extra["bias_correction"] = rep.to_json()
-            ranges = base_cal if out_type != "both" else calibration_from(files, model.input_size, resize)
+            ranges = base_cal if out_type != "both" else images_for
             flat = convert(corrected, ranges, "float32" if out_type == "float" else "uint8")
         elif v.startswith("bclogit_"):  # bias correction, then the int8 model's mean logit error on the
             # calibration images (all layers' shifts together) subtracted from the logits bias
