@@ -10,7 +10,7 @@ Variants: baseline (uint8 softmax output, as edgecv 0.x), float_out (same ops, s
 dequantized to float32 at the very end), int8_logits (softmax left to the host: the model ends at
 the int8 logits, dequantized by its last op). The others also end at the logits, so that their
 error can be measured in logits (rmse against float): bias_correction (bias_correction_uint8: with the uint8 softmax output, edgecv's default), calib_all (every training
-image), calib_flip (the 200 images plus their mirror images), calib_N (the first N training images). Prints accuracy, agreement with float, the images that flip and
+image), calib_flip (the 200 images plus their mirror images), calib_N (the first N training images), bc_<all|cal|flip|N>_<uint8|float|both> (bias correction measured on all training images / the build's calibration list / that list plus mirror images / the first N, probabilities output as uint8 or float32; _both: the converter's ranges from the same images), bclogit_uint8 (bias correction, then the int8 model's mean logit error on the calibration images subtracted from the logits bias), bcseq_<uint8|logits> (bias correction measured group by group on the network with earlier kernels already rounded and corrected). Prints accuracy, agreement with float, the images that flip and
 their float margin (top-1 minus top-2 logit), and writes everything to --out as JSON.
 """
 
@@ -52,6 +52,62 @@ def calibration_from(files, size, resize, flip=False):
                 yield b[:, :, ::-1, :].copy()
 
     return batches
+
+
+def sequential_bias_correction(keras_model, calibration, chunk=10):
+    """Empirical bias correction measured on the weight-rounded network, layer group by group: each
+    group's mean output shift (against the float network) is measured with every earlier layer's
+    kernel already rounded to the int8 grid and its bias corrected, so upstream shifts count."""
+    from edgecv._keras import keras
+    from edgecv.quantization.bias_correction import (CORRECTED_LAYERS, _consumers, _weight_error_layer,
+                                                     kernel_reduce_axes, quantize_per_channel)
+
+    model = keras.models.clone_model(keras_model)
+    model.set_weights(keras_model.get_weights())
+    consumers = _consumers(model)
+    targets = []
+    for layer in model.layers:
+        if type(layer).__name__ not in CORRECTED_LAYERS or len(layer._inbound_nodes) != 1:
+            continue
+        after = consumers.get(layer.name, [])
+        bn = after[0] if len(after) == 1 and type(after[0]).__name__ == "BatchNormalization" else None
+        if bn is None and not getattr(layer, "use_bias", False):
+            continue
+        kernel = layer.get_weights()[0]
+        q = quantize_per_channel(kernel, kernel_reduce_axes(layer))
+        targets.append((layer, bn, _weight_error_layer(layer, kernel), _weight_error_layer(layer, q), q))
+
+    def channel_means(net, group, which):
+        probe = keras.Model(net.inputs, [net.get_layer(t[0].name).input for t in group])
+        sums, counts = [0.0] * len(group), [0] * len(group)
+        for batch in calibration():
+            xs = probe(np.asarray(batch, np.float32), training=False)
+            xs = xs if isinstance(xs, list) else [xs]
+            for i, (t, x) in enumerate(zip(group, xs)):
+                y = np.asarray(t[which](x), np.float64)
+                sums[i] = sums[i] + y.reshape(-1, y.shape[-1]).sum(axis=0)
+                counts[i] += int(np.prod(y.shape[:-1]))
+        return [s_ / c_ for s_, c_ in zip(sums, counts)]
+
+    images = np.concatenate(list(calibration())).astype(np.float32)
+    calibration = lambda: (images[i:i + 20] for i in range(0, len(images), 20))  # noqa: E731
+    float_means = channel_means(keras_model, targets, 2)  # float kernels on float inputs
+    for start in range(0, len(targets), chunk):
+        group = targets[start:start + chunk]
+        q_means = channel_means(model, group, 3)  # rounded kernels on the rounded network's inputs
+        for (layer, bn, _, _, q), fm, qm in zip(group, float_means[start:start + chunk], q_means):
+            shift = qm - fm
+            if bn is not None:
+                w = bn.get_weights()
+                c = (w[0] if bn.scale else 1.0) / np.sqrt(w[-1] + bn.epsilon)
+                w[-3] = w[-3] - c * shift
+                bn.set_weights(w)
+                layer.set_weights([q] + layer.get_weights()[1:])
+            else:
+                _, bias = layer.get_weights()
+                layer.set_weights([q, bias - shift])
+        print(f"sequential bias correction: layers {start}..{start + len(group) - 1}", flush=True)
+    return model
 
 
 def logits_model(keras_model):
@@ -99,6 +155,10 @@ def summarize(name, y, labels, float_logits, margins, seconds, extra=None, logit
                  "logit_mean_error": round(float(np.mean(err)), 4),
                  "top1_logit_rmse": round(float(np.sqrt(np.mean((err[np.arange(len(y)), float_top1]) ** 2))), 4)}
     flipped = np.where(top1 != float_top1)[0]
+    if logits:  # the flipped images' float and int8 logits of the two classes involved
+        extra["flipped_logits"] = [{"float": [round(float(float_logits[i, c]), 3) for c in (float_top1[i], top1[i])],
+                                    "int8": [round(float(y[i, c]), 3) for c in (float_top1[i], top1[i])]}
+                                   for i in flipped]
     row = {"variant": name, "accuracy": float(np.mean(top1 == labels) * 100),
            "agreement": float(np.mean(top1 == float_top1)), "flipped": flipped.tolist(),
            "flipped_margins": [round(float(margins[i]), 3) for i in flipped],
@@ -135,7 +195,7 @@ def main():
     for v in args.variants.split(","):
         t0 = time.perf_counter()
         extra = {}
-        logits = v not in ("baseline", "float_out", "bias_correction_uint8")
+        logits = v not in ("baseline", "float_out", "bias_correction_uint8") and not v.startswith(("bc_", "bclogit_")) and v != "bcseq_uint8"
         if v == "baseline":
             flat = convert(km, base_cal)
         elif v == "float_out":
@@ -147,6 +207,38 @@ def main():
 
             corrected, rep = correct_bias(km, base_cal)
             extra["bias_correction"] = rep.to_json()
+            flat = (convert(corrected, base_cal) if v.endswith("uint8")
+                    else convert(logits_model(corrected), base_cal, "float32", ["logits"]))
+        elif v.startswith("bc_"):  # bc_<all|N>_<uint8|float>: bias correction measured on all / the
+            # first N training images (conversion calibrated on the build's list), probabilities output
+            from edgecv.quantization.bias_correction import correct_bias
+
+            _, which, out_type = v.split("_")
+            files = train if which == "all" else (calib if which in ("cal", "flip") else train[:int(which)])
+            images_for = calibration_from(files, model.input_size, resize, flip=which == "flip")
+            corrected, rep = correct_bias(km, images_for)
+            extra["bias_correction"] = rep.to_json()
+            ranges = base_cal if out_type != "both" else images_for
+            flat = convert(corrected, ranges, "float32" if out_type == "float" else "uint8")
+        elif v.startswith("bclogit_"):  # bias correction, then the int8 model's mean logit error on the
+            # calibration images (all layers' shifts together) subtracted from the logits bias
+            from edgecv.data.images import load_batch
+            from edgecv.quantization.bias_correction import correct_bias
+
+            corrected, rep = correct_bias(km, base_cal)
+            cal_images = load_batch(calib, model.input_size, resize).astype(np.float32)
+            want = lm.predict(cal_images, batch_size=16, verbose=0)
+            got = run_tflite(convert(logits_model(corrected), base_cal, "float32", ["logits"]), cal_images)
+            shift = (got - want).mean(axis=0)
+            dense = corrected.get_layer("logits")
+            kernel, bias = dense.get_weights()
+            dense.set_weights([kernel, bias - shift])
+            extra["bias_correction"] = rep.to_json()
+            extra["logit_shift"] = [round(float(x), 4) for x in shift]
+            print("logit shift", np.round(shift, 3), flush=True)
+            flat = convert(corrected, base_cal, "float32" if v.endswith("float") else "uint8")
+        elif v.startswith("bcseq_"):  # bcseq_<uint8|logits>
+            corrected = sequential_bias_correction(km, base_cal)
             flat = (convert(corrected, base_cal) if v.endswith("uint8")
                     else convert(logits_model(corrected), base_cal, "float32", ["logits"]))
         elif v == "calib_all":
