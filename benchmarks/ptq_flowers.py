@@ -10,7 +10,7 @@ Variants: baseline (uint8 softmax output, as edgecv 0.x), float_out (same ops, s
 dequantized to float32 at the very end), int8_logits (softmax left to the host: the model ends at
 the int8 logits, dequantized by its last op). The others also end at the logits, so that their
 error can be measured in logits (rmse against float): bias_correction (bias_correction_uint8: with the uint8 softmax output, edgecv's default), calib_all (every training
-image), calib_flip (the 200 images plus their mirror images), calib_N (the first N training images), bc_<all|cal|flip|N>_<uint8|float|both> (bias correction measured on all training images / the build's calibration list / that list plus mirror images / the first N, probabilities output as uint8 or float32; _both: the converter's ranges from the same images), bclogit_uint8 (bias correction, then the int8 model's mean logit error on the calibration images subtracted from the logits bias), bcseq_<uint8|logits> (bias correction measured group by group on the network with earlier kernels already rounded and corrected). Prints accuracy, agreement with float, the images that flip and
+image), calib_flip (the 200 images plus their mirror images), calib_N (the first N training images), bc_<all|cal|flip|N>_<uint8|float|both> (bias correction measured on all training images / the build's calibration list / that list plus mirror images / the first N, probabilities output as uint8 or float32; _both: the converter's ranges from the same images), bclogit_uint8 (bias correction, then the int8 model's mean logit error on the calibration images subtracted from the logits bias), bcseq_<uint8|logits> (bias correction measured group by group on the network with earlier kernels already rounded and corrected), adaround_<uint8|logits> (learned rounding, then bias correction: options.ptq {adaround: true}; --adaround-iterations), adaroundonly_<uint8|logits> (learned rounding alone). Prints accuracy, agreement with float, the images that flip and
 their float margin (top-1 minus top-2 logit), and writes everything to --out as JSON.
 """
 
@@ -176,6 +176,7 @@ def main():
     ap.add_argument("build", type=Path)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--variants", default="baseline,float_out,int8_logits,bias_correction,calib_all,calib_flip")
+    ap.add_argument("--adaround-iterations", type=int, default=1000)
     args = ap.parse_args()
 
     model, images, labels, calib, train, resize, val_paths = load_build(args.build)
@@ -195,7 +196,8 @@ def main():
     for v in args.variants.split(","):
         t0 = time.perf_counter()
         extra = {}
-        logits = v not in ("baseline", "float_out", "bias_correction_uint8") and not v.startswith(("bc_", "bclogit_")) and v != "bcseq_uint8"
+        logits = (v not in ("baseline", "float_out", "bias_correction_uint8") and not v.startswith(("bc_", "bclogit_"))
+                  and not (v.startswith(("bcseq_", "adaround")) and v.endswith("uint8")))
         if v == "baseline":
             flat = convert(km, base_cal)
         elif v == "float_out":
@@ -237,6 +239,16 @@ def main():
             extra["logit_shift"] = [round(float(x), 4) for x in shift]
             print("logit shift", np.round(shift, 3), flush=True)
             flat = convert(corrected, base_cal, "float32" if v.endswith("float") else "uint8")
+        elif v.startswith("adaround"):  # adaround_<uint8|logits> (+ bias correction, as edgecv's
+            # options.ptq {adaround: true} does); adaroundonly_<...>: learned rounding alone
+            from edgecv.quantization.ptq import PTQConfig, prepare
+
+            cfg = PTQConfig(adaround=True, adaround_iterations=args.adaround_iterations,
+                            bias_correction=not v.startswith("adaroundonly"))
+            corrected, info = prepare(km, base_cal, cfg, log=print)
+            extra["ptq"] = info
+            flat = (convert(corrected, base_cal) if v.endswith("uint8")
+                    else convert(logits_model(corrected), base_cal, "float32", ["logits"]))
         elif v.startswith("bcseq_"):  # bcseq_<uint8|logits>
             corrected = sequential_bias_correction(km, base_cal)
             flat = (convert(corrected, base_cal) if v.endswith("uint8")

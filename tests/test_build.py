@@ -37,7 +37,7 @@ def test_build_writes_artifacts_sidecars_and_report(pi_build):
     assert report["schema_version"] == 2 and report["target"]["name"] == "raspberry-pi-4"
     int8 = report["artifacts"][0]
     assert int8["status"] == "ok" and int8["checks"]["integer_only"]
-    assert int8["quantization"] == ["bias_correction"]  # the post-training techniques applied by default
+    assert int8["quantization"] == ["adaround", "bias_correction"]  # the post-training techniques applied by default
     assert int8["runtime"]["threads"] == 4 and int8["latency"]["p50_ms"] > 0
     assert int8["metrics"]["accuracy"] >= 80 and abs(int8["deltas"]["accuracy"]) <= 10
     assert {g["gate"] for g in int8["gates"]} == {"accuracy_drop_max", "accuracy_drop_max_significant",

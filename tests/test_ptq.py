@@ -114,8 +114,8 @@ def spec(**options):
 
 def test_ptq_defaults_and_option_errors():
     cfg = ptq_options(spec())
-    assert cfg.bias_correction is True and cfg.output_dtype is None
-    with pytest.raises(ConfigError, match=r"ptq options: bias_corection: .*allowed keys: bias_correction, output_dtype"):
+    assert cfg.bias_correction is True and cfg.adaround is True and cfg.output_dtype is None
+    with pytest.raises(ConfigError, match=r"ptq options: bias_corection: .*allowed keys: bias_correction, adaround, adaround_iterations, output_dtype"):
         TFLiteExporter.check_spec(spec(ptq={"bias_corection": False}))
     with pytest.raises(ConfigError, match="output_dtype"):
         TFLiteExporter.check_spec(spec(ptq={"output_dtype": "float16"}))
@@ -130,11 +130,14 @@ def test_applied_techniques_reach_the_artifact(tiny_model, tiny_calibration, tmp
     batches, calib = tiny_calibration
     ctx = ExportContext("tiny", batches, calib.sha256, {})
     art = TFLiteExporter().export(tiny_model, spec(ptq={"output_dtype": "float32"}), tmp_path, ctx)
-    assert art.metadata["ptq"]["applied"] == ["bias_correction", "float_output"]
+    assert art.metadata["ptq"]["applied"] == ["adaround", "bias_correction", "float_output"]
     assert art.metadata["ptq"]["bias_correction"]["images"] == len(calib.samples)
     assert art.checks["integer_only"] and art.checks["passed"]  # the closing DEQUANTIZE is no float compute
-    off = TFLiteExporter().export(tiny_model, spec(ptq={"bias_correction": False}), tmp_path / "off", ctx)
+    off = TFLiteExporter().export(tiny_model, spec(ptq={"bias_correction": False, "adaround": False}),
+                                  tmp_path / "off", ctx)
     assert off.metadata["ptq"]["applied"] == []
+    ada_only = TFLiteExporter().export(tiny_model, spec(ptq={"bias_correction": False}), tmp_path / "ada", ctx)
+    assert ada_only.metadata["ptq"]["applied"] == ["adaround"]
 
 
 def test_export_cache_key_follows_the_resolved_ptq_settings():

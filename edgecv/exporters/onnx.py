@@ -38,6 +38,10 @@ class OnnxOptions(QdqOptions):
     bias_correction: bool = Field(True, description="int8: cancel the mean output shift that int8 weight rounding "
                                   "causes, measured on the calibration images, before quantizing (as the TFLite "
                                   "int8 export does; flowers QDQ: 97.22 -> 97.92 %, float 98.61)")
+    adaround: bool = Field(False, description="int8: choose each weight's rounding to minimise every layer's output "
+                           "error on the calibration images (AdaRound) before quantizing; the QDQ weights are "
+                           "per-channel symmetric, the grid the rounding is chosen on")
+    adaround_iterations: int = Field(1000, ge=1, description="optimisation steps per layer for adaround")
 
 
 def _ensure_onnx():
@@ -283,8 +287,13 @@ def export_onnx_bytes(model, precision: str, opts: OnnxOptions, ctx: ExportConte
     """The ONNX for `precision` plus what went into it (used by the onnx and tensorrt exporters)."""
     import onnxruntime
 
-    fp32 = keras_to_onnx(model.keras_model, opts.opset, model.output_names)
     meta = onnx_metadata(model, opts)
+    if precision == "int8" and ctx.calibration is None:
+        raise ConversionError("int8 QDQ ONNX needs a calibration set; none was given")
+    if precision == "int8" and (opts.bias_correction or opts.adaround):  # quantized from the prepared
+        fp32, meta["ptq"] = _ptq_prepared_onnx(model, opts, ctx)  # model: the plain fp32 graph is not needed
+    else:
+        fp32 = keras_to_onnx(model.keras_model, opts.opset, model.output_names)
     if precision == "fp32":
         return fp32, meta
     import onnx
@@ -293,10 +302,6 @@ def export_onnx_bytes(model, precision: str, opts: OnnxOptions, ctx: ExportConte
         keep = match_nodes(onnx.load_from_string(fp32), opts.exclude_nodes, opts.exclude_op_types)
         meta.update({"onnxruntime": onnxruntime.__version__, "kept_float": keep, "io": "float32"})
         return to_fp16(fp32, keep, opts.exclude_op_types), meta
-    if ctx.calibration is None:
-        raise ConversionError("int8 QDQ ONNX needs a calibration set; none was given")
-    if opts.bias_correction:
-        fp32, meta["ptq"] = _bias_corrected_onnx(model, opts, ctx)
     opts_key = json.dumps(opts.model_dump(mode="json"), sort_keys=True)
     key = f"int8:{hashlib.sha256(fp32).hexdigest()}:{opts_key}:{ctx.calibration_sha256}"
     make = lambda: quantize_qdq(fp32, ctx.calibration, opts)  # noqa: E731
@@ -307,19 +312,24 @@ def export_onnx_bytes(model, precision: str, opts: OnnxOptions, ctx: ExportConte
     return data, meta
 
 
-def _bias_corrected_onnx(model, opts: OnnxOptions, ctx: ExportContext) -> tuple[bytes, dict]:
-    """The fp32 ONNX of the bias-corrected model (edgecv.quantization.bias_correction: the weight grid
-    is per-channel symmetric int8, as onnxruntime's QDQ weights are) and what was applied."""
+def _ptq_prepared_onnx(model, opts: OnnxOptions, ctx: ExportContext) -> tuple[bytes, dict]:
+    """The fp32 ONNX of the model prepared for int8 (learned rounding, bias correction: their weight
+    grid is per-channel symmetric int8 with scale max|w| / 127, as onnxruntime's symmetric QDQ
+    weights are) and what was applied."""
     from edgecv.quantization.ptq import PTQConfig, prepare
 
+    cfg = PTQConfig(bias_correction=opts.bias_correction, adaround=opts.adaround,
+                    adaround_iterations=opts.adaround_iterations)
+
     def make():
-        corrected, info = prepare(model.keras_model, ctx.calibration, PTQConfig(bias_correction=True), log=ctx.log)
-        return keras_to_onnx(corrected, opts.opset, model.output_names), info
+        prepared, info = prepare(model.keras_model, ctx.calibration, cfg, log=ctx.log)
+        return keras_to_onnx(prepared, opts.opset, model.output_names), info
 
     if not ctx.calibration_sha256:
         return make()
-    # an onnx int8 artifact and the int8 engine built from the same QDQ graph correct once
-    return _memo(f"bias:{model_fingerprint(model.keras_model)}:{opts.opset}:{ctx.calibration_sha256}", make)
+    # an onnx int8 artifact and the int8 engine built from the same QDQ graph prepare once
+    settings = f"{opts.bias_correction}:{opts.adaround}:{opts.adaround_iterations}"
+    return _memo(f"ptq:{model_fingerprint(model.keras_model)}:{opts.opset}:{settings}:{ctx.calibration_sha256}", make)
 
 
 def onnx_metadata(model, opts: OnnxOptions) -> dict:
@@ -350,8 +360,8 @@ class OnnxExporter(Exporter):
 
             cfg = AccuracyAwareConfig.model_validate(spec.options["accuracy_aware"] or {})
             ptq = None
-            if opts.bias_correction and ctx.calibration is not None:  # the search starts from the corrected model
-                fp32, ptq = _bias_corrected_onnx(model, opts, ctx)
+            if (opts.bias_correction or opts.adaround) and ctx.calibration is not None:  # the search starts
+                fp32, ptq = _ptq_prepared_onnx(model, opts, ctx)  # from the prepared model
             else:
                 fp32 = keras_to_onnx(model.keras_model, opts.opset, model.output_names)
             data, info, report = accuracy_aware_onnx(model, fp32, opts, spec, ctx, out_dir, cfg, log=ctx.log)

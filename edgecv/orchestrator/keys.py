@@ -158,6 +158,12 @@ def export_key(model_key: str, spec, calib_key: str, model_name: str, searched: 
             fields["options"] = {k: v for k, v in fields["options"].items() if k != "ptq"}
         except ValueError:  # bad options: the exporter's check_spec reports them
             extra["ptq"] = spec.options.get("ptq")
+    elif spec.format in ("onnx", "tensorrt") and spec.precision == "int8":  # the same, for the QDQ graph's
+        from edgecv.exporters.onnx import OnnxOptions  # weight preparation
+
+        resolved = ("bias_correction", "adaround", "adaround_iterations")
+        extra["ptq"] = {k: spec.options.get(k, OnnxOptions.model_fields[k].default) for k in resolved}
+        fields["options"] = {k: v for k, v in fields["options"].items() if k not in resolved}
     return stable_hash({"stage": "export", "model": model_key, "spec": fields, "calibration": calib_key,
                         "name": model_name, "versions": versions(EXPORT_LIBS), **extra})
 

@@ -18,7 +18,7 @@ split) with the layer's own padding and strides, so border pixels count as TFLit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, List
+from typing import Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
@@ -78,10 +78,14 @@ def _weight_error_layer(layer, error: np.ndarray):
     return copy
 
 
-def correct_bias(keras_model, calibration: Callable[[], Iterator[np.ndarray]], batch_size: int = 16):
+def correct_bias(keras_model, calibration: Callable[[], Iterator[np.ndarray]], batch_size: int = 16,
+                 rounded: Optional[Dict[str, np.ndarray]] = None):
     """A copy of the model whose biases cancel the mean output shift int8 weight rounding causes,
     and what was changed. `calibration()` yields float32 pixel batches (the export's calibration
-    images). Layers with neither a bias nor a batch norm after them are left as they are."""
+    images). Layers with neither a bias nor a batch norm after them are left as they are.
+
+    `rounded` gives kernels already on the int8 grid by layer name (learned rounding): the shift
+    is measured for those instead of nearest rounding, and the copy carries them."""
     from edgecv._keras import keras
 
     if not any(type(layer).__name__ in CORRECTED_LAYERS for layer in keras_model.layers):
@@ -91,6 +95,7 @@ def correct_bias(keras_model, calibration: Callable[[], Iterator[np.ndarray]], b
         model.set_weights(keras_model.get_weights())
     except Exception as e:  # a subclassed user model has no layer graph to copy
         return keras_model, BiasCorrection(skipped=f"the model cannot be cloned ({type(e).__name__}: {e})"[:300])
+    rounded = rounded or {}
     consumers = _consumers(model)
     targets = []
     for layer in model.layers:
@@ -101,10 +106,10 @@ def correct_bias(keras_model, calibration: Callable[[], Iterator[np.ndarray]], b
         if bn is None and not getattr(layer, "use_bias", False):
             continue
         kernel = layer.get_weights()[0]
-        error = quantize_per_channel(kernel, kernel_reduce_axes(layer)) - kernel
-        targets.append((layer, bn, _weight_error_layer(layer, error)))
+        on_grid = rounded[layer.name] if layer.name in rounded else quantize_per_channel(kernel, kernel_reduce_axes(layer))
+        targets.append((layer, bn, _weight_error_layer(layer, on_grid - kernel)))
     if not targets:
-        return model, BiasCorrection()
+        return set_kernels(model, rounded), BiasCorrection()
 
     probe = keras.Model(model.inputs, [layer.input for layer, _, _ in targets])
     sums = [0.0] * len(targets)  # per layer: sum over images and positions of the output shift
@@ -148,4 +153,12 @@ def correct_bias(keras_model, calibration: Callable[[], Iterator[np.ndarray]], b
             shift = mean_shift
         report.max_shift = max(report.max_shift, float(np.max(np.abs(shift))))
         report.layers.append(layer.name)
-    return model, report
+    return set_kernels(model, rounded), report
+
+
+def set_kernels(model, kernels: Dict[str, np.ndarray]):
+    """`model` with the kernels (first weight) of the named layers replaced, in place."""
+    for name, kernel in kernels.items():
+        layer = model.get_layer(name)
+        layer.set_weights([kernel.astype(np.float32)] + layer.get_weights()[1:])
+    return model

@@ -1,0 +1,250 @@
+"""Learned rounding of int8 weights (AdaRound: Nagel et al. 2020, "Up or Down? Adaptive Rounding
+for Post-Training Quantization").
+
+Rounding every weight to its nearest int8 step is not what keeps a layer's output closest: the
+errors of one output channel add up over its inputs, and the calibration images say which ones
+line up. AdaRound chooses, per weight, floor or ceiling to minimise the layer's output error
+E||x (W_q - W)||^2 on the calibration images, relaxed to a continuous problem (a rectified
+sigmoid per weight, pushed to 0 or 1 by an annealed regulariser).
+
+The output error is a quadratic form in the weight error, so the calibration images are needed
+only once, as each layer's input Gram matrix X^T X (over every image and output position, with
+the layer's own padding and strides); the optimisation then runs on the Gram matrix alone,
+exactly, without sampling images. The inputs are those of the float network.
+
+The grid is TFLite's: per output channel, symmetric, scale max|w| / 127, values -127..127, on the
+kernel after the following batch norm is folded in. Folding multiplies a channel by c = gamma /
+sqrt(var + eps), which scales its grid by |c| and leaves the integers the same, so the rounding is
+chosen on the unfolded kernel with each channel's error weighted by c^2 (its folded output
+units). Each channel's largest weight stays at +-127, so the converter computes the same scale
+and its own rounding reproduces the chosen integers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterator, List, Optional
+
+import numpy as np
+
+ZETA, GAMMA = 1.1, -0.1  # the rectified sigmoid's stretch (the paper's values)
+
+
+@dataclass
+class AdaRoundReport:
+    layers: List[str] = field(default_factory=list)
+    changed: float = 0.0  # fraction of weights rounded away from the nearest step
+    error_ratio: float = 1.0  # output error after / with nearest rounding, summed over layers
+    images: int = 0
+    iterations: int = 0
+    skipped: Dict[str, str] = field(default_factory=dict)  # layer -> why it kept nearest rounding
+
+    def to_json(self) -> dict:
+        out = {"layers": len(self.layers), "changed": round(self.changed, 5),
+               "error_ratio": round(self.error_ratio, 4), "images": self.images, "iterations": self.iterations}
+        return {**out, "skipped": self.skipped} if self.skipped else out
+
+
+@dataclass
+class _Target:
+    """One layer's kernel as groups of [K, O] matrices sharing an input Gram matrix [K, K]."""
+
+    layer: object
+    kind: str
+    channel_weight: np.ndarray  # c^2 per output channel, shape [groups, 1, O]
+    gram: np.ndarray = None  # [groups, K, K], float64 sums over rows
+    rows: int = 0
+
+
+def _why_not(layer) -> str:
+    kind = type(layer).__name__
+    if kind not in ("Conv2D", "DepthwiseConv2D", "Dense"):
+        return "type"
+    if len(layer._inbound_nodes) != 1:
+        return "the layer is called more than once (shared weights)"
+    if kind != "Dense":
+        if layer.data_format != "channels_last":
+            return "channels_first"
+        if tuple(layer.dilation_rate) != (1, 1):
+            return "dilated"
+        if kind == "Conv2D" and getattr(layer, "groups", 1) != 1:
+            return "grouped"
+        if layer.get_weights()[0].ndim != 4:
+            return "not a 2D convolution"
+    return ""
+
+
+def _as_groups(layer, kernel: np.ndarray) -> np.ndarray:
+    """The kernel as [groups, K, O] with rows in the order of the layer's input patches."""
+    kind = type(layer).__name__
+    if kind == "DepthwiseConv2D":  # [h, w, C, m] -> [C, h*w, m]
+        h, w, c, m = kernel.shape
+        return kernel.reshape(h * w, c, m).transpose(1, 0, 2)
+    return kernel.reshape(1, -1, kernel.shape[-1])
+
+
+def _from_groups(layer, groups: np.ndarray, shape) -> np.ndarray:
+    if type(layer).__name__ == "DepthwiseConv2D":
+        h, w, c, m = shape
+        return groups.transpose(1, 0, 2).reshape(shape)
+    return groups.reshape(shape)
+
+
+def _patch_rows(layer, x) -> np.ndarray:
+    """The layer's input as rows of patches: [rows, K] (one group) or [rows, K, C] (depthwise)."""
+    from edgecv._keras import tf
+
+    kind = type(layer).__name__
+    if kind == "Dense":
+        return np.asarray(x, np.float32).reshape(-1, x.shape[-1])
+    kh, kw = layer.kernel_size
+    sh, sw = layer.strides
+    if (kh, kw, sh, sw) == (1, 1, 1, 1):
+        rows = np.asarray(x, np.float32).reshape(-1, x.shape[-1])
+    else:
+        patches = tf.image.extract_patches(x, [1, kh, kw, 1], [1, sh, sw, 1], [1, 1, 1, 1], layer.padding.upper())
+        rows = patches.numpy().reshape(-1, kh * kw * x.shape[-1])  # (row, col, channel) order
+    if kind == "DepthwiseConv2D":
+        return rows.reshape(len(rows), kh * kw, x.shape[-1])
+    return rows
+
+
+def _accumulate(target: _Target, rows: np.ndarray) -> None:
+    if rows.ndim == 3:  # depthwise: one Gram matrix per channel
+        gram = np.einsum("rkc,rlc->ckl", rows, rows, optimize=True)
+    else:
+        gram = (rows.T @ rows)[None]
+    target.gram = gram.astype(np.float64) if target.gram is None else target.gram + gram
+    target.rows += len(rows)
+
+
+def _bn_after(layer, consumers) -> Optional[object]:
+    after = consumers.get(layer.name, [])
+    return after[0] if len(after) == 1 and type(after[0]).__name__ == "BatchNormalization" else None
+
+
+def learn_rounding_for_layer(w: np.ndarray, gram: np.ndarray, channel_weight: np.ndarray, rows: int,
+                             iterations: int, reg_weight: float = 0.01, lr: float = 0.01,
+                             warmup: float = 0.2, beta: tuple = (20.0, 2.0)):
+    """Integers q ([groups, K, O], -127..127) for `w` on its per-channel grid, chosen to minimise
+    sum_o c_o^2 (q_o s_o - w_o)^T G (q_o s_o - w_o) / rows. Returns (q, scale, error_nearest,
+    error_learned)."""
+    w = w.astype(np.float32)
+    scale = np.max(np.abs(w), axis=1, keepdims=True) / np.float32(127.0)  # [groups, 1, O]
+    scale = np.where(scale > 0, scale, np.float32(1.0))
+    x = w / scale
+    nearest = np.clip(np.round(x), -127, 127)
+    floor = np.floor(x)
+    free = np.abs(nearest) < 127  # the channel's largest weights keep +-127, so the scale stays
+    rest = np.clip(x - floor, 1e-4, 1 - 1e-4)
+    v = -np.log((ZETA - GAMMA) / (rest - GAMMA) - 1.0)  # h(v) == rest: start from the float weights
+    gram = gram.astype(np.float32)
+    # d error / d h = 2/rows c^2 G (q s - w) s, with q s - w = (floor + h) s - w on free weights
+    grad_scale = (2.0 / rows) * channel_weight.astype(np.float32) * scale
+    base = np.where(free, floor, nearest) * scale - w  # the weight error at h = 0
+    step = np.where(free, scale, np.float32(0.0))  # how much h moves the weight
+
+    def error(q):
+        d = q * scale - w
+        return float(np.sum(channel_weight * d * (gram @ d)) / rows)
+
+    m = np.zeros_like(v)
+    s2 = np.zeros_like(v)
+    b1, b2 = 0.9, 0.999
+    for t in range(1, iterations + 1):
+        sig = 1.0 / (1.0 + np.exp(-v))
+        h_raw = sig * np.float32(ZETA - GAMMA) + np.float32(GAMMA)
+        h = np.clip(h_raw, 0.0, 1.0)
+        grad_h = grad_scale * (gram @ (base + h * step))
+        progress = t / iterations
+        if progress > warmup:  # then push every h to 0 or 1, harder as beta falls
+            b = beta[1] + (beta[0] - beta[1]) * (1.0 - (progress - warmup) / (1.0 - warmup))
+            u = 2.0 * h - 1.0
+            grad_h -= np.float32(2.0 * reg_weight * b) * np.abs(u) ** np.float32(b - 1.0) * np.sign(u)
+        g = grad_h * np.float32(ZETA - GAMMA) * sig * (1.0 - sig) * ((h_raw > 0) & (h_raw < 1) & free)
+        m = b1 * m + (1 - b1) * g
+        s2 = b2 * s2 + (1 - b2) * g * g
+        v -= np.float32(lr / (1 - b1 ** t)) * m / (np.sqrt(s2 / np.float32(1 - b2 ** t)) + np.float32(1e-8))
+    h = np.clip((1.0 / (1.0 + np.exp(-v))) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+    q = np.clip(np.where(free, floor + (h >= 0.5), nearest), -127, 127)
+    e_near, e_q = error(nearest), error(q)
+    if e_q > e_near:  # too few iterations to beat nearest rounding: keep it
+        q, e_q = nearest, e_near
+    return q, scale, e_near, e_q
+
+
+def learn_rounding(keras_model, calibration: Callable[[], Iterator[np.ndarray]], iterations: int = 1000,
+                   batch_size: int = 8, log: Callable[[str], None] = lambda m: None):
+    """Kernels on TFLite's int8 grid (float values, by layer name) for every Conv2D, DepthwiseConv2D
+    and Dense layer AdaRound can handle, and a report. The model is not changed."""
+    from edgecv._keras import keras
+    from edgecv.quantization.bias_correction import _consumers
+
+    report = AdaRoundReport(iterations=iterations)
+    consumers = _consumers(keras_model)
+    targets: List[_Target] = []
+    for layer in keras_model.layers:
+        why = _why_not(layer)
+        if why == "type":
+            continue
+        if why:
+            report.skipped[layer.name] = why
+            continue
+        bn = _bn_after(layer, consumers)
+        out = layer.get_weights()[0].shape[-1]
+        c2 = np.ones(out)
+        if bn is not None and bn.scale:
+            weights = bn.get_weights()
+            c2 = weights[0] ** 2 / (weights[-1] + bn.epsilon)
+        kind = type(layer).__name__
+        if kind == "DepthwiseConv2D":
+            channels, mult = layer.get_weights()[0].shape[2:]
+            c2 = c2.reshape(channels, 1, mult)
+        else:
+            c2 = c2.reshape(1, 1, out)
+        targets.append(_Target(layer, kind, c2))
+    if not targets:
+        return {}, report
+
+    try:
+        probe = keras.Model(keras_model.inputs, [t.layer.input for t in targets])
+    except Exception as e:  # a subclassed user model has no layer graph to read inputs from
+        report.skipped["model"] = f"no layer graph ({type(e).__name__}: {e})"[:300]
+        return {}, report
+    pending: list = []
+
+    def run(batch):
+        inputs = probe(batch, training=False)
+        for t, x in zip(targets, inputs if isinstance(inputs, list) else [inputs]):
+            _accumulate(t, _patch_rows(t.layer, x))
+
+    for batch in calibration():
+        pending.append(np.asarray(batch, np.float32))
+        if sum(len(b) for b in pending) >= batch_size:
+            run(np.concatenate(pending))
+            report.images += sum(len(b) for b in pending)
+            pending = []
+    if pending:
+        run(np.concatenate(pending))
+        report.images += sum(len(b) for b in pending)
+
+    rounded: Dict[str, np.ndarray] = {}
+    total_near = total_learned = 0.0
+    changed = weights = 0
+    for t in targets:
+        kernel = t.layer.get_weights()[0]
+        w = _as_groups(t.layer, kernel).astype(np.float64)
+        q, scale, e_near, e_q = learn_rounding_for_layer(w, t.gram, t.channel_weight, t.rows, iterations)
+        rounded[t.layer.name] = _from_groups(t.layer, (q * scale).astype(np.float32), kernel.shape)
+        changed += int(np.sum(q != np.clip(np.round(w / scale), -127, 127)))
+        weights += q.size
+        total_near += e_near
+        total_learned += e_q
+        report.layers.append(t.layer.name)
+        t.gram = None  # free it: the largest are [1280, 1280]
+    report.changed = changed / max(1, weights)
+    report.error_ratio = total_learned / total_near if total_near > 0 else 1.0
+    log(f"adaround: {len(report.layers)} layers, {report.changed:.1%} of weights rounded the other way, "
+        f"output error x{report.error_ratio:.3f} of nearest rounding ({report.images} calibration images, "
+        f"{iterations} iterations)")
+    return rounded, report
