@@ -283,3 +283,24 @@ def test_cli_refuses_a_task_that_is_not_classification(tmp_path, tiny_data):
     res = runner.invoke(app, ["select", "-t", "raspberry-pi-4", "-r", str(path), "--budget-ms", "5",
                               "-o", str(tmp_path / "o")])
     assert res.exit_code == 2 and "needs task classification" in res.output
+
+
+def test_candidates_are_quantized_without_learned_rounding():
+    """Learned rounding changes no latency and costs minutes per large backbone: select leaves it
+    to the build of the pick, for the target's format and for the TFLite fallback."""
+    from edgecv.config.target import ArtifactSpec
+    from edgecv.exporters.onnx import OnnxOptions
+    from edgecv.exporters.tflite import ptq_options
+    from edgecv.selection.measure import timing_spec
+
+    class Target:
+        name = "t"
+        artifacts = [ArtifactSpec(name="q", format="tflite", precision="int8", options={"ptq": {"adaround": True}})]
+
+    spec, note = timing_spec(Target)
+    assert ptq_options(spec).adaround is False and ptq_options(spec).bias_correction is True and note is None
+    Target.artifacts = [ArtifactSpec(name="q", format="onnx", precision="int8", options={"adaround": True})]
+    assert OnnxOptions(**timing_spec(Target)[0].options).adaround is False
+    Target.artifacts = []
+    spec, note = timing_spec(Target)
+    assert spec.format == "tflite" and ptq_options(spec).adaround is False and "no int8 artifact" in note

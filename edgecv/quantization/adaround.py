@@ -22,6 +22,7 @@ and its own rounding reproduces the chosen integers.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional
 
@@ -38,10 +39,15 @@ class AdaRoundReport:
     images: int = 0
     iterations: int = 0
     skipped: Dict[str, str] = field(default_factory=dict)  # layer -> why it kept nearest rounding
+    weights: int = 0
+    gram_seconds: float = 0.0  # the pass over the calibration images
+    optimise_seconds: float = 0.0  # grows with iterations x sum over layers of K^2 x outputs
 
     def to_json(self) -> dict:
-        out = {"layers": len(self.layers), "changed": round(self.changed, 5),
-               "error_ratio": round(self.error_ratio, 4), "images": self.images, "iterations": self.iterations}
+        out = {"layers": len(self.layers), "weights": self.weights, "changed": round(self.changed, 5),
+               "error_ratio": round(self.error_ratio, 4), "images": self.images, "iterations": self.iterations,
+               "seconds": {"calibration_pass": round(self.gram_seconds, 1),
+                           "optimisation": round(self.optimise_seconds, 1)}}
         return {**out, "skipped": self.skipped} if self.skipped else out
 
 
@@ -212,6 +218,7 @@ def learn_rounding(keras_model, calibration: Callable[[], Iterator[np.ndarray]],
         report.skipped["model"] = f"no layer graph ({type(e).__name__}: {e})"[:300]
         return {}, report
     pending: list = []
+    started = time.perf_counter()
 
     def run(batch):
         inputs = probe(batch, training=False)
@@ -228,6 +235,8 @@ def learn_rounding(keras_model, calibration: Callable[[], Iterator[np.ndarray]],
         run(np.concatenate(pending))
         report.images += sum(len(b) for b in pending)
 
+    report.gram_seconds = time.perf_counter() - started
+    started = time.perf_counter()
     rounded: Dict[str, np.ndarray] = {}
     total_near = total_learned = 0.0
     changed = weights = 0
@@ -242,9 +251,11 @@ def learn_rounding(keras_model, calibration: Callable[[], Iterator[np.ndarray]],
         total_learned += e_q
         report.layers.append(t.layer.name)
         t.gram = None  # free it: the largest are [1280, 1280]
+    report.optimise_seconds = time.perf_counter() - started
+    report.weights = weights
     report.changed = changed / max(1, weights)
     report.error_ratio = total_learned / total_near if total_near > 0 else 1.0
-    log(f"adaround: {len(report.layers)} layers, {report.changed:.1%} of weights rounded the other way, "
-        f"output error x{report.error_ratio:.3f} of nearest rounding ({report.images} calibration images, "
-        f"{iterations} iterations)")
+    log(f"adaround: {len(report.layers)} layers, {weights / 1e6:.2f} M weights, {report.changed:.1%} rounded the "
+        f"other way, output error x{report.error_ratio:.3f} of nearest rounding ({report.images} calibration "
+        f"images {report.gram_seconds:.0f} s, {iterations} iterations {report.optimise_seconds:.0f} s)")
     return rounded, report
