@@ -1,3 +1,3 @@
 """edgecv: fine-tune a vision model and build validated, optimized artifacts for edge targets."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
