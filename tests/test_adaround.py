@@ -178,3 +178,16 @@ def test_export_keys_follow_the_resolved_rounding_settings():
     for fmt in ("onnx", "tensorrt"):
         assert key(fmt) == key(fmt, adaround=default) != key(fmt, adaround=not default)
         assert key(fmt) != key(fmt, adaround_iterations=10)
+
+
+def test_layers_with_too_many_inputs_keep_nearest_rounding_and_are_named(monkeypatch):
+    """A layer whose Gram matrix would be too large (a Flatten -> Dense in a big model) is skipped
+    with the reason, and the others are still rounded."""
+    import edgecv.quantization.adaround as adaround
+
+    monkeypatch.setattr(adaround, "MAX_INPUTS", 20)  # conv: 3x3x3 = 27, logits: 32; dw: 9, pw: 16
+    batches, _ = calibration(8)
+    rounded, rep = learn_rounding(skewed_conv_net(), batches, 50)
+    assert sorted(rounded) == sorted(rep.layers) == ["dw", "pw"]
+    assert set(rep.skipped) == {"conv", "logits"} and "27 inputs per output" in rep.skipped["conv"]
+    assert rep.to_json()["skipped"]["logits"].startswith("32 inputs per output")

@@ -29,6 +29,10 @@ from typing import Callable, Dict, Iterator, List, Optional
 import numpy as np
 
 ZETA, GAMMA = 1.1, -0.1  # the rectified sigmoid's stretch (the paper's values)
+# Largest K (inputs per output) a layer may have: each step costs K^2 x outputs, and a Gram matrix
+# K^2 x 8 bytes (a VGG-style Flatten -> Dense has K = 25088: 5 GB). Edge backbones stay below it
+# (MobileNets, EfficientNet-B0: at most 1280; ResNet50's 3x3 convolutions, 2304 and 4608, are skipped).
+MAX_INPUTS = 2048
 
 
 @dataclass
@@ -77,7 +81,19 @@ def _why_not(layer) -> str:
             return "grouped"
         if layer.get_weights()[0].ndim != 4:
             return "not a 2D convolution"
+    inputs = _inputs_per_output(layer)
+    if inputs > MAX_INPUTS:
+        return (f"{inputs} inputs per output (more than {MAX_INPUTS}): its Gram matrix is too large to optimise "
+                "on, so it keeps nearest rounding")
     return ""
+
+
+def _inputs_per_output(layer) -> int:
+    """K: the length of one output's dot product (the Gram matrix is K x K)."""
+    kernel_shape = layer.get_weights()[0].shape
+    if type(layer).__name__ == "DepthwiseConv2D":
+        return int(kernel_shape[0] * kernel_shape[1])
+    return int(np.prod(kernel_shape[:-1]))
 
 
 def _as_groups(layer, kernel: np.ndarray) -> np.ndarray:
@@ -199,9 +215,9 @@ def learn_rounding(keras_model, calibration: Callable[[], Iterator[np.ndarray]],
         bn = _bn_after(layer, consumers)
         out = layer.get_weights()[0].shape[-1]
         c2 = np.ones(out)
-        if bn is not None and bn.scale:
+        if bn is not None:  # folding multiplies channel o by gamma_o / sqrt(var_o + eps)
             weights = bn.get_weights()
-            c2 = weights[0] ** 2 / (weights[-1] + bn.epsilon)
+            c2 = (weights[0] ** 2 if bn.scale else 1.0) / (weights[-1] + bn.epsilon)
         kind = type(layer).__name__
         if kind == "DepthwiseConv2D":
             channels, mult = layer.get_weights()[0].shape[2:]
@@ -257,5 +273,7 @@ def learn_rounding(keras_model, calibration: Callable[[], Iterator[np.ndarray]],
     report.error_ratio = total_learned / total_near if total_near > 0 else 1.0
     log(f"adaround: {len(report.layers)} layers, {weights / 1e6:.2f} M weights, {report.changed:.1%} rounded the "
         f"other way, output error x{report.error_ratio:.3f} of nearest rounding ({report.images} calibration "
-        f"images {report.gram_seconds:.0f} s, {iterations} iterations {report.optimise_seconds:.0f} s)")
+        f"images {report.gram_seconds:.0f} s, {iterations} iterations {report.optimise_seconds:.0f} s)"
+        + (f"; nearest rounding kept for {', '.join(sorted(report.skipped))} (reasons in the report)"
+           if report.skipped else ""))
     return rounded, report
