@@ -191,3 +191,19 @@ def test_layers_with_too_many_inputs_keep_nearest_rounding_and_are_named(monkeyp
     assert sorted(rounded) == sorted(rep.layers) == ["dw", "pw"]
     assert set(rep.skipped) == {"conv", "logits"} and "27 inputs per output" in rep.skipped["conv"]
     assert rep.to_json()["skipped"]["logits"].startswith("32 inputs per output")
+
+
+def test_a_pruned_models_zeros_stay_zero():
+    """Sparsity (a 2:4 pattern, a pruned model's compressed size) survives learned rounding: zeros
+    are pinned, whatever the optimiser would gain by moving one."""
+    from edgecv.passes.prune import is_2_of_4
+
+    model = skewed_conv_net()
+    pw = model.get_layer("pw")
+    kernel = pw.get_weights()[0]
+    kernel[0, 0, [0, 1, 4, 5, 8, 9, 12, 13], :] = 0.0  # 2 of every 4 input channels
+    pw.set_weights([kernel])
+    batches, _ = calibration(8)
+    rounded, rep = learn_rounding(model, batches, 200)
+    assert "pw" in rep.layers and is_2_of_4(rounded["pw"])
+    assert np.all(rounded["pw"][kernel == 0] == 0)  # (small weights may round to zero too)

@@ -157,7 +157,9 @@ def learn_rounding_for_layer(w: np.ndarray, gram: np.ndarray, channel_weight: np
     x = w / scale
     nearest = np.clip(np.round(x), -127, 127)
     floor = np.floor(x)
-    free = np.abs(nearest) < 127  # the channel's largest weights keep +-127, so the scale stays
+    # the channel's largest weights keep +-127, so the scale stays; zeros stay zero (a pruned model's
+    # sparsity is what its compressed size is made of)
+    free = (np.abs(nearest) < 127) & (w != 0)
     rest = np.clip(x - floor, 1e-4, 1 - 1e-4)
     v = -np.log((ZETA - GAMMA) / (rest - GAMMA) - 1.0)  # h(v) == rest: start from the float weights
     gram = gram.astype(np.float32)
