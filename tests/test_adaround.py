@@ -207,3 +207,17 @@ def test_a_pruned_models_zeros_stay_zero():
     rounded, rep = learn_rounding(model, batches, 200)
     assert "pw" in rep.layers and is_2_of_4(rounded["pw"])
     assert np.all(rounded["pw"][kernel == 0] == 0)  # (small weights may round to zero too)
+
+
+def test_a_model_with_extra_graph_nodes_is_still_rounded():
+    """A model built from an intermediate tensor of this one (Core ML's export without the
+    normalize layer does that) gives every later layer a second node; that is not weight sharing,
+    and the layers must still be rounded."""
+    from edgecv._keras import keras
+
+    model = skewed_conv_net()
+    keras.Model(model.layers[1].output, model.outputs)  # from the Rescaling layer on
+    assert len(model.get_layer("dw")._inbound_nodes) == 2
+    batches, _ = calibration(4)
+    rounded, rep = learn_rounding(model, batches, 20)
+    assert sorted(rounded) == ["conv", "dw", "logits", "pw"] and not rep.skipped

@@ -130,7 +130,7 @@ def test_applied_techniques_reach_the_artifact(tiny_model, tiny_calibration, tmp
     batches, calib = tiny_calibration
     ctx = ExportContext("tiny", batches, calib.sha256, {})
     art = TFLiteExporter().export(tiny_model, spec(ptq={"output_dtype": "float32"}), tmp_path, ctx)
-    assert art.metadata["ptq"]["applied"] == ["adaround", "bias_correction", "float_output"]
+    assert art.metadata["ptq"]["applied"] == ["adaround", "bias_correction", "float_output"], art.metadata["ptq"]
     assert art.metadata["ptq"]["bias_correction"]["images"] == len(calib.samples)
     assert art.checks["integer_only"] and art.checks["passed"]  # the closing DEQUANTIZE is no float compute
     off = TFLiteExporter().export(tiny_model, spec(ptq={"bias_correction": False, "adaround": False}),

@@ -205,6 +205,12 @@ def learn_rounding(keras_model, calibration: Callable[[], Iterator[np.ndarray]],
     from edgecv.quantization.bias_correction import _consumers
 
     report = AdaRoundReport(iterations=iterations)
+    try:  # a copy: the model's own layers carry a node for every call made on them since it was built
+        keras_model, original = keras.models.clone_model(keras_model), keras_model
+        keras_model.set_weights(original.get_weights())
+    except Exception as e:  # a subclassed user model has no layer graph to copy
+        report.skipped["model"] = f"the model cannot be cloned ({type(e).__name__}: {e})"[:300]
+        return {}, report
     consumers = _consumers(keras_model)
     targets: List[_Target] = []
     for layer in keras_model.layers:
