@@ -59,18 +59,17 @@ def sequential_bias_correction(keras_model, calibration, chunk=10):
     group's mean output shift (against the float network) is measured with every earlier layer's
     kernel already rounded to the int8 grid and its bias corrected, so upstream shifts count."""
     from edgecv._keras import keras
+    from edgecv.models.build import copy_keras
     from edgecv.quantization.bias_correction import (CORRECTED_LAYERS, _consumers, _weight_error_layer,
-                                                     kernel_reduce_axes, quantize_per_channel)
+                                                     batch_norm_after, kernel_reduce_axes, quantize_per_channel)
 
-    model = keras.models.clone_model(keras_model)
-    model.set_weights(keras_model.get_weights())
+    model = copy_keras(keras_model)
     consumers = _consumers(model)
     targets = []
     for layer in model.layers:
         if type(layer).__name__ not in CORRECTED_LAYERS or len(layer._inbound_nodes) != 1:
             continue
-        after = consumers.get(layer.name, [])
-        bn = after[0] if len(after) == 1 and type(after[0]).__name__ == "BatchNormalization" else None
+        bn = batch_norm_after(layer, consumers)
         if bn is None and not getattr(layer, "use_bias", False):
             continue
         kernel = layer.get_weights()[0]

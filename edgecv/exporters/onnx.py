@@ -328,7 +328,7 @@ def _ptq_prepared_onnx(model, opts: OnnxOptions, ctx: ExportContext) -> tuple[by
     if not ctx.calibration_sha256:
         return make()
     # an onnx int8 artifact and the int8 engine built from the same QDQ graph prepare once
-    settings = f"{opts.bias_correction}:{opts.adaround}:{opts.adaround_iterations}"
+    settings = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
     return _memo(f"ptq:{model_fingerprint(model.keras_model)}:{opts.opset}:{settings}:{ctx.calibration_sha256}", make)
 
 

@@ -117,6 +117,15 @@ class TaskModel:
                    meta.get("unsafe_deserialization", False))
 
 
+def copy_keras(model: keras.Model) -> keras.Model:
+    """An independent copy (new layers with fresh graph nodes, same weights): a pass or a quantization
+    step must not change the model it was given, which later artifacts of the same build still use.
+    Raises for a model with no layer graph to copy (a subclassed user model)."""
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def normalization_layer(norm: Normalization) -> Optional[keras.layers.Layer]:
     if norm.mode == "none":
         return None

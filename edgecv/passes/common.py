@@ -9,17 +9,9 @@ from typing import Optional
 import numpy as np
 
 from edgecv._keras import keras
-from edgecv.models.build import NORMALIZE_LAYER
+from edgecv.models.build import NORMALIZE_LAYER, copy_keras  # noqa: F401 (copy_keras: the passes' copy)
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-
-
-def copy_keras(model: keras.Model) -> keras.Model:
-    """An independent copy (new layers, same weights): a pass must not change the model it was given,
-    which later artifacts of the same build still use."""
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    return clone
 
 
 def set_finetune_trainable(model: keras.Model) -> None:

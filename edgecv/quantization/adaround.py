@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List
 
 import numpy as np
 
@@ -60,7 +60,6 @@ class _Target:
     """One layer's kernel as groups of [K, O] matrices sharing an input Gram matrix [K, K]."""
 
     layer: object
-    kind: str
     channel_weight: np.ndarray  # c^2 per output channel, shape [groups, 1, O]
     gram: np.ndarray = None  # [groups, K, K], float64 sums over rows
     rows: int = 0
@@ -79,7 +78,7 @@ def _why_not(layer) -> str:
             return "dilated"
         if kind == "Conv2D" and getattr(layer, "groups", 1) != 1:
             return "grouped"
-        if layer.get_weights()[0].ndim != 4:
+        if len(layer.weights[0].shape) != 4:
             return "not a 2D convolution"
     inputs = _inputs_per_output(layer)
     if inputs > MAX_INPUTS:
@@ -90,7 +89,7 @@ def _why_not(layer) -> str:
 
 def _inputs_per_output(layer) -> int:
     """K: the length of one output's dot product (the Gram matrix is K x K)."""
-    kernel_shape = layer.get_weights()[0].shape
+    kernel_shape = tuple(layer.weights[0].shape)
     if type(layer).__name__ == "DepthwiseConv2D":
         return int(kernel_shape[0] * kernel_shape[1])
     return int(np.prod(kernel_shape[:-1]))
@@ -138,11 +137,6 @@ def _accumulate(target: _Target, rows: np.ndarray) -> None:
         gram = (rows.T @ rows)[None]
     target.gram = gram.astype(np.float64) if target.gram is None else target.gram + gram
     target.rows += len(rows)
-
-
-def _bn_after(layer, consumers) -> Optional[object]:
-    after = consumers.get(layer.name, [])
-    return after[0] if len(after) == 1 and type(after[0]).__name__ == "BatchNormalization" else None
 
 
 def learn_rounding_for_layer(w: np.ndarray, gram: np.ndarray, channel_weight: np.ndarray, rows: int,
@@ -202,12 +196,12 @@ def learn_rounding(keras_model, calibration: Callable[[], Iterator[np.ndarray]],
     """Kernels on TFLite's int8 grid (float values, by layer name) for every Conv2D, DepthwiseConv2D
     and Dense layer AdaRound can handle, and a report. The model is not changed."""
     from edgecv._keras import keras
-    from edgecv.quantization.bias_correction import _consumers
+    from edgecv.models.build import copy_keras
+    from edgecv.quantization.bias_correction import _consumers, batch_norm_after
 
     report = AdaRoundReport(iterations=iterations)
     try:  # a copy: the model's own layers carry a node for every call made on them since it was built
-        keras_model, original = keras.models.clone_model(keras_model), keras_model
-        keras_model.set_weights(original.get_weights())
+        keras_model = copy_keras(keras_model)
     except Exception as e:  # a subclassed user model has no layer graph to copy
         report.skipped["model"] = f"the model cannot be cloned ({type(e).__name__}: {e})"[:300]
         return {}, report
@@ -220,19 +214,17 @@ def learn_rounding(keras_model, calibration: Callable[[], Iterator[np.ndarray]],
         if why:
             report.skipped[layer.name] = why
             continue
-        bn = _bn_after(layer, consumers)
-        out = layer.get_weights()[0].shape[-1]
-        c2 = np.ones(out)
+        bn = batch_norm_after(layer, consumers)
+        shape = tuple(layer.weights[0].shape)
+        c2 = np.ones(shape[-1])
         if bn is not None:  # folding multiplies channel o by gamma_o / sqrt(var_o + eps)
             weights = bn.get_weights()
             c2 = (weights[0] ** 2 if bn.scale else 1.0) / (weights[-1] + bn.epsilon)
-        kind = type(layer).__name__
-        if kind == "DepthwiseConv2D":
-            channels, mult = layer.get_weights()[0].shape[2:]
-            c2 = c2.reshape(channels, 1, mult)
+        if type(layer).__name__ == "DepthwiseConv2D":  # [h, w, C, mult]: per channel c, mult outputs
+            c2 = c2.reshape(shape[2], 1, shape[3])
         else:
-            c2 = c2.reshape(1, 1, out)
-        targets.append(_Target(layer, kind, c2))
+            c2 = c2.reshape(1, 1, shape[-1])
+        targets.append(_Target(layer, c2))
     if not targets:
         return {}, report
 

@@ -62,10 +62,15 @@ def _consumers(model) -> Dict[str, list]:
     return out
 
 
+def batch_norm_after(layer, consumers: Dict[str, list]):
+    """The BatchNormalization that alone takes `layer`'s output (the converter folds it into the
+    layer's kernel), or None."""
+    after = consumers.get(layer.name, [])
+    return after[0] if len(after) == 1 and type(after[0]).__name__ == "BatchNormalization" else None
+
+
 def _weight_error_layer(layer, error: np.ndarray):
     """A copy of `layer` (same padding/strides, no bias, no activation) whose kernel is the error."""
-    from edgecv._keras import keras
-
     cfg = layer.get_config()
     cfg.update(name=f"{layer.name}_qerr", use_bias=False, activation="linear")
     for k in ("depthwise_initializer", "kernel_initializer", "bias_initializer", "kernel_regularizer",
@@ -90,9 +95,10 @@ def correct_bias(keras_model, calibration: Callable[[], Iterator[np.ndarray]], b
 
     if not any(type(layer).__name__ in CORRECTED_LAYERS for layer in keras_model.layers):
         return keras_model, BiasCorrection()  # e.g. a QAT model: its wrappers already learned the rounding
+    from edgecv.models.build import copy_keras
+
     try:
-        model = keras.models.clone_model(keras_model)
-        model.set_weights(keras_model.get_weights())
+        model = copy_keras(keras_model)
     except Exception as e:  # a subclassed user model has no layer graph to copy
         return keras_model, BiasCorrection(skipped=f"the model cannot be cloned ({type(e).__name__}: {e})"[:300])
     rounded = rounded or {}
@@ -101,8 +107,7 @@ def correct_bias(keras_model, calibration: Callable[[], Iterator[np.ndarray]], b
     for layer in model.layers:
         if type(layer).__name__ not in CORRECTED_LAYERS or len(layer._inbound_nodes) != 1:
             continue  # a layer called twice (shared weights) has no single input to measure
-        after = consumers.get(layer.name, [])
-        bn = after[0] if len(after) == 1 and type(after[0]).__name__ == "BatchNormalization" else None
+        bn = batch_norm_after(layer, consumers)
         if bn is None and not getattr(layer, "use_bias", False):
             continue
         kernel = layer.get_weights()[0]

@@ -57,12 +57,10 @@ def prepare(keras_model, calibration: Callable, cfg: PTQConfig, log: Callable[[s
             log(f"bias correction: {len(rep.layers)} layers, largest output shift {rep.max_shift:.4g} "
                 f"({rep.images} calibration images)")
     elif rounded:
-        from edgecv._keras import keras
+        from edgecv.models.build import copy_keras
         from edgecv.quantization.bias_correction import set_kernels
 
-        copy = keras.models.clone_model(keras_model)
-        copy.set_weights(keras_model.get_weights())
-        keras_model = set_kernels(copy, rounded)
+        keras_model = set_kernels(copy_keras(keras_model), rounded)
     if cfg.output_dtype == "float32":
         applied.append("float_output")
     return keras_model, {"applied": applied, **details}
