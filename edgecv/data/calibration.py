@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from edgecv.data.index import DataIndex, Sample
 from edgecv.errors import ConfigError
 
@@ -106,3 +108,16 @@ def select_calibration(index: DataIndex, cfg, resolve, stratum=by_label) -> Cali
         samples = stratified_sample(index.train, cfg.size, cfg.seed, stratum)
         source = "train split (stratified)"
     return CalibrationSet(samples, cfg.seed, source, files_sha256([s.path for s in samples]))
+
+
+def stacked_batches(batches, size: int):
+    """Regroup the calibration's 1xHxWx3 uint8 batches into float32 batches of `size` images (the
+    last may be smaller): ranges, histograms and sums over images do not depend on the grouping."""
+    buf = []
+    for b in batches:
+        buf.append(np.asarray(b, np.float32))
+        if sum(len(x) for x in buf) >= size:
+            yield np.concatenate(buf)
+            buf = []
+    if buf:
+        yield np.concatenate(buf)

@@ -28,6 +28,8 @@ from typing import Callable, Dict, Iterator, List
 
 import numpy as np
 
+from edgecv.data.calibration import stacked_batches
+
 ZETA, GAMMA = 1.1, -0.1  # the rectified sigmoid's stretch (the paper's values)
 # Largest K (inputs per output) a layer may have: each step costs K^2 x outputs, and a Gram matrix
 # K^2 x 8 bytes (a VGG-style Flatten -> Dense has K = 25088: 5 GB). Edge backbones stay below it
@@ -233,7 +235,6 @@ def learn_rounding(keras_model, calibration: Callable[[], Iterator[np.ndarray]],
     except Exception as e:  # a subclassed user model has no layer graph to read inputs from
         report.skipped["model"] = f"no layer graph ({type(e).__name__}: {e})"[:300]
         return {}, report
-    pending: list = []
     started = time.perf_counter()
 
     def run(batch):
@@ -241,15 +242,9 @@ def learn_rounding(keras_model, calibration: Callable[[], Iterator[np.ndarray]],
         for t, x in zip(targets, inputs if isinstance(inputs, list) else [inputs]):
             _accumulate(t, _patch_rows(t.layer, x))
 
-    for batch in calibration():
-        pending.append(np.asarray(batch, np.float32))
-        if sum(len(b) for b in pending) >= batch_size:
-            run(np.concatenate(pending))
-            report.images += sum(len(b) for b in pending)
-            pending = []
-    if pending:
-        run(np.concatenate(pending))
-        report.images += sum(len(b) for b in pending)
+    for batch in stacked_batches(calibration(), batch_size):
+        run(batch)
+        report.images += len(batch)
 
     report.gram_seconds = time.perf_counter() - started
     started = time.perf_counter()

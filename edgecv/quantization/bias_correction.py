@@ -22,6 +22,8 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
+from edgecv.data.calibration import stacked_batches
+
 CORRECTED_LAYERS = ("Conv2D", "DepthwiseConv2D", "Dense")
 
 
@@ -129,16 +131,9 @@ def correct_bias(keras_model, calibration: Callable[[], Iterator[np.ndarray]], b
             sums[i] = sums[i] + shift.reshape(-1, shift.shape[-1]).sum(axis=0)
             counts[i] += int(np.prod(shift.shape[:-1]))
 
-    pending: list = []
-    for batch in calibration():
-        pending.append(np.asarray(batch, np.float32))
-        if sum(len(b) for b in pending) >= batch_size:
-            run(np.concatenate(pending))
-            images += sum(len(b) for b in pending)
-            pending = []
-    if pending:
-        run(np.concatenate(pending))
-        images += sum(len(b) for b in pending)
+    for batch in stacked_batches(calibration(), batch_size):
+        run(batch)
+        images += len(batch)
 
     report = BiasCorrection(images=images)
     for i, (layer, bn, _) in enumerate(targets):

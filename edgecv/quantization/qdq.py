@@ -16,10 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 from pydantic import Field
 
 from edgecv.config.recipe import Strict
+from edgecv.data.calibration import stacked_batches
 from edgecv.errors import ConfigError, ConversionError
 
 # Ops whose inputs TensorRT wants quantized (weighted ops, plus Add for residual connections).
@@ -103,7 +103,7 @@ def quantize_qdq(fp32: bytes, calibration, opts: QdqOptions) -> tuple[bytes, dic
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.batches = _stacked(calibration(), opts.calibration_batch)
+            self.batches = stacked_batches(calibration(), opts.calibration_batch)
             self.count = 0
 
         def get_next(self):
@@ -144,16 +144,3 @@ def quantize_qdq(fp32: bytes, calibration, opts: QdqOptions) -> tuple[bytes, dic
             "placement": opts.placement, "kept_float": user_excluded,
             "not_quantized_constant_operand_nodes": len(auto_excluded)}
     return out.SerializeToString(), info
-
-
-def _stacked(batches, size: int):
-    """Regroup 1xHxWx3 uint8 batches into float32 batches of `size` images (the graph's batch axis
-    is dynamic; min/max and histograms do not depend on how images are grouped)."""
-    buf = []
-    for b in batches:
-        buf.append(np.asarray(b, np.float32))
-        if sum(len(x) for x in buf) >= size:
-            yield np.concatenate(buf)
-            buf = []
-    if buf:
-        yield np.concatenate(buf)
