@@ -404,8 +404,11 @@ def gate(
                               "pass only when it lies wholly within it (both need per-image scores of the same "
                               "images in both reports, else the value is judged and the finding says why)"),
     confidence: float = typer.Option(0.95, "--confidence", help="level of the paired intervals"),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="a metric, latency or size missing or not a "
+                                       "number in either report is listed as not compared instead of failing"),
 ):
-    """Regression gate for CI: fail (exit 1) when accuracy, latency or size regressed past the tolerances."""
+    """Regression gate for CI: fail (exit 1) when accuracy, latency or size regressed past the tolerances, or
+    could not be compared (missing in either report; see --allow-missing)."""
     from edgecv.build_folder import check_before_use
     from edgecv.files import atomic_write_bytes
     from edgecv.validate.regression import Tolerances, compare_reports, read_report
@@ -422,12 +425,15 @@ def gate(
     if not baseline.exists():
         _fail(InputError(f"--baseline {baseline}: not found; accept a first one with --update-baseline"))
     tol = Tolerances(max_accuracy_drop, max_latency_growth, max_size_growth, latency_stat, judge=judge,
-                     confidence=confidence)
+                     confidence=confidence, allow_missing=allow_missing)
     findings = compare_reports(read_report(baseline, "--baseline", like=current), current, tol)
     for f in findings:
-        out.print(("[green]ok  [/] " if f.passed else "[red]FAIL[/] ") + f.message)
+        mark = "[red]FAIL[/] " if not f.passed else "[green]ok  [/] " if f.compared else "[yellow]skip[/] "
+        out.print(mark + escape(f.message))
     failed = [f for f in findings if not f.passed]
-    out.print(f"{len(findings) - len(failed)} passed, {len(failed)} failed")
+    skipped = [f for f in findings if f.passed and not f.compared]
+    out.print(f"{len(findings) - len(failed) - len(skipped)} passed, {len(failed)} failed"
+              + (f", {len(skipped)} not compared" if skipped else ""))
     raise typer.Exit(1 if failed else 0)
 
 
