@@ -89,7 +89,8 @@ def build(
     no_gates: bool = typer.Option(False, "--no-gates", help="report gates without failing the build"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan (each stage: cached or to run) and stop"),
     force: List[str] = typer.Option([], "--force", help="re-run a stage even if cached: index, train, reference, "
-                                    "passes, export, validate or all; repeatable"),
+                                    "passes, export, validate or all; repeatable (train also re-makes everything "
+                                    "made from the model)"),
     regen_reference: bool = typer.Option(False, "--regen-reference", help="recompute the float reference outputs"),
     wait: float = typer.Option(0.0, "--wait", help="seconds to wait for another build of the same --out to finish"),
     device: Optional[str] = typer.Option(None, "--device", help="then benchmark the TFLite/ONNX artifacts on this "

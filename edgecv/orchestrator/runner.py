@@ -110,6 +110,8 @@ class Build:
         unknown = self.force - set(STAGES) - {"all"}
         if unknown:
             raise ConfigError(f"--force {', '.join(sorted(unknown))}: stages are {', '.join(STAGES)} or all")
+        if "train" in self.force:  # a retrained model: what is made from it is made again, from it
+            self.force |= {"reference", "passes", "export", "validate"}
         self.stages: list[StageRecord] = []
         self.keys = BuildKeys.of(recipe)  # from cheap facts, no work done
         self.info: dict = {}
