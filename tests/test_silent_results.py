@@ -14,10 +14,11 @@ from synthetic import make_image_folder, write_recipe
 QUIET = Console(file=open("/dev/null", "w"))
 
 
-def tflite_target(tmp_path: Path, name: str = "t") -> str:
+def tflite_target(tmp_path: Path, name: str = "t", int8: bool = False) -> str:
     p = tmp_path / f"{name}.yaml"
-    p.write_text("description: d\nruntime: {threads: 1}\nartifacts:\n  - {name: fp32, format: tflite}\n"
-                 "gates: {accuracy_drop_max: 100.0}\n")
+    extra = "  - {name: int8, format: tflite, precision: int8}\n" if int8 else ""
+    p.write_text("description: d\nruntime: {threads: 1}\nartifacts:\n  - {name: fp32, format: tflite}\n" + extra
+                 + "gates: {accuracy_drop_max: 100.0}\n")
     return str(p)
 
 
@@ -26,6 +27,36 @@ def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("project")
     data = make_image_folder(root / "images", classes=3, per_class=12)
     return root, write_recipe(root / "edgecv.yaml", data, train__finetune__epochs=1)
+
+
+@pytest.fixture(scope="module")
+def built(project, tmp_path_factory):
+    """A build folder with target `t`: an fp32 and an int8 TFLite of the tiny model."""
+    root, recipe = project
+    out = tmp_path_factory.mktemp("built")
+    assert run_build(recipe, [tflite_target(root, int8=True)], out, console=QUIET).exit_code == 0
+    return out
+
+
+def test_diagnose_reads_the_named_artifact_and_checks_it_against_the_manifest(built, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from edgecv.cli.main import app
+
+    copy = tmp_path / "b"
+    shutil.copytree(built, copy, symlinks=True)
+    artifact = next((copy / "t").glob("*int8.tflite"))
+    good = artifact.read_bytes()
+    artifact.write_bytes(bytes(range(256)) * 64)  # other bytes in its place
+    r = CliRunner().invoke(app, ["diagnose", str(artifact)])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 2 and "does not match manifest.json" in out and "Traceback" not in r.output, out
+    artifact.write_bytes(good)
+    r = CliRunner().invoke(app, ["diagnose", str(artifact), "--samples", "4", "--top", "3"])
+    assert r.exit_code == 0, r.output
+    assert "matches the build's manifest" in " ".join(r.output.split())
 
 
 def test_force_train_retrains_and_remakes_what_is_made_from_the_model(project, tmp_path):
@@ -37,3 +68,20 @@ def test_force_train_retrains_and_remakes_what_is_made_from_the_model(project, t
     forced = run_build(recipe, [t], out, console=QUIET, force={"train"})
     assert forced.exit_code == 0
     assert {s.stage for s in forced.stages if not s.hit} == {"train", "reference", "export", "validate"}
+
+
+def test_two_targets_of_one_name_are_refused_before_building(project, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgecv.cli.main import app
+
+    _, recipe = project
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = tflite_target(tmp_path / "a", "pi"), tflite_target(tmp_path / "b", "pi")
+    r = CliRunner().invoke(app, ["build", "-t", first, "-t", second, "-r", str(recipe), "-o", str(tmp_path / "out"),
+                                 "--dry-run"])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 2, out
+    assert "overwrite each other" in out and "pi from" in out and "Traceback" not in r.output
+    assert not (tmp_path / "out" / "pi").exists()

@@ -454,6 +454,8 @@ def diagnose(
         d = diagnose_artifact(artifact, samples)
     except EdgecvError as e:
         _fail(e)
+    out.print(f"{artifact.name} matches the build's manifest (sha256 {d.artifact_sha256[:12]}...): its float model "
+              f"(key {d.made_from[:12]}) re-quantized with the build's calibration images, layer by layer")
     t = Table(title=f"{artifact.name}: per-layer int8 error on {samples} calibration images (worst first)")
     for col in ("#", "op", "Keras layers", "rmse / scale", "rmse", "max abs err"):
         t.add_column(col, justify="right" if col in ("#", "rmse / scale", "rmse", "max abs err") else "left")

@@ -371,11 +371,26 @@ class Build:
             return BuildResult(outcomes, self.stages, self.cache.rejected)
 
 
+def check_unique_target_names(targets: list[Target], given: list[str], recipe_dir: Path) -> None:
+    """Each target is built into <out>/<name>/: two targets of one name would overwrite each other."""
+    from edgecv.config.loader import find_target
+
+    by_name: dict[str, list[str]] = {}
+    for t, arg in zip(targets, given):
+        by_name.setdefault(t.name, []).append(str(find_target(arg, recipe_dir).resolve()))
+    twice = {name: paths for name, paths in by_name.items() if len(paths) > 1}
+    if twice:
+        raise ConfigError("two targets of one name would be built into the same folder and overwrite each other: "
+                          + "; ".join(f"{name} from {', '.join(paths)}" for name, paths in twice.items())
+                          + ": give each target once, or rename one (the file's name, or `name:` inside it)")
+
+
 def load_build(recipe_path: Path, target_names: list[str], out_root: Path, overrides=(),
                console: Optional[Console] = None, **kw) -> Build:
     console = console or Console(stderr=True)
     recipe = load_recipe(recipe_path, overrides)
     targets = [load_target(t, recipe.base_dir) for t in target_names]
+    check_unique_target_names(targets, target_names, recipe.base_dir)
     check_plan(targets, recipe.make_task(), recipe.gates)
     check_model_config(recipe)
     recipe_sha = hashlib.sha256(Path(recipe_path).read_bytes() + "\n".join(overrides).encode()).hexdigest()
