@@ -85,3 +85,38 @@ def test_two_targets_of_one_name_are_refused_before_building(project, tmp_path):
     assert r.exit_code == 2, out
     assert "overwrite each other" in out and "pi from" in out and "Traceback" not in r.output
     assert not (tmp_path / "out" / "pi").exists()
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_export_of_a_brought_model_applies_int8_techniques_inside_it(tmp_path, fmt):
+    """The user's model is one layer of its pixel wrapper: its Conv2D and Dense are found inside."""
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    from test_byom import images, report, save_classifier, export
+
+    target = tmp_path / "t8.yaml"
+    options = "{ptq: {adaround_iterations: 20}}" if fmt == "tflite" else "{adaround: true, adaround_iterations: 20}"
+    target.write_text(f"description: int8\nruntime: {{threads: 1}}\nartifacts:\n"
+                      f"  - {{name: int8, format: {fmt}, precision: int8, options: {options}}}\n")
+    out = tmp_path / "out"
+    r = export(save_classifier(tmp_path / "clf.h5"), "-t", target, "--data", images(tmp_path / "imgs", 16),
+               "--task", "generic", "--preprocess", "tf", "-o", out)
+    assert r.exit_code in (0, 1), r.output
+    a = report(out, "t8")["artifacts"][0]
+    assert a["status"] == "ok", a.get("error")
+    assert {"adaround", "bias_correction"} <= set(a["quantization"]), (a["quantization"], a["notes"])
+    ptq = a["artifact_metadata"]["ptq"]
+    assert ptq["inlined_nested_models"] and ptq["bias_correction"]["layers"] == 2  # conv and scores
+    assert not any("not applied" in n for n in a["notes"])
+
+
+def test_int8_techniques_that_cannot_apply_are_said_in_the_report():
+    from edgecv._keras import keras
+    from edgecv.quantization.ptq import PTQConfig, prepare
+
+    inp = keras.Input((8, 8, 3))
+    model = keras.Model(inp, keras.layers.GlobalAveragePooling2D()(inp))  # nothing to round or correct
+    _, info = prepare(model, lambda: iter([]), PTQConfig(adaround_iterations=5))
+    assert info["applied"] == []
+    assert set(info["not_applied"]) == {"adaround", "bias_correction"}
+    assert "no Conv2D, DepthwiseConv2D or Dense layer" in info["not_applied"]["bias_correction"]

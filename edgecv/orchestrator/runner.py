@@ -276,6 +276,8 @@ class Build:
 
             entry.update(sizes(path))
         result = ArtifactResult.model_validate(entry)
+        for name, why in ((meta["metadata"].get("ptq") or {}).get("not_applied") or {}).items():
+            result.notes.append(f"int8 {name} not applied: {why}")
         gates = target.gates_for(spec, self.recipe.gates)
         attach_intervals(result, self.task, self.reference_scores(index), gates.confidence)
         result.gates = check_gates(result, gates.limits(), self.task, gates.tolerances)
