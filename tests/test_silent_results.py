@@ -120,3 +120,28 @@ def test_int8_techniques_that_cannot_apply_are_said_in_the_report():
     assert info["applied"] == []
     assert set(info["not_applied"]) == {"adaround", "bias_correction"}
     assert "no Conv2D, DepthwiseConv2D or Dense layer" in info["not_applied"]["bias_correction"]
+
+
+def test_embed_of_a_classifier_uses_its_pooled_features_not_its_softmax(tmp_path, built):
+    import h5py
+    from typer.testing import CliRunner
+
+    from edgecv.cli.main import app
+    from test_byom import images, save_classifier
+
+    model = save_classifier(tmp_path / "clf.h5")  # conv (6 channels) -> pool -> Dense(3, softmax)
+    data = images(tmp_path / "imgs", 8)
+    r = CliRunner().invoke(app, ["embed", str(model), "--data", str(data), "-o", str(tmp_path / "f.h5")])
+    assert r.exit_code == 0, r.output
+    assert "embedding with layer pool" in " ".join(r.output.split())
+    with h5py.File(tmp_path / "f.h5") as f:
+        emb = f["embeddings"][:]
+    assert emb.shape == (8, 6)  # the pooled features, not the 3 class probabilities
+    r = CliRunner().invoke(app, ["embed", str(model), "--data", str(data), "-o", str(tmp_path / "g.h5"),
+                                 "--layer", "nope"])
+    assert r.exit_code == 2 and "no layer of that name" in " ".join(r.output.split()) and "pool" in r.output
+    # an artifact whose one output is class probabilities cannot be cut: refused, with what to do instead
+    artifact = next((built / "t").glob("*fp32.tflite"))
+    r = CliRunner().invoke(app, ["embed", str(artifact), "--data", str(data), "-o", str(tmp_path / "h.h5")])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 2 and "class probabilities" in out and "--layer" in out, out

@@ -36,13 +36,18 @@ def embed(
                                          help="center_crop | resize | pad (default: the artifact's preprocessing.json)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads the runtime may use (default: its own)"),
     restart: bool = typer.Option(False, "--restart", help="overwrite an existing file instead of resuming it"),
+    layer: Optional[str] = typer.Option(None, "--layer", help="Keras models: embed with this layer's output "
+                                        "(default: the model's; a classifier's pooled features before its softmax)"),
 ):
     """Embed every image under DATA into an HDF5 file; a killed run resumes where it stopped."""
     from edgecv.features.embedder import load_embedder
     from edgecv.features.extract import embed_folder
 
     try:
-        embedder = load_embedder(model, resize, threads)
+        embedder = load_embedder(model, resize, threads, layer)
+        if embedder.layer:
+            console.print(f"embedding with layer {embedder.layer} of {model.name} (the features its classifier reads)"
+                          if layer is None else f"embedding with layer {embedder.layer} of {model.name}")
         try:
             summary = embed_folder(embedder, data, out_path, chunk, restart, console)
         finally:
