@@ -145,3 +145,74 @@ def test_embed_of_a_classifier_uses_its_pooled_features_not_its_softmax(tmp_path
     r = CliRunner().invoke(app, ["embed", str(artifact), "--data", str(data), "-o", str(tmp_path / "h.h5")])
     out = " ".join(r.output.split())
     assert r.exit_code == 2 and "class probabilities" in out and "--layer" in out, out
+
+
+# ---- device results: tied to the images they measured, kept across rebuilds --------------------------------
+def _bench(artifact: Path, data: Path, out: Path) -> Path:
+    from typer.testing import CliRunner
+
+    from edgecv.cli.main import app
+
+    r = CliRunner().invoke(app, ["bench", str(artifact), "--data", str(data), "--json", str(out), "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_device_metrics_are_judged_only_on_the_builds_own_images_and_survive_a_rebuild(project, built, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from edgecv.cli.main import app
+
+    root, recipe = project
+    folder = tmp_path / "b"
+    shutil.copytree(built, folder, symlinks=True)
+    report_path = folder / "t" / "report.json"
+    artifact = next((folder / "t").glob("*fp32.tflite"))
+
+    # other images (the whole data folder, 36 images, not the 9 of the validation split): latency only, said
+    other = _bench(artifact, root / "images", tmp_path / "other.json")
+    assert json.loads(other.read_text())["eval_set"]["count"] == 36
+    r = CliRunner().invoke(app, ["report", str(report_path), "--merge", str(other)])
+    out = " ".join(r.output.split())
+    assert r.exit_code in (0, 1), out
+    assert "metrics not judged" in out and "not the build's 9 validation images" in out
+    fp32 = next(a for a in json.loads(report_path.read_text())["artifacts"] if a["name"] == "fp32")
+    dev = fp32["device_results"][-1]
+    assert dev["metrics_judged"] is False and dev["latency"]["p50_ms"] > 0
+    assert all(g["source"] == "build" for g in fp32["gates"] if g["gate"].startswith("accuracy"))
+
+    # exactly the build's validation images, as `edgecv eval-images` copies them: judged
+    r = CliRunner().invoke(app, ["eval-images", str(folder / "t"), "-o", str(tmp_path / "val")])
+    assert r.exit_code == 0, r.output
+    same = _bench(artifact, tmp_path / "val", tmp_path / "same.json")
+    r = CliRunner().invoke(app, ["report", str(report_path), "--merge", str(same)])
+    assert r.exit_code in (0, 1), r.output
+    fp32 = next(a for a in json.loads(report_path.read_text())["artifacts"] if a["name"] == "fp32")
+    assert fp32["device_results"][-1]["metrics_judged"] is True
+    assert any(g["source"] == "device" for g in fp32["gates"] if g["gate"] == "accuracy_drop_max")
+
+    # a plain rebuild (everything cached, the same files) keeps what was merged
+    assert run_build(recipe, [str(root / "t.yaml")], folder, console=QUIET).exit_code in (0, 1)
+    again = next(a for a in json.loads(report_path.read_text())["artifacts"] if a["name"] == "fp32")
+    assert len(again["device_results"]) == 2 and again["device_results"][-1]["metrics_judged"] is True
+    assert any(g["source"] == "device" for g in again["gates"] if g["gate"] == "accuracy_drop_max")
+
+
+def test_the_plot_draws_no_device_point_at_the_hosts_accuracy():
+    from edgecv.report.plots import quality_vs_latency
+    from edgecv.results import load_report
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    raw = json.loads((Path(__file__).parent / "data" / "report_v2_flowers_raspberry-pi-4.json").read_text())
+    raw["data"]["eval_set"] = {"count": 144, "sha256": "a" * 64}
+    device = {"latency": {"p50_ms": 5.0}, "metrics": {"accuracy": 50.0}, "eval_set": {"count": 1797, "sha256": "b" * 64},
+              "metrics_judged": False, "device": {"hostname": "pi"}}
+    raw["artifacts"][0]["device_results"] = [device]
+    svg = quality_vs_latency(load_report(raw), plt)
+    assert svg is not None and "device" not in svg  # no device marker, no legend entry at the host's accuracy

@@ -552,6 +552,9 @@ from edgecv.cli.features import register as register_feature_commands  # noqa: E
 
 register_feature_commands(app)
 from edgecv.cli.selection import select as select_backbone  # noqa: E402
+from edgecv.cli.eval_images import eval_images  # noqa: E402
+
+app.command("eval-images")(eval_images)
 
 app.command("select")(select_backbone)
 

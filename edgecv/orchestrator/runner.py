@@ -25,6 +25,7 @@ import numpy as np
 from rich.console import Console
 
 from edgecv.config import Recipe, Target, load_recipe, load_target
+from edgecv.report.merge import carry_device_results
 from edgecv.data.calibration import CalibrationSet, select_calibration
 from edgecv.data.images import load_batch
 from edgecv.data.index import DataIndex
@@ -315,6 +316,13 @@ class Build:
         if other_sizes:
             write_sidecars(out_dir, self.task, index.info, self.preprocessing(index, artifact_sizes=other_sizes))
         report = assemble.target_report(self, target, index, calib, entries)
+        specs = {spec.name: spec for spec in target.artifacts}
+        kept = carry_device_results(final / "report.json", report,
+                                    lambda e: target.gates_for(specs[e.name], self.recipe.gates))
+        if kept:
+            self.console.print(f"  {target.name}: kept the device results of {', '.join(kept)} (the same files) "
+                               "from the previous report")
+        entries = list(report.artifacts)
         write_reports(out_dir, report)
         assemble.write_manifest(self, out_dir, target, entries)
         failed = [e for e in entries if e.status == "failed"]

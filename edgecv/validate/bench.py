@@ -84,6 +84,10 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
         metrics = {"accuracy": ev.accuracy, **({"top5_accuracy": ev.top5_accuracy} if ev.top5_accuracy is not None else {})}
     if "keypoints" in found:
         metrics = {k: v for k, v in found["keypoints"].metrics.items() if isinstance(v, (int, float))}
+    from edgecv.data.image_set import image_set_id
+
+    measured_on = ev.images if ev is not None and accuracy is not None else \
+        found["keypoints"].images if "keypoints" in found else None
     from edgecv.files import tree_sha256
 
     return {
@@ -99,4 +103,6 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
         "first_inference_ms": m.get("first_inference_ms"), "memory": m["memory"],
         "latency": m["latency"], "latency_by_batch": m["latency_by_batch"], "accuracy": accuracy,
         "metrics": metrics,
+        # which images the metrics are of (by content): a merge judges them only on the build's own split
+        "eval_set": image_set_id(measured_on) if measured_on else None,
     }
