@@ -133,3 +133,38 @@ def test_bootstrap_intervals_over_images(raccoon):
     delta = map_delta_interval(good, worse, resamples=300)
     assert delta.high < 0  # shifting every box by 6 px loses mAP, and the paired interval says so
     assert delta.low < worse.metrics().map - point < delta.high
+
+
+def test_dense_metrics_and_readers_need_numpy_alone():
+    """Devices validate without TensorFlow, scipy, scikit-learn or pycocotools."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from conftest import REPO
+
+    code = textwrap.dedent("""
+        import sys
+        BLOCKED = ("tensorflow", "tf_keras", "scipy", "sklearn", "pycocotools", "defusedxml")
+
+        class Absent:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BLOCKED:
+                    raise ModuleNotFoundError(name)
+
+        sys.meta_path.insert(0, Absent())
+        import numpy as np
+        from edgecv.data import detection, segmentation
+        from edgecv.metrics.detection import evaluate, make_detections, map_interval, DetectionEvaluation
+        from edgecv.metrics.segmentation import ConfusionAccumulator, upsample_scores
+        gt = [detection.make_image_boxes("a", (10, 10), [[0, 0, 5, 5]], [0])]
+        ev = DetectionEvaluation(gt, [make_detections([[0, 0, 5, 5]], [0.9], [0])], ["x"])
+        acc = ConfusionAccumulator(["a", "b"])
+        acc.add(np.array([[0, 1]]), np.array([[0, 1]]))
+        print(round(ev.metrics().map, 6), map_interval(ev, resamples=10).n, acc.metrics().miou,
+              upsample_scores(np.zeros((2, 2, 3)), (4, 4)).shape)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO,
+                       env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1.0", "1", "1.0", "(4,", "4,", "3)"]
