@@ -25,7 +25,7 @@ def relabel(images: list[ImageBoxes], num_classes: int, crowd_share: float, seed
 
 
 def synthetic_detections(images: list[ImageBoxes], num_classes: int, seed: int,
-                         many_on_image: int = 3) -> list[ImageDetections]:
+                         many_on_image: int = 3, ties: bool = True) -> list[ImageDetections]:
     rng = np.random.default_rng(seed)
     out = []
     for n, im in enumerate(images):
@@ -53,7 +53,7 @@ def synthetic_detections(images: list[ImageBoxes], num_classes: int, seed: int,
             boxes.append([x, y, x + bw, y + bh])
             scores.append(float(rng.uniform(0.01, 0.7)))
             classes.append(rng.integers(0, num_classes))
-        scores = np.round(scores, 2)  # ties, as a quantized model gives
+        scores = np.round(scores, 2) if ties else np.asarray(scores)  # ties, as a quantized model gives
         # corners from x, y, w, h as pycocotools will see them, so both compute the same IoUs
         b = np.array(boxes, np.float64).reshape(-1, 4)
         xywh = np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)

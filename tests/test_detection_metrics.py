@@ -116,6 +116,22 @@ def test_agreement_of_float_and_artifact_detections():
     assert a.as_dict()["matched"] == 2
 
 
+def test_resample_weights_equal_repeating_the_images(raccoon):
+    """A bootstrap resample weights each image by how often it was drawn; that must be what COCO gives
+    on the drawn images listed out (exactly, without tied scores, whose order COCO leaves to the list)."""
+    from edgecv.metrics.bootstrap import resample_weights
+
+    names = ["a", "b", "c"]
+    gts = relabel(raccoon.images, 3, 0.1, 1)
+    dets = synthetic_detections(gts, 3, 7, ties=False)
+    ev = DetectionEvaluation(gts, dets, names)
+    for w in resample_weights(len(gts), 4, seed=3):
+        drawn = np.repeat(np.arange(len(gts)), w.astype(int))
+        listed = DetectionEvaluation([gts[i] for i in drawn], [dets[i] for i in drawn], names)
+        assert ev.average_precision(w) == pytest.approx(listed.average_precision(), abs=1e-12)
+        assert ev.average_precision(w, iou=0.5) == pytest.approx(listed.average_precision(iou=0.5), abs=1e-12)
+
+
 def test_bootstrap_intervals_over_images(raccoon):
     names = ["a", "b"]
     gts = relabel(raccoon.images, 2, 0.0, 5)
