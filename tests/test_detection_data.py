@@ -235,3 +235,28 @@ def test_xml_without_dtd_parses_as_elementtree():
     assert root.tag == "annotation" and root.get("v") == "1" and root.find("name").text == "a & b"
     with pytest.raises(ValueError, match="undefined entity"):
         parse_bytes(b"<r>&nope;</r>")
+
+
+# ---- image pixels <-> model input --------------------------------------------------------------
+
+@pytest.mark.parametrize("policy", ["resize", "pad", "center_crop"])
+def test_boxes_round_trip_through_the_input_frame(policy):
+    from edgecv.data.detection import boxes_from_input, boxes_to_input
+
+    boxes = np.array([[100, 50, 300, 250], [0, 0, 400, 300], [180, 120, 220, 180]], float)
+    inp = boxes_to_input(boxes, (400, 300), (224, 224), policy)
+    back = boxes_from_input(inp, (400, 300), (224, 224), policy)
+    inside = (inp >= 0).all(axis=1) & (inp <= 1).all(axis=1)
+    np.testing.assert_allclose(back[inside], boxes[inside], atol=1e-9)
+
+
+def test_letterbox_and_crop_place_boxes_where_the_pixels_go():
+    from edgecv.data.detection import boxes_to_input
+
+    # a 400x200 image letterboxed into a square: the content fills the width and the middle half
+    np.testing.assert_allclose(boxes_to_input([[0, 0, 400, 200]], (400, 200), (100, 100), "pad"),
+                               [[0, 0.25, 1, 0.75]])
+    # centre-cropped to a square: the middle 200 px of the width are kept
+    np.testing.assert_allclose(boxes_to_input([[100, 0, 300, 200]], (400, 200), (100, 100), "center_crop"),
+                               [[0, 0, 1, 1]])
+    np.testing.assert_allclose(boxes_to_input([[0, 0, 400, 200]], (400, 200), (50, 100), "resize"), [[0, 0, 1, 1]])

@@ -184,3 +184,21 @@ def test_dense_metrics_and_readers_need_numpy_alone():
                        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["1.0", "1", "1.0", "(4,", "4,", "3)"]
+
+
+def test_postprocess_contract_outputs_become_image_detections():
+    """TFLite's detection post-process outputs (ymin, xmin, ymax, xmax in [0, 1] of a letterboxed
+    input; padded to K rows, `count` valid) -> boxes in pixels of the photo."""
+    from edgecv.metrics.detection import from_postprocess
+
+    boxes = np.zeros((1, 10, 4), np.float32)
+    boxes[0, 0] = [0.25, 0.0, 0.75, 1.0]   # the whole 400x200 photo inside a square letterbox
+    boxes[0, 1] = [0.25, 0.5, 0.5, 0.75]
+    boxes[0, 2] = [0.0, 0.0, 0.2, 0.2]     # in the padding: clipped to an empty box at the edge
+    classes = np.array([[1, 2, 1, 7, 7, 7, 7, 7, 7, 7]], np.float32)
+    scores = np.array([[0.9, 0.8, 0.3, 0, 0, 0, 0, 0, 0, 0]], np.float32)
+    d = from_postprocess(boxes[0], classes[0], scores[0], np.array([3.0]), (400, 200), (320, 320), "pad",
+                         class_offset=1)
+    np.testing.assert_allclose(d.boxes[:2], [[0, 0, 400, 200], [200, 0, 300, 100]], atol=1e-4)
+    assert d.classes.tolist() == [0, 1, 0] and len(d) == 3
+    np.testing.assert_allclose(d.scores, [0.9, 0.8, 0.3], atol=1e-6)

@@ -497,3 +497,28 @@ def read_detection(images: Path, annotations: Path, classes: Union[None, Sequenc
         classes = read_names(annotations / "classes.txt")
     return read_yolo(images, annotations, classes)
 
+
+
+# ---- between image pixels and the model input ----------------------------------------------------
+
+def boxes_to_input(boxes: np.ndarray, wh: Sequence[int], size: tuple[int, int], policy: str) -> np.ndarray:
+    """Boxes [K, 4] x1, y1, x2, y2 in pixels of an image of size wh = (w, h) -> the same boxes in
+    [0, 1] of the model input of `size` (height, width) after the recipe's resize policy (stretch,
+    letterbox `pad`, `center_crop`), as `data.keypoints.crop_transform` maps points. A centre crop
+    can cut a box: clip it (and drop what becomes empty) where training needs it."""
+    from edgecv.data.keypoints import crop_transform
+
+    scale, offset = crop_transform(wh, size, policy)
+    rel = np.asarray(boxes, np.float64).reshape(-1, 4) / np.tile(np.asarray(wh, np.float64), 2)
+    return rel * np.tile(scale, 2) + np.tile(offset, 2)
+
+
+def boxes_from_input(boxes: np.ndarray, wh: Sequence[int], size: tuple[int, int], policy: str) -> np.ndarray:
+    """The inverse of `boxes_to_input`: boxes in [0, 1] of the model input -> pixels of the image,
+    clipped to it (a letterboxed model may put a box edge in the padding)."""
+    from edgecv.data.keypoints import crop_transform
+
+    scale, offset = crop_transform(wh, size, policy)
+    w, h = float(wh[0]), float(wh[1])
+    rel = (np.asarray(boxes, np.float64).reshape(-1, 4) - np.tile(offset, 2)) / np.tile(scale, 2)
+    return np.clip(rel * [w, h, w, h], 0, [w, h, w, h])

@@ -397,3 +397,19 @@ def detection_agreement(reference: Sequence[ImageDetections], candidate: Sequenc
         score_error=float(np.mean(errors)) if errors else float("nan"),
         max_score_error=float(np.max(errors)) if errors else float("nan"),
         matched=len(ious), reference_boxes=n_ref, candidate_boxes=n_cand, per_image_f1=np.array(per_image))
+
+
+def from_postprocess(boxes: np.ndarray, classes: np.ndarray, scores: np.ndarray, count, wh: Sequence[int],
+                     size: tuple[int, int], policy: str, class_offset: int = 0) -> ImageDetections:
+    """One image's outputs in the contract of TFLite's detection post-process op (and the TF
+    Object Detection API): `boxes` [K, 4] ymin, xmin, ymax, xmax in [0, 1] of the model input,
+    `classes` [K], `scores` [K], `count` valid rows -> detections in pixels of the image of size
+    wh = (w, h) that was fed through `policy` at `size`. `class_offset` is subtracted from the
+    class ids (1 for a model whose label map keeps index 0 for the background)."""
+    from edgecv.data.detection import boxes_from_input
+
+    n = int(np.asarray(count).reshape(-1)[0])
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)[:n]
+    xyxy = boxes_from_input(b[:, [1, 0, 3, 2]], wh, size, policy)
+    cls = np.rint(np.asarray(classes, np.float64).reshape(-1)[:n]).astype(np.int64) - int(class_offset)
+    return make_detections(xyxy, np.asarray(scores, np.float64).reshape(-1)[:n], cls)
