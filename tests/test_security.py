@@ -122,3 +122,192 @@ def test_export_of_a_malformed_keras_file_exits_2(tmp_path, damage):
                "generic", "--preprocess", "none", "-o", tmp_path / "out")
     assert r.exit_code == 2, r.output
     assert "broken.keras" in r.output and "Traceback" not in r.output
+
+
+@pytest.fixture(scope="module")
+def tiny_tflite(tmp_path_factory) -> Path:
+    """A real, tiny TFLite classifier (16x16 RGB in, 3 scores out)."""
+    import tensorflow as tf
+
+    k = keras()
+    inp = k.Input((SIZE, SIZE, 3))
+    out = k.layers.Dense(3, activation="softmax")(k.layers.GlobalAveragePooling2D()(k.layers.Conv2D(4, 3)(inp)))
+    path = tmp_path_factory.mktemp("tflite") / "tiny.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(k.Model(inp, out)).convert())
+    return path
+
+
+# ---- item 6: exit codes and input limits -------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, cwd=None, timeout=120, memory_gb=3):
+    """The real `edgecv` in a child process with an address-space cap (a runaway input is stopped,
+    not left to eat the machine's memory)."""
+    import resource
+    import subprocess
+    import sys
+
+    def cap():
+        limit = memory_gb << 30
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH") or str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "edgecv.cli.main", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=env, preexec_fn=cap)
+
+
+def test_a_recipe_that_is_not_utf8_is_bad_input(tmp_path):
+    recipe = tmp_path / "edgecv.yaml"
+    recipe.write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    r = invoke("build", "-t", "raspberry-pi-4", "-r", recipe, "-o", tmp_path / "out", "--dry-run")
+    assert r.exit_code == 2, r.output
+    assert "not UTF-8" in r.output and "edgecv.yaml" in r.output
+
+
+ALIAS_BOMB = "name: bomb\ntask_options:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 10))
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
+    import time
+
+    recipe = tmp_path / "edgecv.yaml"
+    recipe.write_text(ALIAS_BOMB + "data: {root: images}\n")
+    t0 = time.monotonic()
+    try:
+        r = run_cli("build", "-t", "raspberry-pi-4", "-r", recipe, "-o", tmp_path / "out", "--dry-run", timeout=90)
+    except Exception as e:  # the timeout: it expanded the bomb
+        pytest.fail(f"the alias bomb was not refused: {e}")
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "aliases" in r.stderr and time.monotonic() - t0 < 60
+
+
+def test_yaml_limits_in_the_loader(tmp_path):
+    from edgecv.config import load_recipe
+    from edgecv.errors import InputError
+
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("name: deep\ntask_options: {x: " + "[" * 200 + "]" * 200 + "}\n")
+    with pytest.raises(InputError, match="nested"):
+        load_recipe(deep)
+    big = tmp_path / "big.yaml"
+    big.write_text("name: big\n# " + "x" * (2 << 20) + "\n")
+    with pytest.raises(InputError, match="limit"):
+        load_recipe(big)
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("name: loop\ntask_options: &t {x: *t}\n")
+    with pytest.raises(InputError, match="contains it"):
+        load_recipe(loop)
+
+
+def report_folder(tmp_path) -> Path:
+    folder = tmp_path / "build" / "raspberry-pi-4"
+    folder.mkdir(parents=True)
+    (folder / "report.json").write_bytes((REPO / "tests/data/report_v2_flowers_raspberry-pi-4.json").read_bytes())
+    return folder / "report.json"
+
+
+def bench_result_for(report: Path) -> dict:
+    art = json.loads(report.read_text())["artifacts"][0]
+    return {"schema": "edgecv.bench/1", "artifact": {"name": "x.tflite", "sha256": art["sha256"]},
+            "latency": {"p50_ms": 3.0, "p90_ms": 4.0}, "latency_by_batch": [], "device": {"cpu": "arm"}}
+
+
+@pytest.mark.parametrize("field,value", [("artifact", {"name": "x", "sha256": 123}), ("latency", "fast"),
+                                         ("latency", {"p50_ms": "3"}), ("accuracy", {"top1": [1]}),
+                                         ("device", ["pi"]), ("metrics", {"accuracy": "high"}),
+                                         ("latency_by_batch", [{"p50_ms": True}])])
+def test_report_merge_refuses_wrongly_typed_fields_and_leaves_the_report(tmp_path, field, value):
+    report = report_folder(tmp_path)
+    before = report.read_bytes()
+    res = bench_result_for(report)
+    res[field] = value
+    (tmp_path / "res.json").write_text(json.dumps(res))
+    r = invoke("report", report, "--merge", tmp_path / "res.json")
+    assert r.exit_code == 2, r.output
+    assert field in r.output and "Traceback" not in r.output
+    assert report.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["merge", "gate"])
+def test_deeply_nested_json_is_bad_input(tmp_path, command):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    report = report_folder(tmp_path)
+    args = ["report", report, "--merge", deep] if command == "merge" else ["gate", "--report", deep, "--baseline", report]
+    r = invoke(*args)
+    assert r.exit_code == 2, r.output
+    assert "deep.json" in r.output and "nested" in r.output
+
+
+@pytest.mark.parametrize("args,word", [(["--batch", "-1"], "--batch"), (["--batch", "0"], "--batch"),
+                                       (["--threads", "0"], "--threads"), (["--threads", "-4"], "--threads"),
+                                       (["--runs", "0"], "--runs")])
+def test_bench_options_are_validated(tiny_tflite, args, word):
+    r = invoke("bench", tiny_tflite, "--random", "--runs", "2", "--seconds", "0", *args)
+    assert r.exit_code == 2, r.output
+    assert word in r.output
+
+
+def test_a_build_refused_by_the_lock_leaves_the_running_builds_log_alone(tmp_path, tiny_recipe_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom edgecv.orchestrator.lock import BuildLock\n"
+                               f"with BuildLock({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(60)\n"],
+                              stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH") or str(REPO)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        (out / "build.log").write_text("the running build's log\n")
+        r = invoke("build", "-t", "raspberry-pi-4", "-r", tiny_recipe_path, "-o", out)
+        assert r.exit_code == 2 and "is being built by" in r.output, r.output
+        assert (out / "build.log").read_text() == "the running build's log\n"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+SLOW_TARGET = """
+import sys, time
+from edgecv.cli.main import app
+from edgecv.orchestrator import runner
+
+def run(self, wait_seconds=0.0):  # straight to writing the target folder, which then takes a while
+    self.build_target(self.targets[0], None, None)
+
+def slow(self, staging, *args):
+    (staging / "half-written.tflite").write_bytes(b"x")
+    time.sleep(60)
+
+runner.Build.run = run
+runner.Build._build_target_into = slow
+sys.exit(app(["build", "-t", "raspberry-pi-4", "-r", sys.argv[1], "-o", sys.argv[2]]))
+"""
+
+
+def test_sigterm_cleans_up_like_ctrl_c(tmp_path, tiny_recipe_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_TARGET, str(tiny_recipe_path), str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH") or str(REPO)})
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / ".raspberry-pi-4.staging" / "half-written.tflite").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err[-2000:]
+    assert "terminated" in err
+    assert not (out / ".raspberry-pi-4.staging").exists() and not (out / "raspberry-pi-4").exists()

@@ -103,7 +103,7 @@ def export_model(
                                  "output (always kept in <out>/build.log and <out>/<target>/build.log)"),
 ):
     """Export, validate and gate a model you trained elsewhere for the target(s); no training."""
-    from edgecv.cli.main import _fail, capture_native, console, finish, print_plan
+    from edgecv.cli.main import _build_log_of, _fail, build_log, console, finish, print_plan
     from edgecv.config import load_target
     from edgecv.errors import EdgecvError
     from edgecv.models.check import check_model_config
@@ -111,7 +111,7 @@ def export_model(
     from edgecv.orchestrator.runner import Build
 
     try:
-        with capture_native(out_dir / "build.log", verbose) as native:
+        with build_log(out_dir, verbose, dry_run) as native:
             raw = export_recipe(model, data, task, preprocess, architecture, labels, label_offset, calibration_data,
                                 input_size, resize, name, custom_objects, unsafe_deserialization)
             recipe, sha = recipe_of(raw, set_)
@@ -125,5 +125,5 @@ def export_model(
                 raise typer.Exit(0)
             result = b.run()
     except EdgecvError as e:
-        _fail(e, log=out_dir / "build.log")
+        _fail(e, log=_build_log_of(e, out_dir))
     raise typer.Exit(finish(result, wide))

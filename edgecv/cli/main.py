@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
@@ -17,9 +16,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgecv.cli.conventions import HELP_OPTIONS, version_callback
-from edgecv.cli.errors import App, set_debug
+from edgecv.cli.errors import App, handle_sigterm, set_debug
 from edgecv.errors import EdgecvError, InputError
-from edgecv.terminal import NativeOutput, log_tail
+from edgecv.terminal import NativeOutput, log_tail, private_log
 
 app = App(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
           context_settings=HELP_OPTIONS,
@@ -38,6 +37,7 @@ def main_options(
 ):
     """Fine-tune a vision model and build validated, optimized artifacts for edge targets."""
     set_debug(debug)
+    handle_sigterm()
 
 
 def _fail(e: EdgecvError, log: Optional[Path] = None) -> None:
@@ -79,6 +79,27 @@ def capture_native(log: Path, verbose: bool = False):
         console.file = out.file = None
 
 
+@contextmanager
+def build_log(out_dir: Path, verbose: bool, dry_run: bool, wait: float = 0.0):
+    """`<out>/build.log` opened only once the build lock is held: a build refused by the lock (or a
+    --dry-run beside a running build, which logs privately) never truncates the running one's log."""
+    from edgecv.orchestrator.lock import BuildLock
+    from edgecv.terminal import private_log
+
+    if dry_run:
+        with private_log("plan") as log, capture_native(log, verbose) as native:
+            yield native
+        return
+    with BuildLock(out_dir, wait), capture_native(out_dir / "build.log", verbose) as native:
+        yield native
+
+
+def _build_log_of(e: EdgecvError, out_dir: Path) -> Optional[Path]:
+    from edgecv.orchestrator.lock import BuildLocked
+
+    return None if isinstance(e, BuildLocked) else out_dir / "build.log"
+
+
 @app.command()
 def build(
     target: List[str] = typer.Option([], "--target", "-t", help="target name (targets/NAME.yaml) or path; repeatable"),
@@ -111,7 +132,7 @@ def build(
         from edgecv.orchestrator.runner import load_build
         from edgecv.report.table import print_summary
 
-        with capture_native(out_dir / "build.log", verbose) as native:
+        with build_log(out_dir, verbose, dry_run, wait) as native:
             names = [n for n, _ in list_targets(recipe.parent)] if all_targets else target
             if not names:
                 raise InputError("name at least one --target (see `edgecv targets`) or pass --all")
@@ -122,7 +143,7 @@ def build(
                 raise typer.Exit(0)
             result = b.run(wait)
     except EdgecvError as e:
-        _fail(e, log=out_dir / "build.log")
+        _fail(e, log=_build_log_of(e, out_dir))
     code = finish(result, wide)
     if device:
         from edgecv.remote.build import bench_build_on_device
@@ -219,6 +240,9 @@ def validate(
         return validate_keypoints(artifact, data, annotations, resize, threads, json_out, out, _fail)
     resize = resize or "center_crop"
     try:
+        from edgecv.validate.bench import check_bench_options
+
+        check_bench_options(threads, [1])
         if not artifact.exists():
             raise InputError(f"{artifact}: no such file or folder")
         check_before_use(artifact, _warn)
@@ -227,7 +251,7 @@ def validate(
         labels = labels or default_labels(artifact)
         names = read_labels(labels) if labels else None
         size = _input_size(input_size) or sidecar_input_size(artifact)
-        with capture_native(Path(tempfile.gettempdir()) / "edgecv-validate.log"), \
+        with private_log("validate") as log, capture_native(log), \
                 load_runtime(artifact, threads=threads, input_size=size) as rt:
             res = evaluate_folder(rt, data, names, resize, label_offset, top_k, warn=_warn)
     except ValueError as e:  # e.g. an unknown file type: a message, not a traceback
@@ -293,9 +317,11 @@ def bench(
     from edgecv.build_folder import check_before_use
     from edgecv.files import atomic_write_text, ensure_writable
     from edgecv.validate.bench import bench as run_bench
+    from edgecv.validate.bench import check_bench_options
     from edgecv.validate.latency import NOISY_P99_OVER_P50, noisy
 
     try:
+        check_bench_options(threads, batch, runs, seconds)
         if not artifact.exists():
             raise InputError(f"{artifact}: no such file or folder")
         check_before_use(artifact, _warn)
@@ -311,7 +337,7 @@ def bench(
             res = bench_on_host(artifact, host, data, random_inputs, options, labels, remote_python, identity,
                                 known_hosts, log=console.print)
         else:
-            with capture_native(Path(tempfile.gettempdir()) / "edgecv-bench.log"):  # the runtime's own start-up lines
+            with private_log("bench") as log, capture_native(log):  # the runtime's own start-up lines
                 res = run_bench(artifact, data, random_inputs, threads, batch, labels, resize, runs, seconds,
                                 annotations=annotations, input_size=_input_size(input_size), warn=_warn,
                                 runtime_options={"int8_semantics": int8_semantics} if int8_semantics else None)
