@@ -311,3 +311,81 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path, tiny_recipe_path):
     assert proc.returncode == 143, err[-2000:]
     assert "terminated" in err
     assert not (out / ".raspberry-pi-4.staging").exists() and not (out / "raspberry-pi-4").exists()
+
+
+# ---- item 3: nothing deleted or written through a link -----------------------------------------
+def test_clean_does_not_prune_through_a_cache_link(tmp_path):
+    from edgecv.build_folder import BUILD_MARKER
+
+    other = tmp_path / "other-tools-cache"
+    (other / "export" / "entry").mkdir(parents=True)
+    (other / "export" / "entry" / "data.bin").write_bytes(b"keep me")
+    out = tmp_path / "build"
+    out.mkdir()
+    (out / BUILD_MARKER).write_text("edgecv build folder\n")
+    (out / ".cache").symlink_to(other)
+    r = invoke("clean", "-o", out, "--all")
+    assert r.exit_code == 2, r.output
+    assert "symbolic link" in r.output
+    assert (other / "export" / "entry" / "data.bin").read_bytes() == b"keep me"
+
+
+def test_a_linked_target_folder_is_refused_before_building(tmp_path, tiny_recipe_path, monkeypatch):
+    from edgecv.orchestrator.stages import index as index_stage
+
+    served = tmp_path / "served" / "current"
+    served.mkdir(parents=True)
+    (served / "manifest.json").write_text("{}")
+    (served / "model.tflite").write_bytes(b"the served model")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "raspberry-pi-4").symlink_to(served)
+    monkeypatch.setattr(index_stage, "run", lambda build: pytest.fail("the build started before refusing the link"))
+    r = invoke("build", "-t", "raspberry-pi-4", "-r", tiny_recipe_path, "-o", out)
+    assert r.exit_code == 2, r.output
+    assert "symbolic link" in r.output and "ln -sfn" in r.output
+    assert sorted(p.name for p in served.iterdir()) == ["manifest.json", "model.tflite"]
+    assert (out / "raspberry-pi-4").is_symlink()
+
+
+def test_a_staging_name_taken_by_a_link_is_not_written_through(tmp_path):
+    from edgecv.orchestrator import publish
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("x")
+    out = tmp_path / "out"
+    out.mkdir()
+    publish.staging_path(out, "t").symlink_to(victim)
+    staging = publish.start(out, "t")
+    assert staging.is_dir() and not staging.is_symlink()
+    assert sorted(p.name for p in victim.iterdir()) == ["keep.txt"]
+
+
+def test_build_log_is_not_written_through_a_link(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "build.log").symlink_to(victim)
+    r = invoke("build", "-t", "no-such-target", "-r", tmp_path / "edgecv.yaml", "-o", out)
+    assert r.exit_code == 2, r.output
+    assert victim.read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("command", ["validate", "bench"])
+def test_validate_and_bench_do_not_log_to_a_fixed_temp_name(tmp_path, tiny_tflite, monkeypatch, command):
+    import tempfile
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (temp / f"edgecv-{command}.log").symlink_to(victim)  # planted by another local user
+    images = flat_images(tmp_path / "imgs")
+    args = ["--data", images] if command == "validate" else ["--random", "--runs", "2", "--seconds", "0"]
+    r = invoke(command, tiny_tflite, *args)
+    assert r.exit_code == 0, r.output
+    assert victim.read_text() == "precious\n"
+    assert [p.name for p in temp.iterdir()] == [f"edgecv-{command}.log"]  # its own private log is gone
