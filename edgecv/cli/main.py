@@ -312,6 +312,8 @@ def bench(
     identity: Optional[Path] = typer.Option(None, "--identity", help="--host: SSH private key (default: ssh-agent, ~/.ssh)"),
     known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="--host: known_hosts file read besides "
                                                "~/.ssh/known_hosts (unknown hosts are refused)"),
+    remote_timeout: float = typer.Option(600.0, "--remote-timeout", help="--host: seconds one command on the device "
+                                         "may take before it counts as hung (exit 5)"),
 ):
     """Measure an artifact on this machine (or on --host over SSH): latency percentiles, memory, load time, accuracy with --data."""
     from edgecv.build_folder import check_before_use
@@ -335,7 +337,7 @@ def bench(
             options = {"threads": threads, "batch": batch, "resize": resize, "runs": runs, "seconds": seconds,
                        "int8_semantics": int8_semantics}
             res = bench_on_host(artifact, host, data, random_inputs, options, labels, remote_python, identity,
-                                known_hosts, log=console.print)
+                                known_hosts, log=console.print, timeout=remote_timeout)
         else:
             with private_log("bench") as log, capture_native(log):  # the runtime's own start-up lines
                 res = run_bench(artifact, data, random_inputs, threads, batch, labels, resize, runs, seconds,
