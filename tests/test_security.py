@@ -348,6 +348,20 @@ def test_a_linked_target_folder_is_refused_before_building(tmp_path, tiny_recipe
     assert (out / "raspberry-pi-4").is_symlink()
 
 
+def test_a_build_does_not_write_its_cache_through_a_link(tmp_path, tiny_recipe_path, monkeypatch):
+    from edgecv.orchestrator.stages import index as index_stage
+
+    other = tmp_path / "other-tools-cache"
+    other.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".cache").symlink_to(other)
+    monkeypatch.setattr(index_stage, "run", lambda build: pytest.fail("the build started before refusing the link"))
+    r = invoke("build", "-t", "raspberry-pi-4", "-r", tiny_recipe_path, "-o", out)
+    assert r.exit_code == 2, r.output
+    assert "symbolic link" in r.output and not any(other.iterdir())
+
+
 def test_a_staging_name_taken_by_a_link_is_not_written_through(tmp_path):
     from edgecv.orchestrator import publish
 

@@ -43,6 +43,18 @@ def check_target_folder(out_root: Path, target: str) -> None:
                          "build into another --out)")
 
 
+def check_build_links(out_root: Path, targets) -> None:
+    """Before a build writes anything: neither the cache nor a target folder may be a symbolic link
+    (the build would write into, and `edgecv clean` prune, a folder outside the build folder)."""
+    cache = Path(out_root) / ".cache"
+    if cache.is_symlink():
+        raise InputError(f"{cache} is a symbolic link (to {os.readlink(cache)}): edgecv writes its cache only inside "
+                         f"the build folder, never through a link. Remove the link, or give a build folder on the disk "
+                         "you wanted the cache on (--out)")
+    for target in targets:
+        check_target_folder(out_root, target)
+
+
 def _unlink_if_link(path: Path) -> None:
     """A staging or previous folder name taken by a link is removed (the link, not where it points)."""
     if path.is_symlink():

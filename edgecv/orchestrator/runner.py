@@ -341,8 +341,7 @@ class Build:
         ensure_dir(self.out_root)
         with BuildLock(self.out_root, wait_seconds):
             publish.mark_build_folder(self.out_root)
-            for target in self.targets:  # before any training: a linked target folder is refused at once
-                publish.check_target_folder(self.out_root, target.name)
+            publish.check_build_links(self.out_root, [t.name for t in self.targets])  # before any training
             with self.log_scope():
                 index = self._index = index_stage.run(self)
                 self.index, self.info = index, index.info

@@ -5,16 +5,13 @@ input (exit 2, the field named), never a crash half-way through rewriting the re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Literal, Optional, Union
+from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from edgecv.errors import InputError
 
 BENCH_SCHEMA = "edgecv.bench/1"
-# a number as JSON writes it: not a string, not true/false, not NaN or infinity
-Number = Union[StrictInt, float]
-Finite = Field(allow_inf_nan=False)
 
 
 class _Open(BaseModel):
@@ -73,11 +70,11 @@ class BenchResult(_Open):
     runtime: Optional[Runtime] = None
     load_seconds: Optional[float] = Field(None, ge=0, allow_inf_nan=False)
     first_inference_ms: Optional[float] = Field(None, ge=0, allow_inf_nan=False)
-    memory: Optional[dict[str, Any]] = None
+    memory: Optional[Dict[str, Any]] = None
     latency: Latency
     latency_by_batch: List[Latency] = []
     accuracy: Optional[Accuracy] = None
-    metrics: Optional[dict[str, Optional[float]]] = None
+    metrics: Optional[Dict[str, Optional[float]]] = None
     remote: Optional[Remote] = None
 
 
