@@ -403,3 +403,16 @@ def test_validate_and_bench_do_not_log_to_a_fixed_temp_name(tmp_path, tiny_tflit
     assert r.exit_code == 0, r.output
     assert victim.read_text() == "precious\n"
     assert [p.name for p in temp.iterdir()] == [f"edgecv-{command}.log"]  # its own private log is gone
+
+
+@pytest.mark.parametrize("field,value", [("schema_version", None), ("schema_version", "2"), ("artifacts", [1])])
+def test_gate_refuses_a_report_with_a_field_of_another_type(tmp_path, field, value):
+    """Found by the property test of the report reader."""
+    report = report_folder(tmp_path)
+    doc = json.loads(report.read_text())
+    doc[field] = value
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    r = invoke("gate", "--report", bad, "--baseline", report)
+    assert r.exit_code == 2, r.output
+    assert "bad.json" in r.output
