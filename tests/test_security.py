@@ -99,6 +99,10 @@ def test_a_cached_task_model_goes_through_the_safe_loader(tmp_path):
     (folder / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ConfigError, match="payload"):
         TaskModel.load(folder)
+    # a folder given to `embed` cannot grant itself unsafe loading
+    (folder / "model.json").write_text(json.dumps({**meta, "unsafe_deserialization": True}))
+    r = invoke("embed", folder, "--data", flat_images(tmp_path / "imgs"), "-o", tmp_path / "f.h5")
+    assert r.exit_code == 2 and "payload" in r.output, r.output
     (folder / "model.json").write_text(json.dumps({**meta, "load_scope": "os:getcwd"}))
     with pytest.raises(ConfigError, match="not one of edgecv's own"):
         TaskModel.load(folder)

@@ -79,7 +79,7 @@ def _keras_embedder(path: Path, sha: str, resize: Optional[str], unsafe: bool = 
     if path.is_dir():
         from edgecv.models.build import TaskModel
 
-        model = TaskModel.load(path)
+        model = TaskModel.load(path, unsafe=unsafe)  # the folder's own model.json does not decide
         return Embedder(path, sha, tuple(model.input_size), resize or "center_crop", model.predict)
     from edgecv.models.user_model import load_user_model
 

@@ -92,7 +92,9 @@ class TaskModel:
         (folder / "model.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
-    def load(cls, folder: Path) -> "TaskModel":
+    def load(cls, folder: Path, unsafe: Optional[bool] = None) -> "TaskModel":
+        """`unsafe`: whether Lambda layers may load; None takes model.json's word (a build's own
+        cache entry, written for a recipe that said so), a command given a folder passes its flag."""
         from edgecv.models.user_model import load_keras
         from edgecv.tasks import get_task
 
@@ -100,7 +102,7 @@ class TaskModel:
 
         get_task(meta["task"], meta.get("task_options", {})).register_keras_objects()  # a head's own layers
         scope = meta.get("load_scope")
-        unsafe = bool(meta.get("unsafe_deserialization", False))
+        unsafe = bool(meta.get("unsafe_deserialization", False)) if unsafe is None else unsafe
         if scope:
             import importlib
 
