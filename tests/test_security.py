@@ -420,3 +420,9 @@ def test_gate_refuses_a_report_with_a_field_of_another_type(tmp_path, field, val
     r = invoke("gate", "--report", bad, "--baseline", report)
     assert r.exit_code == 2, r.output
     assert "bad.json" in r.output
+
+
+def test_build_with_a_malformed_device_is_refused_before_building(tmp_path, tiny_recipe_path):
+    r = invoke("build", "-t", "raspberry-pi-4", "-r", tiny_recipe_path, "-o", tmp_path / "out", "--device", "no-user")
+    assert r.exit_code == 2 and "user@host" in r.output, r.output
+    assert not (tmp_path / "out" / "raspberry-pi-4").exists()

@@ -84,7 +84,6 @@ def build_log(out_dir: Path, verbose: bool, dry_run: bool, wait: float = 0.0):
     """`<out>/build.log` opened only once the build lock is held: a build refused by the lock (or a
     --dry-run beside a running build, which logs privately) never truncates the running one's log."""
     from edgecv.orchestrator.lock import BuildLock
-    from edgecv.terminal import private_log
 
     if dry_run:
         with private_log("plan") as log, capture_native(log, verbose) as native:
@@ -132,6 +131,10 @@ def build(
         from edgecv.orchestrator.runner import load_build
         from edgecv.report.table import print_summary
 
+        if device:  # a wrong --device is bad input now, not after the whole build
+            from edgecv.remote.ssh import HostSpec
+
+            HostSpec.parse(device)
         with build_log(out_dir, verbose, dry_run, wait) as native:
             names = [n for n, _ in list_targets(recipe.parent)] if all_targets else target
             if not names:
