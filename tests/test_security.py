@@ -280,7 +280,7 @@ import sys, time
 from edgecv.cli.main import app
 from edgecv.orchestrator import runner
 
-def run(self, wait_seconds=0.0):  # straight to writing the target folder, which then takes a while
+def run(self, wait_seconds=0.0, held=None):  # straight to writing the target folder, which then takes a while
     self.build_target(self.targets[0], None, None)
 
 def slow(self, staging, *args):

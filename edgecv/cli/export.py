@@ -111,7 +111,7 @@ def export_model(
     from edgecv.orchestrator.runner import Build
 
     try:
-        with build_log(out_dir, verbose, dry_run) as native:
+        with build_log(out_dir, verbose, dry_run) as (native, lock):
             raw = export_recipe(model, data, task, preprocess, architecture, labels, label_offset, calibration_data,
                                 input_size, resize, name, custom_objects, unsafe_deserialization)
             recipe, sha = recipe_of(raw, set_)
@@ -123,7 +123,7 @@ def export_model(
             if dry_run:
                 print_plan(b.plan())
                 raise typer.Exit(0)
-            result = b.run()
+            result = b.run(held=lock)
     except EdgecvError as e:
         _fail(e, log=_build_log_of(e, out_dir))
     raise typer.Exit(finish(result, wide))

@@ -81,16 +81,17 @@ def capture_native(log: Path, verbose: bool = False):
 
 @contextmanager
 def build_log(out_dir: Path, verbose: bool, dry_run: bool, wait: float = 0.0):
-    """`<out>/build.log` opened only once the build lock is held: a build refused by the lock (or a
-    --dry-run beside a running build, which logs privately) never truncates the running one's log."""
+    """(native output, the build lock) with `<out>/build.log` opened only once the lock is held: a
+    build refused by the lock (or a --dry-run beside a running build, which logs privately and
+    takes no lock) never truncates the running one's log. Pass the lock on: `Build.run(held=lock)`."""
     from edgecv.orchestrator.lock import BuildLock
 
     if dry_run:
         with private_log("plan") as log, capture_native(log, verbose) as native:
-            yield native
+            yield native, None
         return
-    with BuildLock(out_dir, wait), capture_native(out_dir / "build.log", verbose) as native:
-        yield native
+    with BuildLock(out_dir, wait) as lock, capture_native(out_dir / "build.log", verbose) as native:
+        yield native, lock
 
 
 def _build_log_of(e: EdgecvError, out_dir: Path) -> Optional[Path]:
@@ -135,7 +136,7 @@ def build(
             from edgecv.remote.ssh import HostSpec
 
             HostSpec.parse(device)
-        with build_log(out_dir, verbose, dry_run, wait) as native:
+        with build_log(out_dir, verbose, dry_run, wait) as (native, lock):
             names = [n for n, _ in list_targets(recipe.parent)] if all_targets else target
             if not names:
                 raise InputError("name at least one --target (see `edgecv targets`) or pass --all")
@@ -144,7 +145,7 @@ def build(
             if dry_run:
                 print_plan(b.plan())
                 raise typer.Exit(0)
-            result = b.run(wait)
+            result = b.run(wait, held=lock)
     except EdgecvError as e:
         _fail(e, log=_build_log_of(e, out_dir))
     code = finish(result, wide)

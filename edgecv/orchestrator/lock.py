@@ -17,24 +17,23 @@ class BuildLocked(EdgecvError):
 
 
 class BuildLock:
-    """Re-entrant within a process: the command line takes it before opening the build's log (a
-    second build refused here must not have truncated the running build's build.log), and the
-    build it then runs takes it again."""
-
-    _held: dict[str, int] = {}  # lock file -> nesting depth in this process
+    """The command line takes it before opening the build's log (a second build refused here must
+    not have truncated the running build's build.log) and hands it to `Build.run(held=...)`."""
 
     def __init__(self, out_root: Path, wait_seconds: float = 0.0):
         self.path = ensure_dir(Path(out_root)) / ".lock"
         self.wait_seconds = wait_seconds
         self._fd = None
-        self._key = os.path.realpath(self.path)
-        self._nested = False
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def covers(self, out_root: Path) -> bool:
+        """Held, and for this build folder."""
+        return self.held and os.path.realpath(self.path) == os.path.realpath(Path(out_root) / ".lock")
 
     def __enter__(self) -> "BuildLock":
-        if self._held.get(self._key):
-            self._held[self._key] += 1
-            self._nested = True
-            return self
         try:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as e:  # a read-only or foreign --out folder
@@ -56,15 +55,9 @@ class BuildLock:
                 time.sleep(0.2)
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"pid {os.getpid()}\n".encode(), 0)
-        self._held[self._key] = 1
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._nested:
-            self._held[self._key] -= 1
-            self._nested = False
-            return
-        self._held.pop(self._key, None)
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)  # the kernel also drops it if the process is killed
             os.close(self._fd)
