@@ -8,6 +8,10 @@ class EdgecvError(Exception):
 
     exit_code = 3
 
+    def __init__(self, *args, result=None):
+        super().__init__(*args)
+        self.result = result  # the API's full result where there is one (a BuildResult for a build)
+
 
 class InputError(EdgecvError):
     """A command was given something it cannot use (a missing or malformed file, a wrong option):
@@ -37,6 +41,10 @@ class GateFailure(EdgecvError):
     """A target's gate failed. Distinct exit code so CI can tell it from a crash."""
 
     exit_code = 1
+
+
+class BuildFailed(EdgecvError):
+    """An artifact or target of a build failed (`edgecv.build`/`export` raise it with the result)."""
 
 
 def did_you_mean(name: str, known) -> str:

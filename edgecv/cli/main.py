@@ -102,25 +102,22 @@ def build(
                                  "output (always kept in <out>/build.log and <out>/<target>/build.log)"),
 ):
     """Train the recipe's model and build, validate and gate every artifact of the target(s)."""
-    from edgecv.config import list_targets
+    from edgecv import api
     from edgecv.extras import require_extra
 
     try:
         if not dry_run:
             require_extra("build", "`edgecv build` (training and conversion)")
-        from edgecv.orchestrator.runner import load_build
-        from edgecv.report.table import print_summary
-
         with capture_native(out_dir / "build.log", verbose) as native:
-            names = [n for n, _ in list_targets(recipe.parent)] if all_targets else target
-            if not names:
+            if not (all_targets or target):
                 raise InputError("name at least one --target (see `edgecv targets`) or pass --all")
-            b = load_build(recipe, names, out_dir, set_, console, gates=not no_gates, force=frozenset(force),
-                           regen_reference=regen_reference, native=native)
+            b = api.prepare_build(recipe, target, out=out_dir, overrides=set_, all_targets=all_targets,
+                                  gates=not no_gates, force=force, regen_reference=regen_reference, console=console,
+                                  native=native)
             if dry_run:
                 print_plan(b.plan())
                 raise typer.Exit(0)
-            result = b.run(wait)
+            result = api.run(b, wait, check=False)
     except EdgecvError as e:
         _fail(e, log=out_dir / "build.log")
     code = finish(result, wide)
@@ -208,42 +205,49 @@ def validate(
 ):
     """Evaluate any classifier artifact on an image folder (third-party TFLite models included), or a
     keypoint artifact on images with --annotations (NME, failure rate, error per keypoint)."""
-    from edgecv.build_folder import check_before_use, sidecar_input_size
+    from edgecv import api
     from edgecv.files import atomic_write_text, ensure_writable
-    from edgecv.runtimes import load_runtime
-    from edgecv.validate.folder import default_labels, evaluate_folder, read_labels
 
     if annotations is not None:
         from edgecv.cli.keypoints import validate_keypoints
 
         return validate_keypoints(artifact, data, annotations, resize, threads, json_out, out, _fail)
-    resize = resize or "center_crop"
+
     try:
-        if not artifact.exists():
-            raise InputError(f"{artifact}: no such file or folder")
-        check_before_use(artifact, _warn)
         if json_out:
             ensure_writable(json_out)
-        labels = labels or default_labels(artifact)
-        names = read_labels(labels) if labels else None
-        size = _input_size(input_size) or sidecar_input_size(artifact)
-        with capture_native(Path(tempfile.gettempdir()) / "edgecv-validate.log"), \
-                load_runtime(artifact, threads=threads, input_size=size) as rt:
-            res = evaluate_folder(rt, data, names, resize, label_offset, top_k, warn=_warn)
-    except ValueError as e:  # e.g. an unknown file type: a message, not a traceback
-        _fail(InputError(str(e)))
+        with capture_native(Path(tempfile.gettempdir()) / "edgecv-validate.log") as native:
+            res = api.validate(artifact, data, labels=labels, label_offset=label_offset, resize=resize,
+                               threads=threads, top_k=top_k, input_size=_input_size(input_size), warn=_warn,
+                               native=native)
+    except EdgecvError as e:
+        _fail(e)
     if per_image:
-        t = Table(title=f"{artifact.name} on {data} (label offset {res.offset})")
-        t.add_column("image", overflow="fold")
-        t.add_column(f"top-{top_k}", overflow="fold")
-        for img, preds in zip(res.images, res.predictions):
-            t.add_row(Path(img).name, ", ".join(f"{n} {s:.2f}" for n, s in preds))
-        out.print(t)
+        print_per_image(artifact, data, res, top_k)
     print_validation_summary(artifact, data, res)
     for p, why in res.skipped:
         console.print(f"[yellow]skipped unreadable image[/] {p}: {why}")
     if json_out:
         atomic_write_text(json_out, json.dumps(res.__dict__, indent=2, default=str))
+
+
+def print_per_image(artifact: Path, data: Path, res, top_k: int) -> None:
+    """Every image with its true label (its class folder), the top-1 prediction and ✓/✗, then the top-k."""
+    labelled = res.correct is not None
+    t = Table(title=f"{artifact.name} on {data} (label offset {res.offset})", box=box.SIMPLE_HEAD, pad_edge=False,
+              title_justify="left")
+    t.add_column("image", overflow="fold")
+    if labelled:
+        for col in ("true label", "prediction", ""):
+            t.add_column(col, overflow="fold")
+    t.add_column(f"top-{top_k} (score)", overflow="fold")
+    for i, (img, preds) in enumerate(zip(res.images, res.predictions)):
+        row = [f"{Path(img).parent.name}/{Path(img).name}" if labelled else Path(img).name]
+        if labelled:
+            ok = res.correct[i]
+            row += [res.truths[i], preds[0][0] if preds else "-", "[green]✓ right[/]" if ok else "[red]✗ wrong[/]"]
+        t.add_row(*row, ", ".join(f"{n} {s:.2f}" for n, s in preds))
+    out.print(t)
 
 
 def print_validation_summary(artifact: Path, data: Path, res) -> None:
@@ -290,33 +294,21 @@ def bench(
                                                "~/.ssh/known_hosts (unknown hosts are refused)"),
 ):
     """Measure an artifact on this machine (or on --host over SSH): latency percentiles, memory, load time, accuracy with --data."""
-    from edgecv.build_folder import check_before_use
+    from edgecv import api
     from edgecv.files import atomic_write_text, ensure_writable
-    from edgecv.validate.bench import bench as run_bench
     from edgecv.validate.latency import NOISY_P99_OVER_P50, noisy
 
     try:
-        if not artifact.exists():
-            raise InputError(f"{artifact}: no such file or folder")
-        check_before_use(artifact, _warn)
-        if int8_semantics and artifact.suffix != ".onnx":
-            raise InputError(f"--int8-semantics chooses onnxruntime's int8 arithmetic: {artifact.name} is not an ONNX file")
         if json_out:  # before measuring: results must not be lost after the table is printed
             ensure_writable(json_out)
-        if host:
-            from edgecv.remote.bench import bench_on_host
-
-            options = {"threads": threads, "batch": batch, "resize": resize, "runs": runs, "seconds": seconds,
-                       "int8_semantics": int8_semantics}
-            res = bench_on_host(artifact, host, data, random_inputs, options, labels, remote_python, identity,
-                                known_hosts, log=console.print)
-        else:
-            with capture_native(Path(tempfile.gettempdir()) / "edgecv-bench.log"):  # the runtime's own start-up lines
-                res = run_bench(artifact, data, random_inputs, threads, batch, labels, resize, runs, seconds,
-                                annotations=annotations, input_size=_input_size(input_size), warn=_warn,
-                                runtime_options={"int8_semantics": int8_semantics} if int8_semantics else None)
-    except ValueError as e:
-        _fail(InputError(str(e)))
+        with capture_native(Path(tempfile.gettempdir()) / "edgecv-bench.log") as native:  # the runtime's start-up lines
+            res = api.bench(artifact, data, random=random_inputs, threads=threads, batch=batch, labels=labels,
+                            resize=resize, annotations=annotations, int8_semantics=int8_semantics, runs=runs,
+                            seconds=seconds, input_size=_input_size(input_size), host=host,
+                            remote_python=remote_python, identity=identity, known_hosts=known_hosts, warn=_warn,
+                            log=console.print, native=native).to_json()
+    except EdgecvError as e:
+        _fail(e)
     where = f"{res['remote']['host']}: " if res.get("remote") else ""
     t = Table(title=f"{artifact.name} on {where}{res['device']['cpu']} ({res['device']['cpu_count']} cores), "
                     f"{res['runtime'].get('library')}, threads {threads or 'default'}; times in ms",
