@@ -112,6 +112,15 @@ def test_a_failed_gate_raises_with_the_result_and_exit_code_1(quickstart):
                           overrides=FAST, check=False)
     assert result.exit_code == 1
 
+    # the command line: each failed gate said once, then what to do next; `report FILE` shows the table
+    r = CliRunner().invoke(app, ["build", "-t", str(target), "-r", str(quickstart / "edgecv.yaml"), "-o",
+                                 str(quickstart / "build"), *[a for o in FAST for a in ("--set", o)]])
+    assert r.exit_code == 1, r.output
+    assert r.output.count("accuracy_min FAILED") == 1, r.output
+    assert "next steps" in r.output and "--no-gates" in r.output
+    r = CliRunner().invoke(app, ["report", str(quickstart / "build" / "impossible")])
+    assert r.exit_code == 0 and "fp32" in r.output and "p50 ms" in r.output, r.output
+
 
 def test_bad_input_raises_a_typed_error_with_exit_code_2(tmp_path):
     with pytest.raises(ConfigError) as caught:

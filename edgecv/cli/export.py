@@ -82,7 +82,8 @@ def export_model(
                              "judged per output against the float model)"),
     preprocess: Optional[str] = typer.Option(None, "--preprocess", help="the model's input normalization: a "
                                              "keras-applications family (mobilenet_v2, resnet50, efficientnet, ...), "
-                                             "tf | torch | caffe | none; explicit values: --set model.preprocess.mean=[...]"),
+                                             "tf | torch | caffe | none (default: none when the model's first layer is Rescaling or "
+                                             "Normalization); explicit values: --set (model.preprocess.mean, .std)"),
     architecture: Optional[str] = typer.Option(None, "--architecture", help="for a weights-only h5 (keras-applications "
                                                "files): its keras.applications model, e.g. MobileNetV2; its family's "
                                                "preprocessing is then the default"),
@@ -109,7 +110,8 @@ def export_model(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="also show TensorFlow's and the converters' own "
                                  "output (always kept in <out>/build.log and <out>/<target>/build.log)"),
 ):
-    """Export, validate and gate a model you trained elsewhere for the target(s); no training."""
+    """Export, validate and gate a model you trained elsewhere for the target(s), or as one --format with no
+    target file; no training."""
     from edgecv import api
     from edgecv.cli.main import _fail, capture_native, console, finish, print_plan
     from edgecv.errors import EdgecvError, InputError

@@ -42,6 +42,8 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     """Field names of the sub-model that holds `loc[-1]`, for 'unknown key' messages."""
     current: Any = model
     for part in loc[:-1]:
+        if isinstance(part, int):  # an item of a list (artifacts.0): the list's model holds the key
+            continue
         field = getattr(current, "model_fields", {}).get(str(part))
         if field is None:
             return []
@@ -78,6 +80,8 @@ def format_validation_error(err: ValidationError, model: type[BaseModel], file: 
         line = None if override else _line_of(node, loc)
         where = f"from the command line `--set {override}`, " if override else f"line {line}, " if line else ""
         msg = e["msg"]
+        if e["type"] == "value_error" and msg.startswith("Value error, "):  # pydantic's words, not ours
+            msg = msg[len("Value error, "):]
         if e["type"] == "extra_forbidden":
             allowed = _allowed_keys(model, loc)
             msg = (f"unknown key `{loc[-1]}`{did_you_mean(str(loc[-1]), allowed)}"
@@ -138,6 +142,11 @@ def apply_overrides(data: dict, overrides: Iterable[str], file: Path) -> dict:
 
 
 def _read_yaml(path: Path) -> tuple[dict, Any]:
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.y*ml"))
+        hint = (f": give the file inside it, e.g. {path / ('edgecv.yaml' if 'edgecv.yaml' in inside else inside[0])}"
+                if inside else " with no .yaml file in it: give the recipe or target file itself")
+        raise ConfigError(f"{path} is a folder{hint}")
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
     text = path.read_text()
