@@ -1,5 +1,5 @@
 """Errors a user can act on. The CLI prints their message without a traceback and exits with the
-error's code (README, "Exit codes"): 1 a gate failed, 2 bad input or usage, 3 an artifact or
+error's code (docs/guide.md, "Exit codes"): 1 a gate failed, 2 bad input or usage, 3 an artifact or
 target failed to build."""
 
 
