@@ -149,7 +149,16 @@ def features(emb_build, int8_artifact):
     path = root / "features.h5"
     run = cli("embed", int8_artifact, "--data", data, "--out", path, "--chunk", 8)
     assert run.returncode == 0, run.stderr
+    assert_no_native_lines(run)
     return path
+
+
+def assert_no_native_lines(run) -> None:
+    """TensorFlow's, abseil's and XNNPACK's own lines go to a log, not to the person at the terminal."""
+    from test_terminal import NATIVE_LINE
+
+    shown = [line for line in (run.stdout + run.stderr).splitlines() if NATIVE_LINE.match(line)]
+    assert not shown, shown
 
 
 def test_embed_resumes_after_sigkill_without_recomputing(tmp_path, emb_build, int8_artifact, features):
@@ -209,6 +218,7 @@ def test_search_returns_same_class_neighbours(tmp_path, emb_build, features):
     queries = [held_out / f"class_{c}" / "000.png" for c in range(3)]
     run = cli("search", gallery, *queries, "-k", 5, "--json", "-")
     assert run.returncode == 0, run.stderr
+    assert_no_native_lines(run)
     results = json.loads(run.stdout)
     for c, r in enumerate(results):
         assert [n["label"] for n in r["neighbours"]] == [f"class_{c}"] * 5
