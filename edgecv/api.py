@@ -3,9 +3,9 @@ notebook or a training script.
 
     import edgecv
     result = edgecv.build("examples/quickstart/edgecv.yaml", targets=["raspberry-pi-4"], out="build")
-    result.report().artifact("int8").metrics["accuracy"]        # 98.6 (percent)
+    result.report().artifact("int8").metrics["accuracy"]        # percent, as the table shows it
 
-    edgecv.export("model.keras", format="tflite", precision="int8", data="images/")
+    edgecv.export("model.keras", format="tflite", precision="int8", data="images/", labels="labels.txt")
     edgecv.validate("build/raspberry-pi-4/digits_int8.tflite", data="images/").accuracy
     edgecv.bench("build/raspberry-pi-4/digits_int8.tflite", random=True).latency["p50_ms"]
 

@@ -94,6 +94,11 @@ def test_notebook_builds_the_quickstart_and_reads_accuracy(quickstart, capsys):
     for row in rows:
         truth, predicted, mark = row[1], row[2], row[3]
         assert truth == row[0].split("/")[0] and mark == ("✓" if predicted == truth else "✗")
+    # `--json -`: stdout holds the JSON alone (the table goes to stderr), as in every command
+    r = CliRunner().invoke(app, ["bench", str(artifact), "--random", "--runs", "5", "--seconds", "0", "--json", "-"])
+    assert r.exit_code == 0, r.output
+    measured = json.loads(r.stdout)
+    assert measured["latency"]["p50_ms"] > 0 and measured["artifact"]["format"] == "tflite"
     b = edgecv.bench(artifact, random=True, runs=5, seconds=0.1)
     assert isinstance(b, edgecv.BenchResult) and b.latency["p50_ms"] > 0 and b.artifact["format"] == "tflite"
 

@@ -405,7 +405,7 @@ def report(
             from edgecv.report.table import print_summary
             from edgecv.validate.regression import read_report
 
-            print_summary(read_report(report_json, "REPORT_JSON"), out, wide=wide, notes=console)
+            print_summary(read_report(report_json, "report"), out, wide=wide, notes=console)
             raise typer.Exit(0)
         failures = merge_files(report_json, merge)
     except EdgecvError as e:
