@@ -40,9 +40,9 @@ if _display_type is not None:  # the typer releases for Python 3.8 have no such 
 _Argument = typer.core.TyperArgument
 if hasattr(_Argument, "_usage_display_name") and hasattr(_Argument, "display_type_rich"):
     # arguments by name in capitals (`edgecv export [OPTIONS] MODEL`, not `{model}`), without a type label
-    _Argument._rich_display_name = lambda self: self.display_name_raw.upper() + ("..." if self.nargs != 1 else "")
-    _Argument._usage_display_name = lambda self: ((self.display_name_raw.upper() if self.required
-                                                   else f"[{self.display_name_raw.upper()}]")
+    _Argument.display_name_raw = property(lambda self: self.metavar or (self.name or "").upper())
+    _Argument._usage_display_name = lambda self: ((self.display_name_raw if self.required
+                                                   else f"[{self.display_name_raw}]")
                                                   + ("..." if self.nargs != 1 else ""))
     _Argument.display_type_rich = lambda self, ctx: None
 
