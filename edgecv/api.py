@@ -62,7 +62,7 @@ def native_output(log: Path, console: "Console", native: Optional["NativeOutput"
 
     ensure_dir(Path(log).parent)
     own = NativeOutput(verbose).start(Path(log))
-    before = console.file
+    before = getattr(console, "_file", None)  # None: follow sys.stderr, as a console made without a file does
     console.file = own.terminal_err
     try:
         yield own
