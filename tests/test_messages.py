@@ -32,3 +32,19 @@ def test_misspelt_artifact_key_and_gates_get_a_close_match(tmp_path):
 def test_a_folder_given_as_recipe_names_the_file_inside(tmp_path):
     code, text = dry_run("-t", "raspberry-pi-4", "-r", RECIPE.parent, "-o", tmp_path / "b")
     assert code == 2 and "is a folder: give the file inside it, e.g." in text and "edgecv.yaml" in text
+
+
+def test_help_is_grouped_uncut_and_readable():
+    import click
+    import typer.main
+
+    root = typer.main.get_command(app)
+    r = CliRunner().invoke(app, ["-h"], env={"COLUMNS": "80"})
+    assert r.exit_code == 0
+    for panel in ("Build", "Check an artifact", "Look up", "Embeddings and search"):
+        assert f"─ {panel} ─" in r.output, r.output
+    commands = [[n] for n in root.list_commands(click.Context(root))] + [["engine", "build"], ["engine", "validate"]]
+    for command in commands:
+        r = CliRunner().invoke(app, [*command, "-h"], env={"COLUMNS": "80"})
+        assert r.exit_code == 0, (command, r.output)
+        assert "…" not in r.output and "<list" not in r.output and "<path>" not in r.output, (command, r.output)
