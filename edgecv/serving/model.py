@@ -205,7 +205,8 @@ class ServedModel:
                 with Image.open(io.BytesIO(data)) as img:
                     pixels = img.width * img.height
             except Exception as e:
-                raise RequestError(f"{ENCODED_INPUT}[{i}]: not a readable image ({type(e).__name__}: {e}); "
+                why = "Pillow cannot identify it" if type(e).__name__ == "UnidentifiedImageError" else f"{type(e).__name__}: {e}"
+                raise RequestError(f"{ENCODED_INPUT}[{i}]: not a readable image ({why}); "
                                    "send JPEG or PNG bytes, base64 in {\"b64\": ...} over REST") from None
             if pixels > MAX_IMAGE_PIXELS:
                 raise RequestError(f"{ENCODED_INPUT}[{i}]: {img.width}x{img.height} is over the "

@@ -6,6 +6,7 @@ finish what is in flight (uvicorn's graceful shutdown, gRPC's grace period, the 
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -56,7 +57,8 @@ class ModelServer:
             raise
         except Exception as e:  # the model refused the values (a corrupt image past its header ...)
             if type(e).__name__ in ("InvalidArgumentError", "ValueError", "ImageDecodeError"):
-                raise RequestError(f"the model cannot run this input: {str(e).strip().splitlines()[0][:300]}") from None
+                why = re.sub(r"\{\{[^}]*\}\}\s*", "", str(e)).strip().splitlines()[0][:300]  # TF's node prefix
+                raise RequestError(f"the model cannot run this input: {why}") from None
             raise
 
     async def start(self) -> None:
