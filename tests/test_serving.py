@@ -451,3 +451,25 @@ def test_serves_tflite_and_onnx(fmt, tiny_model, tiny_val, tmp_path):
         assert meta["model_spec"]["version"] == "1"
     finally:
         assert s.stop() == 0
+
+
+def test_serve_bad_input_exits_2_with_a_message(built, tmp_path):
+    def run(*args):
+        r = subprocess.run([sys.executable, "-m", "edgecv.cli.main", "serve", *map(str, args), "--host", HOST],
+                           capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+        r.stderr = " ".join(r.stderr.split())
+        return r
+
+    r = run(tmp_path / "missing")
+    assert r.returncode == 2 and "no such file or folder" in r.stderr
+    (tmp_path / "a.onnx").write_bytes(b"x")
+    (tmp_path / "b.tflite").write_bytes(b"x")
+    r = run(tmp_path)
+    assert r.returncode == 2 and "a.onnx, b.tflite" in r.stderr and "name one" in r.stderr
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen(1)
+        r = run(built, "--port", taken.getsockname()[1], "--grpc-port", "0")
+    assert r.returncode == 2 and "choose another --port" in r.stderr
+    r = run(tmp_path / "a.onnx", "--port", free_port(), "--grpc-port", "0")
+    assert r.returncode == 2 and "a.onnx" in r.stderr and "Traceback" not in r.stderr

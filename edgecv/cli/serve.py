@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -14,7 +16,8 @@ from rich.markup import escape
 
 from edgecv.errors import EdgecvError, InputError
 
-console = Console(stderr=True)
+# as edgecv.cli.main's: wide enough for a log or CI when not a terminal
+console = Console(stderr=True, width=None if sys.stderr.isatty() or "COLUMNS" in os.environ else 160)
 
 
 def serve(
@@ -65,8 +68,12 @@ def serve(
                           "(pip install 'edgecv[build,serve]'); serving REST only")
             grpc_port = 0
         from edgecv.serving.model import ServedModel, find_artifact
+        from edgecv.serving.server import check_free
 
         path = find_artifact(artifact)
+        check_free(host, port, "--port")
+        if grpc_port:
+            check_free(host, grpc_port, "--grpc-port (0: no gRPC)")
         batching = _batching_file(path)
         opts = ServeOptions(host=host, port=port, grpc_port=grpc_port, batching=not no_batching,
                             max_batch_size=max_batch_size or batching.get("max_batch_size", 32),

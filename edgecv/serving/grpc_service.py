@@ -77,7 +77,6 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     async def GetModelMetadata(self, request, context):
-        from tensorflow.core.protobuf import meta_graph_pb2
         from tensorflow.core.framework import tensor_shape_pb2, types_pb2
 
         from edgecv.serving.tensors import TF_DTYPES
@@ -104,7 +103,6 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.version.value = self.model.version
         response.metadata["signature_def"].Pack(defs)
         self.server.metrics.count("metadata", "", "OK")
-        assert meta_graph_pb2  # the SignatureDef type lives there; imported so its descriptor is registered
         return response
 
 

@@ -59,7 +59,7 @@ def build_app(server) -> Starlette:
     """`server`: edgecv.serving.server.ModelServer (model, batchers, metrics, limits)."""
     model = server.model
 
-    def resolve(path: str, method: str):
+    def resolve(path: str):
         m = MODEL_PATH.match(path)
         if m is None:
             raise RequestError(f"unknown path /v1/models/{path}: try /v1/models/{model.name}", 404)
@@ -78,7 +78,7 @@ def build_app(server) -> Starlette:
         t0 = time.perf_counter()
         api = "other"
         try:
-            tail = resolve(request.path_params["path"], request.method)
+            tail = resolve(request.path_params["path"])
             if tail is None or tail == "/metadata":
                 api = "status" if tail is None else "metadata"
                 if request.method != "GET":

@@ -103,9 +103,6 @@ def header_timeout_protocol(seconds: float):
             else:
                 self._disarm()
 
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-
         def connection_lost(self, exc):
             self._disarm()
             super().connection_lost(exc)
@@ -142,7 +139,12 @@ class _Server(uvicorn.Server):
             captured.clear()
 
 
-def listen(host: str, port: int) -> socket.socket:
+def check_free(host: str, port: int, option: str) -> None:
+    """Before loading a model for a minute: is the port free? (InputError naming the option.)"""
+    listen(host, port, option).close()
+
+
+def listen(host: str, port: int, option: str = "--port") -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -150,7 +152,7 @@ def listen(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise InputError(f"REST cannot listen on {host}:{port} ({e.strerror}): choose another --port") from None
+        raise InputError(f"cannot listen on {host}:{port} ({e.strerror}): choose another {option}") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
