@@ -181,8 +181,9 @@ def main() -> None:
                 rows = []
                 for rnd in range(args.rounds):
                     for name, srv in (("batching", server), ("no batching", off)):
-                        lv = load(srv, [top], args.requests, args.seconds, work / "val")["levels"][0]
-                        rows.append({"round": rnd, "server": name, **lv})
+                        res = load(srv, [top], args.requests, args.seconds, work / "val")
+                        rows.append({"round": rnd, "server": name, **res["levels"][0],
+                                     "rss_mb_before": res["rss_mb_before"], "rss_mb_after": res["rss_mb_after"]})
                         print(rows[-1], flush=True)
                 out["batching_vs_none"] = rows
             finally:

@@ -252,8 +252,9 @@ def test_concurrent_requests_are_batched(server, built, images):
     assert float(lines['edgecv_serving_requests_total{api="predict",code="200",model="tiny",signature="serving_default"}']) >= 8
 
 
-def _corrupt_jpeg(images) -> bytes:
-    good = jpeg_bytes(np.asarray(Image.fromarray(images[0]).resize((64, 64))))
+def _corrupt_jpeg() -> bytes:
+    y, x = np.mgrid[0:64, 0:64]
+    good = jpeg_bytes(np.stack([x * 4, y * 4, (x + y) * 2], -1).astype(np.uint8))
     return good[:len(good) // 2]  # its header parses; half its scan data is missing
 
 
@@ -263,48 +264,50 @@ def _huge_png() -> bytes:
     return buf.getvalue()
 
 
-def BAD_REQUESTS(images):
-    """(kind, method, path, body, expected status)."""
-    px = images[:1].tolist()
-    enc = "/v1/models/tiny:predict"
-    return [
-        ("not JSON", "POST", enc, b"{instances: nope", 400),
-        ("JSON not an object", "POST", enc, b"[1, 2, 3]", 400),
-        ("both instances and inputs", "POST", enc, {"instances": px, "inputs": px}, 400),
-        ("neither instances nor inputs", "POST", enc, {"examples": px}, 400),
-        ("empty instances", "POST", enc, {"instances": []}, 400),
-        ("wrong shape", "POST", enc, {"instances": np.zeros((1, 31, 32, 3), int).tolist()}, 400),
-        ("wrong dtype: strings for pixels", "POST", enc, {"instances": [[["a"] * 3] * 32] * 32}, 400),
-        ("value out of uint8 range", "POST", enc, {"instances": np.full((1, 32, 32, 3), 300).tolist()}, 400),
-        ("fractional pixel values", "POST", enc, {"instances": np.full((1, 32, 32, 3), 0.5).tolist()}, 400),
-        ("ragged array", "POST", enc, {"instances": [[[0, 0, 0]] * 32] * 31 + [[[0, 0]] * 32]}, 400),
-        ("bad base64", "POST", enc, {"signature_name": "serving_encoded", "instances": [{"b64": "not*base64"}]}, 400),
-        ("b64 of something not an image", "POST", enc, {"signature_name": "serving_encoded",
-                                                        "instances": [{"b64": b64(b"hello, world")}]}, 400),
-        ("corrupt JPEG", "POST", enc, {"signature_name": "serving_encoded",
-                                       "instances": [{"b64": b64(_corrupt_jpeg(images))}]}, 400),
-        ("image over the pixel limit", "POST", enc, {"signature_name": "serving_encoded",
-                                                     "instances": [{"b64": b64(_huge_png())}]}, 413),
-        ("pixels sent to the encoded signature", "POST", enc, {"signature_name": "serving_encoded", "instances": px}, 400),
-        ("unknown signature", "POST", enc, {"signature_name": "classify_me", "instances": px}, 400),
-        ("wrong input name", "POST", enc, {"instances": [{"pixels": px[0]}]}, 400),
-        ("unknown model", "POST", "/v1/models/other:predict", {"instances": px}, 404),
-        ("unknown version", "POST", "/v1/models/tiny/versions/7:predict", {"instances": px}, 404),
-        ("version label", "GET", "/v1/models/tiny/labels/stable", None, 404),
-        ("classify API", "POST", "/v1/models/tiny:classify", {"examples": []}, 400),
-        ("GET on predict", "GET", enc, None, 405),
-        ("unknown path", "GET", "/v2/models/tiny", None, 404),
-        ("oversized body", "POST", enc, b"{" + b" " * (MAX_BODY + 10) + b"}", 413),
-    ]
+PX = np.zeros((1, 32, 32, 3), int).tolist()
+PREDICT = "/v1/models/tiny:predict"
 
 
-@pytest.mark.parametrize("case", range(24))
-def test_bad_request_gets_4xx_and_server_keeps_answering(server, images, case):
-    kind, method, path, body, want = BAD_REQUESTS(images)[case]
-    status, answer = request(method, path, body, port=server.port)
+def encoded(make):
+    return lambda: {"signature_name": "serving_encoded", "instances": [{"b64": b64(make())}]}
+
+
+# (kind, method, path, body or a function making it, expected status)
+BAD_REQUESTS = [
+    ("not JSON", "POST", PREDICT, b"{instances: nope", 400),
+    ("JSON not an object", "POST", PREDICT, b"[1, 2, 3]", 400),
+    ("JSON nested too deeply", "POST", PREDICT, b'{"instances": ' + b"[" * 200000 + b"]" * 200000 + b"}", 400),
+    ("both instances and inputs", "POST", PREDICT, {"instances": PX, "inputs": PX}, 400),
+    ("neither instances nor inputs", "POST", PREDICT, {"examples": PX}, 400),
+    ("empty instances", "POST", PREDICT, {"instances": []}, 400),
+    ("wrong shape", "POST", PREDICT, {"instances": np.zeros((1, 31, 32, 3), int).tolist()}, 400),
+    ("wrong dtype: strings for pixels", "POST", PREDICT, {"instances": [[["a"] * 3] * 32] * 32}, 400),
+    ("value out of uint8 range", "POST", PREDICT, {"instances": np.full((1, 32, 32, 3), 300).tolist()}, 400),
+    ("fractional pixel values", "POST", PREDICT, {"instances": np.full((1, 32, 32, 3), 0.5).tolist()}, 400),
+    ("ragged array", "POST", PREDICT, {"instances": [[[0, 0, 0]] * 32] * 31 + [[[0, 0]] * 32]}, 400),
+    ("bad base64", "POST", PREDICT, {"signature_name": "serving_encoded", "instances": [{"b64": "not*base64"}]}, 400),
+    ("b64 of something not an image", "POST", PREDICT, encoded(lambda: b"hello, world"), 400),
+    ("corrupt JPEG", "POST", PREDICT, encoded(_corrupt_jpeg), 400),
+    ("image over the pixel limit", "POST", PREDICT, encoded(_huge_png), 413),
+    ("pixels sent to the encoded signature", "POST", PREDICT, {"signature_name": "serving_encoded", "instances": PX}, 400),
+    ("unknown signature", "POST", PREDICT, {"signature_name": "classify_me", "instances": PX}, 400),
+    ("wrong input name", "POST", PREDICT, {"instances": [{"pixels": PX[0]}]}, 400),
+    ("unknown model", "POST", "/v1/models/other:predict", {"instances": PX}, 404),
+    ("unknown version", "POST", "/v1/models/tiny/versions/7:predict", {"instances": PX}, 404),
+    ("version label", "GET", "/v1/models/tiny/labels/stable", None, 404),
+    ("classify API", "POST", "/v1/models/tiny:classify", {"examples": []}, 400),
+    ("GET on predict", "GET", PREDICT, None, 405),
+    ("unknown path", "GET", "/v2/models/tiny", None, 404),
+    ("oversized body", "POST", PREDICT, b"{" + b" " * (MAX_BODY + 10) + b"}", 413),
+]
+
+
+@pytest.mark.parametrize("kind,method,path,body,want", BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS])
+def test_bad_request_gets_4xx_and_server_keeps_answering(server, images, kind, method, path, body, want):
+    status, answer = request(method, path, body() if callable(body) else body, port=server.port)
     assert status == want, (kind, answer)
     assert isinstance(answer, dict) and answer["error"], kind  # {"error": "..."}, a message
-    ok, _ = request("POST", "/v1/models/tiny:predict", {"instances": images[:1].tolist()}, port=server.port)
+    ok, _ = request("POST", PREDICT, {"instances": images[:1].tolist()}, port=server.port)
     assert ok == 200, f"after {kind}"
 
 
@@ -360,7 +363,7 @@ def test_many_slow_clients_do_not_block_correct_requests(server, images):
 
 
 def test_corrupt_image_in_a_batch_fails_only_its_own_request(server, images):
-    corrupt = {"signature_name": "serving_encoded", "instances": [{"b64": b64(_corrupt_jpeg(images))}]}
+    corrupt = encoded(_corrupt_jpeg)()
     good = {"signature_name": "serving_encoded", "instances": [{"b64": b64(jpeg_bytes(images[1]))}]}
     results = {}
 

@@ -108,6 +108,8 @@ def build_app(server) -> Starlette:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:
             raise RequestError(f"the request body is not JSON ({e})") from None
+        except RecursionError:
+            raise RequestError("the request body nests JSON too deeply") from None
         sig_name = body.get("signature_name") or "serving_default" if isinstance(body, dict) else "serving_default"
         if not isinstance(sig_name, str) or sig_name not in model.signatures:
             raise RequestError(f"signature {sig_name!r} not found: this model has {sorted(model.signatures)}")
