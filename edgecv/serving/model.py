@@ -25,6 +25,8 @@ from edgecv.exporters.encoded_images import ENCODED_INPUT, ENCODED_SIGNATURE
 
 DEFAULT_SIGNATURE = "serving_default"
 PIXELS_INPUT = "images"
+SERVABLE_FILES = (".tflite", ".onnx", ".engine", ".plan")
+THREAD_SAFE_FORMATS = ("savedmodel", "onnx")  # one runtime shared by the workers; others get one each
 MAX_IMAGE_PIXELS = 64_000_000  # an encoded image whose header claims more is refused before decoding
 
 
@@ -53,14 +55,15 @@ class Signature:
 
 def find_artifact(path: Path) -> Path:
     """ARTIFACT or TARGET_FOLDER -> the artifact to serve: a SavedModel folder (with models.config
-    or numbered versions), a .tflite or an .onnx file; a target folder must hold exactly one."""
+    or numbered versions), a .tflite, an .onnx or a TensorRT .engine/.plan file (on a Jetson or
+    an NVIDIA GPU); a target folder must hold exactly one."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_file():
-        if path.suffix in (".tflite", ".onnx"):
+        if path.suffix in SERVABLE_FILES:
             return path
-        raise InputError(f"{path.name}: edgecv serve takes a SavedModel folder, a .tflite or an .onnx file")
+        raise InputError(f"{path.name}: edgecv serve takes a SavedModel folder or a {', '.join(SERVABLE_FILES)} file")
     from edgecv.runtimes.base import detect_format
 
     try:
@@ -68,11 +71,11 @@ def find_artifact(path: Path) -> Path:
             return path
     except ValueError:
         pass
-    found = sorted(p for p in path.iterdir() if p.suffix in (".tflite", ".onnx") or (p.is_dir() and _is_savedmodel(p)))
+    found = sorted(p for p in path.iterdir() if p.suffix in SERVABLE_FILES or (p.is_dir() and _is_savedmodel(p)))
     if len(found) == 1:
         return found[0]
     if not found:
-        raise InputError(f"{path}: no SavedModel, .tflite or .onnx inside to serve")
+        raise InputError(f"{path}: no SavedModel or {', '.join(SERVABLE_FILES)} file inside to serve")
     raise InputError(f"{path} holds {len(found)} artifacts ({', '.join(p.name for p in found)}): name one, "
                      f"e.g. edgecv serve {found[0]}")
 
@@ -162,7 +165,7 @@ class ServedModel:
             size = (self.preprocessing["input"]["height"], self.preprocessing["input"]["width"])
         options = {"input_size": size}
         self.pool = RuntimePool(lambda: load_runtime(self.path, self.format, threads=threads, **options),
-                                max(1, workers), thread_safe=self.format != "tflite")
+                                max(1, workers), thread_safe=self.format in THREAD_SAFE_FORMATS)
         rt = self.pool.first
         self.input_size = tuple(rt.input_size)
         self.library = rt.library
