@@ -405,7 +405,7 @@ def test_bench_serving_unreachable_is_a_clear_error():
 
 
 def test_sigterm_finishes_the_request_in_flight(built, tmp_path, images):
-    s = Server([built / "tiny_serving"], tmp_path / "serve.log", "tiny", grpc=False)
+    s = Server([built / "tiny_serving"], tmp_path / "serve.log", "tiny", grpc=False, extra=["--body-timeout", "20"])
     body = json.dumps({"instances": images[:2].tolist()}).encode()
     answer = {}
 
@@ -414,13 +414,13 @@ def test_sigterm_finishes_the_request_in_flight(built, tmp_path, images):
                 f"Content-Length: {len(body)}\r\n\r\n").encode()
         with socket.create_connection((HOST, s.port), timeout=30) as c:
             c.sendall(head + body[:50])
-            time.sleep(0.4)  # SIGTERM arrives now, the request already begun
+            time.sleep(2.0)  # SIGTERM arrives now (after 1 s), the request already begun
             c.sendall(body[50:])
             answer["raw"] = c.recv(65536)
 
     t = threading.Thread(target=client)
     t.start()
-    time.sleep(0.2)
+    time.sleep(1.0)
     code = s.stop(signal.SIGTERM)
     t.join(30)
     assert answer["raw"].startswith(b"HTTP/1.1 200"), answer
