@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -123,13 +122,17 @@ def bench_serving(url: str, artifact: Optional[Path], data: Optional[Path], conc
     from rich import box
     from rich.table import Table
 
-    from edgecv.files import atomic_write_text, ensure_writable
+    from edgecv.cli.conventions import emit_json
+    from edgecv.files import ensure_writable
     from edgecv.serving.loadtest import bench_serving as run
 
     if not concurrency or min(concurrency) < 1 or requests < 1 or seconds <= 0:
         raise InputError("--concurrency values, --runs and --seconds are positive")
-    if json_out:
+    to_stdout = str(json_out) == "-"  # `--json -`: stdout holds the JSON alone
+    if json_out and not to_stdout:
         ensure_writable(json_out)
+    if to_stdout:
+        out = console
     target_report = None
     if artifact is not None:
         from edgecv.serving.model import find_artifact
@@ -153,8 +156,9 @@ def bench_serving(url: str, artifact: Optional[Path], data: Optional[Path], conc
         for f in lv["failures"][:2]:
             console.print(f"[red]failed at concurrency {lv['concurrency']}:[/] {escape(f)}")
     if json_out:
-        atomic_write_text(json_out, json.dumps(res, indent=2))
-        out.print(f"wrote {json_out}")
+        emit_json(json_out, res)
+        if not to_stdout:
+            out.print(f"wrote {json_out}")
     code = 1 if failed else 0
     if target_report is not None:
         from edgecv.report.merge import merge_results
