@@ -154,6 +154,10 @@ def load(server: Server, levels, requests: int, seconds: float, data: Path) -> d
                                            "throughput_ips")} for lv in res["latency_by_batch"]]}
 
 
+class _Done(Exception):
+    pass
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--target", type=Path, required=True, help="a built cloud-tfserving target folder")
@@ -162,6 +166,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=5000, help="most requests per level")
     ap.add_argument("--seconds", type=float, default=30.0, help="most seconds per level")
     ap.add_argument("--rounds", type=int, default=2, help="batching on/off alternations at the top concurrency")
+    ap.add_argument("--agreement-only", action="store_true", help="skip the load and batching measurements")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
@@ -172,6 +177,8 @@ def main() -> None:
         try:
             out["agreement"] = agreement(args.target, args.recipe, server, work)
             print(json.dumps(out["agreement"], indent=1), flush=True)
+            if args.agreement_only:
+                raise _Done
             out["uptime_before_load"] = uptime()
             out["load"] = load(server, args.concurrency, args.requests, args.seconds, work / "val")
             print(json.dumps(out["load"], indent=1), flush=True)
@@ -188,6 +195,8 @@ def main() -> None:
                 out["batching_vs_none"] = rows
             finally:
                 out["no_batching_exit"] = off.stop()
+        except _Done:
+            pass
         finally:
             out["exit"] = server.stop()
     out["uptime_end"] = uptime()
