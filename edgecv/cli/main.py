@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
@@ -17,9 +16,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgecv.cli.conventions import HELP_OPTIONS, emit_json, version_callback
-from edgecv.cli.errors import App, set_debug
+from edgecv.cli.errors import App, handle_sigterm, set_debug
 from edgecv.errors import EdgecvError, InputError
-from edgecv.terminal import NativeOutput, log_tail
+from edgecv.terminal import NativeOutput, log_tail, private_log
 
 app = App(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
           context_settings=HELP_OPTIONS,
@@ -38,6 +37,7 @@ def main_options(
 ):
     """Fine-tune a vision model and build validated, optimized artifacts for edge targets."""
     set_debug(debug)
+    handle_sigterm()
 
 
 def _fail(e: EdgecvError, log: Optional[Path] = None) -> None:
@@ -79,6 +79,27 @@ def capture_native(log: Path, verbose: bool = False):
         console.file = out.file = None
 
 
+@contextmanager
+def build_log(out_dir: Path, verbose: bool, dry_run: bool, wait: float = 0.0):
+    """(native output, the build lock) with `<out>/build.log` opened only once the lock is held: a
+    build refused by the lock (or a --dry-run beside a running build, which logs privately and
+    takes no lock) never truncates the running one's log. Pass the lock on: `api.run(held=lock)`."""
+    from edgecv.orchestrator.lock import BuildLock
+
+    if dry_run:
+        with private_log("plan") as log, capture_native(log, verbose) as native:
+            yield native, None
+        return
+    with BuildLock(out_dir, wait) as lock, capture_native(out_dir / "build.log", verbose) as native:
+        yield native, lock
+
+
+def _build_log_of(e: EdgecvError, out_dir: Path) -> Optional[Path]:
+    from edgecv.orchestrator.lock import BuildLocked
+
+    return None if isinstance(e, BuildLocked) else out_dir / "build.log"
+
+
 @app.command()
 def build(
     target: List[str] = typer.Option([], "--target", "-t", help="target name (targets/NAME.yaml) or path; repeatable"),
@@ -108,7 +129,11 @@ def build(
     try:
         if not dry_run:
             require_extra("build", "`edgecv build` (training and conversion)")
-        with capture_native(out_dir / "build.log", verbose) as native:
+        if device:  # a wrong --device is bad input now, not after the whole build
+            from edgecv.remote.ssh import HostSpec
+
+            HostSpec.parse(device)
+        with build_log(out_dir, verbose, dry_run, wait) as (native, lock):
             if not (all_targets or target):
                 raise InputError("name at least one --target (see `edgecv targets`) or pass --all")
             b = api.prepare_build(recipe, target, out=out_dir, overrides=set_, all_targets=all_targets,
@@ -117,9 +142,9 @@ def build(
             if dry_run:
                 print_plan(b.plan())
                 raise typer.Exit(0)
-            result = api.run(b, wait, check=False)
+            result = api.run(b, wait, check=False, held=lock)
     except EdgecvError as e:
-        _fail(e, log=out_dir / "build.log")
+        _fail(e, log=_build_log_of(e, out_dir))
     code = finish(result, wide)
     if device:
         from edgecv.remote.build import bench_build_on_device
@@ -239,7 +264,7 @@ def validate(
     try:
         if json_out and str(json_out) != "-":
             ensure_writable(json_out)
-        with capture_native(Path(tempfile.gettempdir()) / "edgecv-validate.log") as native:
+        with private_log("validate") as native_file, capture_native(native_file) as native:
             res = api.validate(artifact, data, labels=labels, label_offset=label_offset, resize=resize,
                                threads=threads, top_k=top_k, input_size=_input_size(input_size), warn=_warn,
                                native=native)
@@ -320,6 +345,8 @@ def bench(
     identity: Optional[Path] = typer.Option(None, "--identity", help="--host: SSH private key (default: ssh-agent, ~/.ssh)"),
     known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="--host: known_hosts file read besides "
                                                "~/.ssh/known_hosts (unknown hosts are refused)"),
+    remote_timeout: float = typer.Option(600.0, "--remote-timeout", help="--host: seconds one command on the device "
+                                         "may take before it counts as hung (exit 5)"),
     serving: Optional[str] = typer.Option(None, "--serving", help="load-test a running TF Serving REST endpoint "
                                           "(http://HOST:8501/v1/models/NAME; edgecv serve's or TF Serving's) at "
                                           "each --concurrency, --runs requests and --seconds at most per level"),
@@ -343,12 +370,12 @@ def bench(
     try:
         if json_out and str(json_out) != "-":  # before measuring: results must not be lost after the table
             ensure_writable(json_out)
-        with capture_native(Path(tempfile.gettempdir()) / "edgecv-bench.log") as native:  # the runtime's start-up lines
+        with private_log("bench") as native_file, capture_native(native_file) as native:  # the runtime's start-up lines
             res = api.bench(artifact, data, random=random_inputs, threads=threads, batch=batch, labels=labels,
                             resize=resize, annotations=annotations, int8_semantics=int8_semantics, runs=runs,
                             seconds=seconds, input_size=_input_size(input_size), host=host,
                             remote_python=remote_python, identity=identity, known_hosts=known_hosts, warn=_warn,
-                            log=console.print, native=native).to_json()
+                            log=console.print, native=native, remote_timeout=remote_timeout).to_json()
     except EdgecvError as e:
         _fail(e)
     show = console if str(json_out) == "-" else out  # `--json -`: stdout holds the JSON alone
@@ -490,7 +517,7 @@ def diagnose(
 
     try:
         require_extra("build", "`edgecv diagnose` (TFLite's quantization debugger)")
-        with capture_native(Path(tempfile.gettempdir()) / "edgecv-diagnose.log"):
+        with private_log("diagnose") as native_file, capture_native(native_file):
             d = diagnose_artifact(artifact, samples)
     except EdgecvError as e:
         _fail(e)
