@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
@@ -16,10 +15,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from edgecv.cli.conventions import HELP_OPTIONS, version_callback
-from edgecv.cli.errors import App, set_debug
+from edgecv.cli.conventions import HELP_OPTIONS, emit_json, version_callback
+from edgecv.cli.errors import App, handle_sigterm, set_debug
 from edgecv.errors import EdgecvError, InputError
-from edgecv.terminal import NativeOutput, log_tail
+from edgecv.terminal import NativeOutput, log_tail, private_log
 
 app = App(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
           context_settings=HELP_OPTIONS,
@@ -38,6 +37,7 @@ def main_options(
 ):
     """Fine-tune a vision model and build validated, optimized artifacts for edge targets."""
     set_debug(debug)
+    handle_sigterm()
 
 
 def _fail(e: EdgecvError, log: Optional[Path] = None) -> None:
@@ -79,6 +79,27 @@ def capture_native(log: Path, verbose: bool = False):
         console.file = out.file = None
 
 
+@contextmanager
+def build_log(out_dir: Path, verbose: bool, dry_run: bool, wait: float = 0.0):
+    """(native output, the build lock) with `<out>/build.log` opened only once the lock is held: a
+    build refused by the lock (or a --dry-run beside a running build, which logs privately and
+    takes no lock) never truncates the running one's log. Pass the lock on: `api.run(held=lock)`."""
+    from edgecv.orchestrator.lock import BuildLock
+
+    if dry_run:
+        with private_log("plan") as log, capture_native(log, verbose) as native:
+            yield native, None
+        return
+    with BuildLock(out_dir, wait) as lock, capture_native(out_dir / "build.log", verbose) as native:
+        yield native, lock
+
+
+def _build_log_of(e: EdgecvError, out_dir: Path) -> Optional[Path]:
+    from edgecv.orchestrator.lock import BuildLocked
+
+    return None if isinstance(e, BuildLocked) else out_dir / "build.log"
+
+
 @app.command()
 def build(
     target: List[str] = typer.Option([], "--target", "-t", help="target name (targets/NAME.yaml) or path; repeatable"),
@@ -103,27 +124,28 @@ def build(
                                  "output (always kept in <out>/build.log and <out>/<target>/build.log)"),
 ):
     """Train the recipe's model and build, validate and gate every artifact of the target(s)."""
-    from edgecv.config import list_targets
+    from edgecv import api
     from edgecv.extras import require_extra
 
     try:
         if not dry_run:
             require_extra("build", "`edgecv build` (training and conversion)")
-        from edgecv.orchestrator.runner import load_build
-        from edgecv.report.table import print_summary
+        if device:  # a wrong --device is bad input now, not after the whole build
+            from edgecv.remote.ssh import HostSpec
 
-        with capture_native(out_dir / "build.log", verbose) as native:
-            names = [n for n, _ in list_targets(recipe.parent)] if all_targets else target
-            if not names:
+            HostSpec.parse(device)
+        with build_log(out_dir, verbose, dry_run, wait) as (native, lock):
+            if not (all_targets or target):
                 raise InputError("name at least one --target (see `edgecv targets`) or pass --all")
-            b = load_build(recipe, names, out_dir, set_, console, gates=not no_gates, force=frozenset(force),
-                           regen_reference=regen_reference, native=native)
+            b = api.prepare_build(recipe, target, out=out_dir, overrides=set_, all_targets=all_targets,
+                                  gates=not no_gates, force=force, regen_reference=regen_reference, console=console,
+                                  native=native)
             if dry_run:
                 print_plan(b.plan())
                 raise typer.Exit(0)
-            result = b.run(wait)
+            result = api.run(b, wait, check=False, held=lock)
     except EdgecvError as e:
-        _fail(e, log=out_dir / "build.log")
+        _fail(e, log=_build_log_of(e, out_dir))
     code = finish(result, wide)
     if device:
         from edgecv.remote.build import bench_build_on_device
@@ -154,7 +176,10 @@ def finish(result, wide: bool = False) -> int:
             console.print(f"{o.target}: " + "; ".join(o.messages))
         elif o.report is None:
             console.print(f"[red]{o.target}: failed[/]")
-        if o.status != "ok":
+        if o.status == "gates_failed" and o.report is not None:  # the failures are in the notes above
+            for line in gate_next_steps(o.report, o.report_path.parent if o.report_path else None):
+                console.print(line, highlight=False)
+        elif o.status != "ok":
             for m in o.messages:
                 console.print(f"  [red]{m}[/]")
         if o.log is not None:
@@ -162,6 +187,25 @@ def finish(result, wide: bool = False) -> int:
         if o.report_path and o.report is not None:
             console.print(f"[dim]{o.target}: {o.report_path.parent}/report.html[/]")
     return result.exit_code
+
+
+def gate_next_steps(report, folder: Optional[Path]) -> list[str]:
+    """What to try when gates failed: find the int8 layers at fault, keep them in float, or report only."""
+    from edgecv.config.loader import targets_building
+
+    failing = [a for a in report.artifacts if a.failed_gates]
+    lines = ["[bold]next steps[/] (a gate failed; exit code 1):"]
+    int8_tflite = [a for a in failing if a.precision == "int8" and a.format == "tflite" and a.path]
+    for a in int8_tflite:
+        path = (folder / a.path) if folder else Path(a.path)
+        lines.append(f"  edgecv diagnose {escape(str(path))}   # which layers lose accuracy in int8")
+    for fmt in sorted({a.format for a in failing if a.precision == "int8"}):
+        aware = [n for n in targets_building(fmt) if n.endswith("accuracy-aware")]
+        if aware:
+            lines.append(f"  edgecv build -t {aware[0]} ...   # int8 that keeps its worst layers in float "
+                         "until the accuracy gate passes (options: {accuracy_aware: ...} on your artifact)")
+    lines.append("  --no-gates   # report the gates without failing the build")
+    return lines
 
 
 def print_plan(rows) -> None:
@@ -201,7 +245,8 @@ def validate(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads the runtime may use (default: its own)"),
     top_k: int = typer.Option(3, "--top-k", help="predictions shown per image with --per-image"),
     per_image: bool = typer.Option(False, "--per-image", help="also print every image's top-k predictions"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="write the result as JSON (every image included)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="write the result as JSON to FILE, "
+                                            "every image included (`-`: to stdout)"),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="keypoint artifacts: a CSV "
                                                "`image,x0,y0,...` in pixels or COCO keypoints JSON for --data"),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW for a model that accepts any size "
@@ -209,42 +254,52 @@ def validate(
 ):
     """Evaluate any classifier artifact on an image folder (third-party TFLite models included), or a
     keypoint artifact on images with --annotations (NME, failure rate, error per keypoint)."""
-    from edgecv.build_folder import check_before_use, sidecar_input_size
-    from edgecv.files import atomic_write_text, ensure_writable
-    from edgecv.runtimes import load_runtime
-    from edgecv.validate.folder import default_labels, evaluate_folder, read_labels
+    from edgecv import api
+    from edgecv.files import ensure_writable
 
     if annotations is not None:
         from edgecv.cli.keypoints import validate_keypoints
 
         return validate_keypoints(artifact, data, annotations, resize, threads, json_out, out, _fail)
-    resize = resize or "center_crop"
+
     try:
-        if not artifact.exists():
-            raise InputError(f"{artifact}: no such file or folder")
-        check_before_use(artifact, _warn)
-        if json_out:
+        if json_out and str(json_out) != "-":
             ensure_writable(json_out)
-        labels = labels or default_labels(artifact)
-        names = read_labels(labels) if labels else None
-        size = _input_size(input_size) or sidecar_input_size(artifact)
-        with capture_native(Path(tempfile.gettempdir()) / "edgecv-validate.log"), \
-                load_runtime(artifact, threads=threads, input_size=size) as rt:
-            res = evaluate_folder(rt, data, names, resize, label_offset, top_k, warn=_warn)
-    except ValueError as e:  # e.g. an unknown file type: a message, not a traceback
-        _fail(InputError(str(e)))
-    if per_image:
-        t = Table(title=f"{artifact.name} on {data} (label offset {res.offset})")
-        t.add_column("image", overflow="fold")
-        t.add_column(f"top-{top_k}", overflow="fold")
-        for img, preds in zip(res.images, res.predictions):
-            t.add_row(Path(img).name, ", ".join(f"{n} {s:.2f}" for n, s in preds))
-        out.print(t)
-    print_validation_summary(artifact, data, res)
+        with private_log("validate") as native_file, capture_native(native_file) as native:
+            res = api.validate(artifact, data, labels=labels, label_offset=label_offset, resize=resize,
+                               threads=threads, top_k=top_k, input_size=_input_size(input_size), warn=_warn,
+                               native=native)
+    except EdgecvError as e:
+        _fail(e)
     for p, why in res.skipped:
         console.print(f"[yellow]skipped unreadable image[/] {p}: {why}")
+    if str(json_out) == "-":  # stdout holds the JSON alone
+        emit_json(json_out, res.__dict__)
+        return
+    if per_image:
+        print_per_image(artifact, data, res, top_k)
+    print_validation_summary(artifact, data, res)
     if json_out:
-        atomic_write_text(json_out, json.dumps(res.__dict__, indent=2, default=str))
+        emit_json(json_out, res.__dict__)
+
+
+def print_per_image(artifact: Path, data: Path, res, top_k: int) -> None:
+    """Every image with its true label (its class folder), the top-1 prediction and ✓/✗, then the top-k."""
+    labelled = res.correct is not None
+    t = Table(title=f"{artifact.name} on {data} (label offset {res.offset})", box=box.SIMPLE_HEAD, pad_edge=False,
+              title_justify="left")
+    t.add_column("image", overflow="fold")
+    if labelled:
+        for col in ("true label", "prediction", ""):
+            t.add_column(col, overflow="fold")
+    t.add_column(f"top-{top_k} (score)", overflow="fold")
+    for i, (img, preds) in enumerate(zip(res.images, res.predictions)):
+        row = [f"{Path(img).parent.name}/{Path(img).name}" if labelled else Path(img).name]
+        if labelled:
+            ok = res.correct[i]
+            row += [res.truths[i], preds[0][0] if preds else "-", "[green]✓ right[/]" if ok else "[red]✗ wrong[/]"]
+        t.add_row(*row, ", ".join(f"{n} {s:.2f}" for n, s in preds))
+    out.print(t)
 
 
 def print_validation_summary(artifact: Path, data: Path, res) -> None:
@@ -263,7 +318,8 @@ def print_validation_summary(artifact: Path, data: Path, res) -> None:
 
 @app.command()
 def bench(
-    artifact: Path = typer.Argument(..., help=".tflite, .onnx, SavedModel folder, ... (edgecv's or a third party's)"),
+    artifact: Optional[Path] = typer.Argument(None, help=".tflite, .onnx, SavedModel folder, ... (edgecv's or a "
+                                              "third party's); with --serving: the files served (optional)"),
     data: Optional[Path] = typer.Option(None, "--data", help="images (class sub-folders also give accuracy)"),
     random_inputs: bool = typer.Option(False, "--random", help="random uint8 images at the artifact's input size"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads the runtime may use (default: its own)"),
@@ -280,7 +336,8 @@ def bench(
                                                  "fused kernels for this CPU: what an onnxruntime deployment runs)"),
     runs: int = typer.Option(50, "--runs", help="at least this many timed runs per batch size"),
     seconds: float = typer.Option(2.0, "--seconds", help="and at least this long"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="write the result (merge it with `edgecv report --merge`)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="write the result as JSON to FILE "
+                                            "(`-`: to stdout); merge it with `edgecv report --merge`"),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW for a model that accepts any size "
                                              "(default: preprocessing.json beside it)"),
     host: Optional[str] = typer.Option(None, "--host", help="run it on this device over SSH: user@host[:port]; the "
@@ -289,47 +346,53 @@ def bench(
     identity: Optional[Path] = typer.Option(None, "--identity", help="--host: SSH private key (default: ssh-agent, ~/.ssh)"),
     known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="--host: known_hosts file read besides "
                                                "~/.ssh/known_hosts (unknown hosts are refused)"),
+    remote_timeout: float = typer.Option(600.0, "--remote-timeout", help="--host: seconds one command on the device "
+                                         "may take before it counts as hung (exit 5)"),
+    serving: Optional[str] = typer.Option(None, "--serving", help="load-test a running TF Serving REST endpoint "
+                                          "(http://HOST:8501/v1/models/NAME; edgecv serve's or TF Serving's) at "
+                                          "each --concurrency, --runs requests and --seconds at most per level"),
+    concurrency: List[int] = typer.Option([1, 4, 16], "--concurrency", help="--serving: clients at once; repeatable"),
 ):
-    """Measure an artifact on this machine (or on --host over SSH): latency percentiles, memory, load time, accuracy with --data."""
-    from edgecv.build_folder import check_before_use
-    from edgecv.files import atomic_write_text, ensure_writable
-    from edgecv.validate.bench import bench as run_bench
+    """Measure an artifact on this machine (or on --host over SSH, or a server with --serving): latency percentiles, memory, load time, accuracy with --data."""
+    if serving:
+        from edgecv.cli.serve import bench_serving
+
+        try:
+            raise typer.Exit(bench_serving(serving, artifact, data, concurrency, runs, seconds, json_out, out))
+        except EdgecvError as e:
+            _fail(e)
+    if artifact is None:
+        _fail(InputError("name the ARTIFACT to measure (or --serving URL for a running server)"))
+    from edgecv import api
+    from edgecv.files import ensure_writable
+    from edgecv.report.outputs import FPS_MEANING, fps
     from edgecv.validate.latency import NOISY_P99_OVER_P50, noisy
 
     try:
-        if not artifact.exists():
-            raise InputError(f"{artifact}: no such file or folder")
-        check_before_use(artifact, _warn)
-        if int8_semantics and artifact.suffix != ".onnx":
-            raise InputError(f"--int8-semantics chooses onnxruntime's int8 arithmetic: {artifact.name} is not an ONNX file")
-        if json_out:  # before measuring: results must not be lost after the table is printed
+        if json_out and str(json_out) != "-":  # before measuring: results must not be lost after the table
             ensure_writable(json_out)
-        if host:
-            from edgecv.remote.bench import bench_on_host
-
-            options = {"threads": threads, "batch": batch, "resize": resize, "runs": runs, "seconds": seconds,
-                       "int8_semantics": int8_semantics}
-            res = bench_on_host(artifact, host, data, random_inputs, options, labels, remote_python, identity,
-                                known_hosts, log=console.print)
-        else:
-            with capture_native(Path(tempfile.gettempdir()) / "edgecv-bench.log"):  # the runtime's own start-up lines
-                res = run_bench(artifact, data, random_inputs, threads, batch, labels, resize, runs, seconds,
-                                annotations=annotations, input_size=_input_size(input_size), warn=_warn,
-                                runtime_options={"int8_semantics": int8_semantics} if int8_semantics else None)
-    except ValueError as e:
-        _fail(InputError(str(e)))
+        with private_log("bench") as native_file, capture_native(native_file) as native:  # the runtime's start-up lines
+            res = api.bench(artifact, data, random=random_inputs, threads=threads, batch=batch, labels=labels,
+                            resize=resize, annotations=annotations, int8_semantics=int8_semantics, runs=runs,
+                            seconds=seconds, input_size=_input_size(input_size), host=host,
+                            remote_python=remote_python, identity=identity, known_hosts=known_hosts, warn=_warn,
+                            log=console.print, native=native, remote_timeout=remote_timeout).to_json()
+    except EdgecvError as e:
+        _fail(e)
+    show = console if str(json_out) == "-" else out  # `--json -`: stdout holds the JSON alone
     where = f"{res['remote']['host']}: " if res.get("remote") else ""
     t = Table(title=f"{artifact.name} on {where}{res['device']['cpu']} ({res['device']['cpu_count']} cores), "
                     f"{res['runtime'].get('library')}, threads {threads or 'default'}; times in ms",
               box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
-    for col in ("batch", "warm-up", "runs", "1st", "p50", "p90", "p99", "mean ± std", "img/s"):
+    for col in ("batch", "warm-up", "runs", "1st run", "p50", "p90", "p99", "mean ± std", "FPS"):
         t.add_column(col, justify="right", no_wrap=True)
     for lat in res["latency_by_batch"]:
         first = "-" if lat.get("first_ms") is None else f"{lat['first_ms']:.3f}"
         t.add_row(str(lat["batch"]), str(lat["warmup"]), str(lat["runs"]), first, f"{lat['p50_ms']:.3f}",
-                  f"{lat['p90_ms']:.3f}", f"{lat['p99_ms']:.3f}", f"{lat['mean_ms']:.2f} ± {lat.get('std_ms', 0):.2f}",
-                  f"{lat['throughput_ips']:.1f}")
-    out.print(t)
+                  f"{lat['p90_ms']:.3f}", f"{lat['p99_ms']:.3f}", f"{lat['mean_ms']:.3f} ± {lat.get('std_ms', 0):.3f}",
+                  f"{fps(lat):.1f}")
+    show.print(t)
+    console.print(f"[dim]1st run: the first call of the timed loop at that batch size; {FPS_MEANING}[/]")
     for lat in res["latency_by_batch"]:
         if noisy(lat["p50_ms"], lat["p99_ms"]):
             console.print(f"[yellow]warning:[/] batch {lat['batch']}: p99 {lat['p99_ms']:.3f} ms is more than "
@@ -337,22 +400,23 @@ def bench(
                           "throttling); close other programs or raise --runs/--seconds before trusting these numbers")
     mem = res["memory"]
     first = res.get("first_inference_ms")
-    out.print(f"load {res['load_seconds'] * 1000:.1f} ms; first inference "
-              + ("-" if first is None else f"{first:.1f} ms") + f"; size {res['artifact']['size_bytes'] / 1e6:.3f} MB "
+    show.print(f"load {res['load_seconds'] * 1000:.1f} ms; first inference after loading (one image) "
+              + ("-" if first is None else f"{first:.3f} ms") + f"; size {res['artifact']['size_bytes'] / 1e6:.3f} MB "
               f"(gzip {res['artifact']['gzip_bytes'] / 1e6:.3f} MB); peak RSS "
               + ("-" if mem["peak_rss_mb"] is None else f"{mem['peak_rss_mb']:.1f} MB"))
     if res.get("session_options"):
         from edgecv.report.identity import session_text
 
-        out.print(f"onnxruntime int8 arithmetic {session_text(res['session_options'])}; sha256 {res['artifact']['sha256']}")
+        show.print(f"onnxruntime int8 arithmetic {session_text(res['session_options'])}; sha256 {res['artifact']['sha256']}")
     if res["accuracy"]:
         top5 = "" if res["accuracy"]["top5"] is None else f", top-5 {res['accuracy']['top5']:.2f}%"
-        out.print(f"accuracy top-1 {res['accuracy']['top1']:.2f}%{top5} on {res['accuracy']['images']} images")
+        show.print(f"accuracy top-1 {res['accuracy']['top1']:.2f}%{top5} on {res['accuracy']['images']} images")
     if "nme" in res["metrics"]:
-        out.print(f"NME {res['metrics']['nme']:.4f}, failure rate {res['metrics']['failure_rate']:.3f}")
+        show.print(f"NME {res['metrics']['nme']:.4f}, failure rate {res['metrics']['failure_rate']:.3f}")
     if json_out:
-        atomic_write_text(json_out, json.dumps(res, indent=2))
-        out.print(f"wrote {json_out}")
+        emit_json(json_out, res)
+        if str(json_out) != "-":
+            out.print(f"wrote {json_out}")
     if host and (artifact.parent / "report.json").is_file():
         from edgecv.report.merge import merge_results
 
@@ -368,15 +432,23 @@ def bench(
 
 @app.command()
 def report(
-    report_json: Path = typer.Argument(..., help="a target's report.json from `edgecv build`"),
+    report_json: Path = typer.Argument(..., help="a target's report.json from `edgecv build` (or its folder)"),
     merge: List[Path] = typer.Option([], "--merge", help="`edgecv bench --json` result from a device; repeatable"),
+    wide: bool = typer.Option(False, "--wide", help="without --merge: every report column, not the 80-column set"),
 ):
-    """Fold device benchmark results into a build's report and re-check its gates with the device numbers."""
+    """Show a build's report table, or fold device benchmark results into it (--merge) and re-check its
+    gates with the device numbers."""
     from edgecv.report.merge import merge_files
 
+    if report_json.is_dir():  # a target folder: its report
+        report_json = report_json / "report.json"
     try:
         if not merge:
-            raise InputError("nothing to do: pass --merge RESULT.json")
+            from edgecv.report.table import print_summary
+            from edgecv.validate.regression import read_report
+
+            print_summary(read_report(report_json, "report"), out, wide=wide, notes=console)
+            raise typer.Exit(0)
         failures = merge_files(report_json, merge)
     except EdgecvError as e:
         _fail(e)
@@ -443,7 +515,8 @@ def diagnose(
     artifact: Path = typer.Argument(..., help="an int8 .tflite inside an edgecv build folder"),
     top: int = typer.Option(15, "--top", help="show the N worst layers"),
     samples: int = typer.Option(32, "--samples", help="calibration images to measure the error on"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="write every layer's error as JSON"),
+    json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="write every layer's error as JSON "
+                                            "to FILE (`-`: to stdout)"),
 ):
     """Rank an int8 TFLite artifact's layers by quantization error, worst first (why it misses a gate)."""
     from edgecv.extras import require_extra
@@ -451,9 +524,13 @@ def diagnose(
 
     try:
         require_extra("build", "`edgecv diagnose` (TFLite's quantization debugger)")
-        d = diagnose_artifact(artifact, samples)
+        with private_log("diagnose") as native_file, capture_native(native_file):
+            d = diagnose_artifact(artifact, samples)
     except EdgecvError as e:
         _fail(e)
+    if str(json_out) == "-":  # stdout holds the JSON alone
+        emit_json(json_out, d.to_json())
+        return
     out.print(f"{artifact.name} matches the build's manifest (sha256 {d.artifact_sha256[:12]}...): its float model "
               f"(key {d.made_from[:12]}) re-quantized with the build's calibration images, layer by layer")
     t = Table(title=f"{artifact.name}: per-layer int8 error on {samples} calibration images (worst first)")
@@ -465,7 +542,7 @@ def diagnose(
     out.print("rmse / scale: the op's own output error in quantization steps, given the same quantized input. "
               "Keep the worst layers in float with options: {accuracy_aware: {...}} on the artifact.")
     if json_out:
-        json_out.write_text(json.dumps(d.to_json(), indent=2))
+        emit_json(json_out, d.to_json())
 
 
 @app.command()
@@ -474,16 +551,16 @@ def targets(recipe_dir: Optional[Path] = typer.Option(None, "--recipe-dir", help
     """List the known targets with a one-line description."""
     from edgecv.config import list_targets, load_target
 
-    t = Table()
-    for col in ("target", "artifacts", "description"):
-        t.add_column(col)
+    from edgecv.cli.listing import listing_console, print_listing
+
+    rows = []
     for name, path in list_targets(recipe_dir):
         try:
             tg = load_target(str(path))
-            t.add_row(name, ", ".join(f"{a.name} ({a.format} {a.precision})" for a in tg.artifacts), tg.description)
+            rows.append([name, ", ".join(f"{a.name} ({a.format} {a.precision})" for a in tg.artifacts), tg.description])
         except EdgecvError as e:
-            t.add_row(name, "[red]invalid[/]", str(e).splitlines()[0])
-    out.print(t)
+            rows.append([name, "[red]invalid[/]", escape(str(e).splitlines()[0])])
+    print_listing(listing_console(), ("target", "artifacts", "description"), rows, prose=(2,))
 
 
 @app.command()
@@ -492,17 +569,17 @@ def formats():
     from edgecv.exporters import EXPORTER_MODULES, get_exporter
     from edgecv.exporters.base import FORMAT_ALIASES
 
-    t = Table()
-    for col in ("format", "also accepted as", "precisions", "needs calibration"):
-        t.add_column(col)
+    from edgecv.cli.listing import listing_console, print_listing
+
+    rows = []
     for fmt in sorted(EXPORTER_MODULES):
         aliases = ", ".join(a for a, f in FORMAT_ALIASES.items() if f == fmt) or "-"
         try:
             e = get_exporter(fmt)
-            t.add_row(fmt, aliases, ", ".join(e.precisions), ", ".join(e.needs_calibration) or "-")
+            rows.append([fmt, aliases, ", ".join(e.precisions), ", ".join(e.needs_calibration) or "-"])
         except ImportError as err:
-            t.add_row(fmt, aliases, f"[yellow]unavailable: {err}[/]", "")
-    out.print(t)
+            rows.append([fmt, aliases, f"[yellow]unavailable: {escape(str(err))}[/]", ""])
+    print_listing(listing_console(), ("format", "also accepted as", "precisions", "needs calibration"), rows)
 
 
 @app.command()
@@ -511,21 +588,20 @@ def tasks():
     from edgecv.tasks import all_task_classes
     from edgecv.validate.gates import gate_descriptions
 
-    t = Table()
-    for col in ("task", "outputs", "metrics (↑ higher / ↓ lower is better)", "description"):
-        t.add_column(col)
+    from edgecv.cli.listing import listing_console, print_listing
+
+    rows = []
     for cls in all_task_classes():
         task = cls()
-        outputs = ", ".join(f"{o.name} {list(o.shape)}" for o in task.output_spec({}))
-        metrics = ", ".join(f"{m.name} {'↑' if m.higher_is_better else '↓'}" for m in cls.metrics + cls.agreement_metrics)
-        t.add_row(cls.name, outputs, metrics or "-", cls.description)
-    out.print(t)
-    g = Table(title="gates (target files: gates: {NAME: LIMIT})")
-    for col in ("gate", "applies to", "meaning"):
-        g.add_column(col)
-    for row in gate_descriptions(all_task_classes()):
-        g.add_row(*row)
-    out.print(g)
+        outputs = ", ".join(f"{o.name} {'×'.join(map(str, o.shape))}" for o in task.output_spec({}))
+        metrics = ", ".join(f"{m.name}{'↑' if m.higher_is_better else '↓'}" for m in cls.metrics + cls.agreement_metrics)
+        rows.append([cls.name, escape(outputs), metrics or "-", cls.description])
+    console_out = listing_console()
+    print_listing(console_out, ("task", "outputs", "metrics (↑ higher, ↓ lower is better)", "description"), rows,
+                  prose=(3,))
+    print_listing(console_out, ("gate", "applies to", "meaning"),
+                  [[escape(c) for c in row] for row in gate_descriptions(all_task_classes())],
+                  title="gates (target files: gates: {NAME: LIMIT})", prose=(2,))
 
 
 @app.command()
@@ -533,12 +609,10 @@ def backbones():
     """List the backbones a recipe can name, with their built-in normalization."""
     from edgecv.models.backbones import BACKBONES
 
-    t = Table()
-    for col in ("backbone", "normalization", "default size", "alpha"):
-        t.add_column(col)
-    for s in BACKBONES.values():
-        t.add_row(s.name, s.normalization, str(s.default_size), "yes" if s.takes_alpha else "-")
-    out.print(t)
+    from edgecv.cli.listing import listing_console, print_listing
+
+    rows = [[s.name, s.normalization, str(s.default_size), "yes" if s.takes_alpha else "-"] for s in BACKBONES.values()]
+    print_listing(listing_console(), ("backbone", "normalization", "default size", "alpha"), rows)
 
 
 from edgecv.cli.engine import engine_app  # noqa: E402
@@ -557,6 +631,12 @@ from edgecv.cli.eval_images import eval_images  # noqa: E402
 app.command("eval-images")(eval_images)
 
 app.command("select")(select_backbone)
+from edgecv.cli.serve import serve as serve_command  # noqa: E402
+
+app.command("serve")(serve_command)
+from edgecv.cli.conventions import group_commands  # noqa: E402
+
+group_commands(app)
 
 
 def main() -> None:  # pragma: no cover

@@ -62,17 +62,18 @@ def _resize_policy(path: Path, given: Optional[str]) -> str:
 
 
 def load_embedder(path: Path | str, resize: Optional[str] = None, threads: Optional[int] = None,
-                  layer: Optional[str] = None) -> Embedder:
+                  unsafe: bool = False, layer: Optional[str] = None) -> Embedder:
     """An artifact edgecv can run (format from the file), or a Keras task model folder (with
-    model.json, as a build's cache keeps it) / a .keras or .h5 file. A Keras classifier embeds with
-    its pooled features (or `layer`), never its softmax."""
+    model.json, as a build's cache keeps it) / a .keras or .h5 file, read by edgecv's safe loader
+    (a Lambda layer is refused unless `unsafe`: --unsafe-deserialization). A Keras classifier embeds
+    with its pooled features (or `layer`), never its softmax."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such artifact or model; give a .tflite, .onnx, SavedModel folder or a "
                           "Keras model folder (model.json) from an embedding build")
     sha = tree_sha256(path)
     if (path.is_dir() and (path / "model.json").is_file()) or path.suffix in (".keras", ".h5"):
-        return _keras_embedder(path, sha, resize, layer)
+        return _keras_embedder(path, sha, resize, unsafe, layer)
     if layer is not None:
         raise ConfigError(f"--layer {layer}: only a Keras model can be cut at a layer; {path.name} is an artifact")
     from edgecv.runtimes import load_runtime
@@ -84,18 +85,19 @@ def load_embedder(path: Path | str, resize: Optional[str] = None, threads: Optio
     return Embedder(path, sha, tuple(rt.input_size), _resize_policy(path, resize), rt.predict, rt.close)
 
 
-def _keras_embedder(path: Path, sha: str, resize: Optional[str], layer: Optional[str] = None) -> Embedder:
+def _keras_embedder(path: Path, sha: str, resize: Optional[str], unsafe: bool = False,
+                    layer: Optional[str] = None) -> Embedder:
     if path.is_dir():
         from edgecv.models.build import TaskModel
 
-        model = TaskModel.load(path)
+        model = TaskModel.load(path, unsafe=unsafe)  # the folder's own model.json does not decide
         if model.task == "embedding" and layer is None:
             return Embedder(path, sha, tuple(model.input_size), resize or "center_crop", model.predict)
         cut, chosen = embedding_model(model.keras_model, layer, f"{path.name} ({model.task} model)")
         return Embedder(path, sha, tuple(model.input_size), resize or "center_crop", _keras_predict(cut), layer=chosen)
-    from edgecv._keras import keras
+    from edgecv.models.user_model import load_user_model
 
-    km = keras.models.load_model(path, compile=False)
+    km = load_user_model(path, unsafe=unsafe)
     h, w = km.input_shape[1:3]
     cut, chosen = embedding_model(km, layer, path.name)
     return Embedder(path, sha, (int(h), int(w)), resize or "center_crop", _keras_predict(cut), layer=chosen)

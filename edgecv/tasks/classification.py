@@ -41,7 +41,7 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k highest scores per row, best first."""
-    return np.argsort(-np.asarray(scores), axis=1)[:, :k]
+    return np.argsort(-np.asarray(scores), axis=1, kind="stable")[:, :k]  # ties: first index, as argmax
 
 
 class Classification(Task):

@@ -67,6 +67,8 @@ class FolderEval:
     top5_accuracy: Optional[float] = None
     skipped: list[tuple[str, str]] = None
     offset: int = 0
+    truths: list = None  # each image's class folder (its true label); None per image without one
+    correct: list = None  # per image: top-1 is its class (what accuracy counts); None without class folders
 
 
 def list_images(folder: Path) -> tuple[str, list[tuple[Path, Optional[str]]]]:
@@ -111,7 +113,8 @@ def evaluate_folder(runtime, folder: Path, labels: Optional[list[str]], resize_p
         return names[j] if 0 <= j < len(names) else str(i)
 
     preds = [[(name_of(int(i)), float(s)) for i, s in zip(top[r], top_scores[r])] for r in range(len(top))]
-    result = FolderEval(mode, [str(p) for p, _ in good], preds, skipped=skipped, offset=off)
+    result = FolderEval(mode, [str(p) for p, _ in good], preds, skipped=skipped, offset=off,
+                        truths=[cls for _, cls in good])
     if mode == "labeled":
         lookup = {_norm(name_of(i)): i for i in range(n_out)}
         missing = sorted({cls for _, cls in good if _norm(cls) not in lookup})
@@ -121,4 +124,5 @@ def evaluate_folder(runtime, folder: Path, labels: Optional[list[str]], resize_p
         y = np.array([lookup[_norm(cls)] for _, cls in good])
         m = task.evaluate(outputs, y, {})
         result.accuracy, result.top5_accuracy = m["accuracy"], m["top5_accuracy"]
+        result.correct = [bool(v) for v in task.sample_scores(outputs, y, {})["accuracy"]]
     return result
