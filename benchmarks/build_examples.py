@@ -124,6 +124,8 @@ def main() -> int:
         print(f"fresh venv installed in {summary['install_seconds']} s (load {load()})", flush=True)
     env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(venv)}
     env.pop("PYTHONPATH", None)  # the clone's code, nothing else
+    if a.venv:  # its editable install may point at another checkout: the clone's code comes first
+        env["PYTHONPATH"] = str(clone)
 
     commands = example_commands(clone)
     rows = []
