@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO
 
 BUILD_STACK = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "tf2onnx", "onnx", "coremltools")
-DEVICE_MODULES = ("edgecv.cli.main", "edgecv.cli.engine", "edgecv.validate.bench", "edgecv.validate.folder",
+DEVICE_MODULES = ("edgecv.cli.main", "edgecv.cli.engine", "edgecv.validate.bench", "edgecv.validate.device",
                   "edgecv.validate.comparator", "edgecv.validate.gates", "edgecv.exporters.tensorrt_bundle",
                   "edgecv.runtimes.tflite", "edgecv.runtimes.onnx", "edgecv.runtimes.tensorrt",
                   "edgecv.runtimes.tensorrt_engine", "edgecv.report.merge", "edgecv.report.outputs",

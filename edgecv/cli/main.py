@@ -206,58 +206,29 @@ def validate(
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW for a model that accepts any size "
                                              "(default: preprocessing.json beside it)"),
 ):
-    """Evaluate any classifier artifact on an image folder (third-party TFLite models included), or a
-    keypoint artifact on images with --annotations (NME, failure rate, error per keypoint)."""
+    """Evaluate an artifact on an image folder with its task's metrics: a classifier (third-party TFLite
+    models included) on class sub-folders, a keypoint artifact with --annotations (NME, failure rate,
+    error per keypoint), any task preprocessing.json names."""
     from edgecv.build_folder import check_before_use, sidecar_input_size
     from edgecv.files import atomic_write_text, ensure_writable
-    from edgecv.runtimes import load_runtime
-    from edgecv.validate.folder import default_labels, evaluate_folder, read_labels
+    from edgecv.validate.device import validate_on_device
 
-    if annotations is not None:
-        from edgecv.cli.keypoints import validate_keypoints
-
-        return validate_keypoints(artifact, data, annotations, resize, threads, json_out, out, _fail)
-    resize = resize or "center_crop"
+    options = {"labels": labels, "label_offset": label_offset, "resize": resize, "top_k": top_k,
+               "per_image": per_image, "warn": _warn}
     try:
         if not artifact.exists():
             raise InputError(f"{artifact}: no such file or folder")
         check_before_use(artifact, _warn)
         if json_out:
             ensure_writable(json_out)
-        labels = labels or default_labels(artifact)
-        names = read_labels(labels) if labels else None
         size = _input_size(input_size) or sidecar_input_size(artifact)
-        with capture_native(Path(tempfile.gettempdir()) / "edgecv-validate.log"), \
-                load_runtime(artifact, threads=threads, input_size=size) as rt:
-            res = evaluate_folder(rt, data, names, resize, label_offset, top_k, warn=_warn)
+        with capture_native(Path(tempfile.gettempdir()) / "edgecv-validate.log"):
+            task, res = validate_on_device(artifact, data, annotations, options, threads, size)
     except ValueError as e:  # e.g. an unknown file type: a message, not a traceback
         _fail(InputError(str(e)))
-    if per_image:
-        t = Table(title=f"{artifact.name} on {data} (label offset {res.offset})")
-        t.add_column("image", overflow="fold")
-        t.add_column(f"top-{top_k}", overflow="fold")
-        for img, preds in zip(res.images, res.predictions):
-            t.add_row(Path(img).name, ", ".join(f"{n} {s:.2f}" for n, s in preds))
-        out.print(t)
-    print_validation_summary(artifact, data, res)
-    for p, why in res.skipped:
-        console.print(f"[yellow]skipped unreadable image[/] {p}: {why}")
+    task.print_device_report(res, artifact, data, out, console, options)
     if json_out:
-        atomic_write_text(json_out, json.dumps(res.__dict__, indent=2, default=str))
-
-
-def print_validation_summary(artifact: Path, data: Path, res) -> None:
-    """What `validate` found, in a few lines: accuracy with class folders, else the classes it saw most."""
-    from collections import Counter
-
-    out.print(f"{artifact.name} on {len(res.images)} images from {data} (label offset {res.offset})")
-    if res.accuracy is not None:
-        top5 = "" if res.top5_accuracy is None else f", top-5 {res.top5_accuracy:.2f}%"
-        out.print(f"top-1 accuracy {res.accuracy:.2f}%{top5}")
-    else:
-        seen = Counter(preds[0][0] for preds in res.predictions if preds)
-        out.print("most frequent top-1: " + ", ".join(f"{name} ×{n}" for name, n in seen.most_common(5)))
-        console.print("[dim]every image's predictions: --per-image (or --json FILE)[/]")
+        atomic_write_text(json_out, json.dumps(res, indent=2, default=str))
 
 
 @app.command()
@@ -347,8 +318,10 @@ def bench(
     if res["accuracy"]:
         top5 = "" if res["accuracy"]["top5"] is None else f", top-5 {res['accuracy']['top5']:.2f}%"
         out.print(f"accuracy top-1 {res['accuracy']['top1']:.2f}%{top5} on {res['accuracy']['images']} images")
-    if "nme" in res["metrics"]:
-        out.print(f"NME {res['metrics']['nme']:.4f}, failure rate {res['metrics']['failure_rate']:.3f}")
+    elif res["metrics"]:
+        from edgecv.validate.device import artifact_task, metrics_text
+
+        out.print(metrics_text(artifact_task(artifact, annotations)[0], res["metrics"]))
     if json_out:
         atomic_write_text(json_out, json.dumps(res, indent=2))
         out.print(f"wrote {json_out}")

@@ -126,12 +126,17 @@ class Target(Strict):
         return self
 
     def gates_for(self, artifact: ArtifactSpec, defaults: Optional[Gates] = None) -> Gates:
-        """The artifact's effective gates: the recipe's `defaults` (a task's own limits), then the
-        target's, then the artifact's own; a later one wins per gate."""
-        return merge_gates(defaults, self.gates, artifact.gates)
+        return effective_gates(defaults, self, artifact)
 
 
-def merge_gates(*layers: Optional[Gates]) -> Gates:
+def effective_gates(defaults: Optional[Gates], target: Union["Target", Gates, None],
+                    artifact: Union[ArtifactSpec, Gates, None] = None) -> Gates:
+    """The gates an artifact is judged by (edgecv's one place that resolves them): the recipe's
+    `defaults` (a task's own limits), then the target's, then the artifact's own; a later one wins
+    per gate, tolerances per output. `target` and `artifact` may be given as their Gates (a
+    report's stored target)."""
+    layers = [defaults, target.gates if isinstance(target, Target) else target,
+              artifact.gates if isinstance(artifact, ArtifactSpec) else artifact]
     merged: dict = {}
     tolerances: dict = {}
     for g in layers:

@@ -48,7 +48,7 @@ def bench_on_host(artifact: Path, host: str, data: Optional[Path], random_inputs
                   labels: Optional[Path] = None, remote_python: str = "python3", identity: Optional[Path] = None,
                   known_hosts: Optional[Path] = None, log: Callable[[str], None] = print) -> dict:
     """Run `edgecv bench` for `artifact` on `host` (user@host[:port]); returns the bench result."""
-    from edgecv.validate.folder import default_labels
+    from edgecv.tasks.classification_folder import default_labels
 
     spec = HostSpec.parse(host)
     if data is None and not random_inputs:

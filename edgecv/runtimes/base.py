@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar, Optional
+from typing import Callable, ClassVar, Optional
 
 import numpy as np
 
@@ -96,9 +96,15 @@ class Runtime(ABC):
         """images: N x H x W x 3 uint8 RGB pixels. Returns every output by its name in the artifact
         (floating outputs as float32); the task picks its outputs from these."""
 
-    def predict_all(self, images: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
-        """Every output by name over any number of images, `batch` images per call."""
-        parts = [self.predict(images[i:i + batch]) for i in range(0, len(images), batch)]
+    def predict_all(self, images: np.ndarray, batch: int = 32,
+                    progress: Optional[Callable[[float], None]] = None) -> dict[str, np.ndarray]:
+        """Every output by name over any number of images, `batch` images per call (edgecv's one
+        loop over an evaluation set); `progress(fraction)` hears each batch."""
+        parts = []
+        for i in range(0, len(images), batch):
+            parts.append(self.predict(images[i:i + batch]))
+            if progress is not None:
+                progress(min(i + batch, len(images)) / len(images))
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts else {}
 
     def describe(self) -> dict:

@@ -104,7 +104,6 @@ def artifact_accuracy(path: Path, runtime_format: str, images: np.ndarray, label
     """Top-1 accuracy (%) of the artifact, through its runtime, on the validation images."""
     from edgecv.runtimes import load_runtime
     from edgecv.selection.probe import accuracy
-    from edgecv.validate.measure import predict_all
 
     with load_runtime(path, runtime_format, threads=threads) as rt:
-        return accuracy(predict_all(rt, images)[output], labels)
+        return accuracy(rt.predict_all(images)[output], labels)

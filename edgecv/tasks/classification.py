@@ -62,6 +62,8 @@ class Classification(Task):
         ColumnSpec("agreement", "top-1 agree", "agreement", "top1_agreement", ".3f"),
     )
     monitor = ("val_accuracy", "max")
+    device_default_for = ("folder",)
+    sidecar_names = ("labels.txt",)
 
     # ---- data ----------------------------------------------------------------------------------
     def read_data(self, recipe):
@@ -162,6 +164,58 @@ class Classification(Task):
         scores = np.asarray(outputs[OUTPUT])
         idx = top_k(scores, k)
         return idx, np.take_along_axis(scores, idx, axis=1)
+
+    # ---- evaluation on any machine ---------------------------------------------------------------
+    def read_device_set(self, data, annotations, info: dict, options: dict):
+        from edgecv.tasks.classification_folder import read_class_folder
+
+        return read_class_folder(data, options)
+
+    def device_targets(self, evaluation, outputs, input_size):
+        from edgecv.tasks.classification_folder import class_targets
+
+        return class_targets(self, evaluation, outputs)
+
+    def device_report(self, evaluation, result, outputs, options: dict) -> dict:
+        from edgecv.tasks.classification_folder import class_report
+
+        return class_report(self, evaluation, result, outputs, options.get("top_k") or 5)
+
+    def print_device_report(self, report: dict, artifact, data, out, err, options: dict) -> None:
+        """With --per-image every image's top-k; then accuracy with class folders, else the classes
+        seen most."""
+        from collections import Counter
+        from pathlib import Path
+
+        from rich.table import Table
+
+        if options.get("per_image"):
+            t = Table(title=f"{artifact.name} on {data} (label offset {report['offset']})")
+            t.add_column("image", overflow="fold")
+            t.add_column(f"top-{options.get('top_k')}", overflow="fold")
+            for img, preds in zip(report["images"], report["predictions"]):
+                t.add_row(Path(img).name, ", ".join(f"{n} {s:.2f}" for n, s in preds))
+            out.print(t)
+        out.print(f"{artifact.name} on {len(report['images'])} images from {data} (label offset {report['offset']})")
+        if report["accuracy"] is not None:
+            top5 = "" if report["top5_accuracy"] is None else f", top-5 {report['top5_accuracy']:.2f}%"
+            out.print(f"top-1 accuracy {report['accuracy']:.2f}%{top5}")
+        else:
+            seen = Counter(preds[0][0] for preds in report["predictions"] if preds)
+            out.print("most frequent top-1: " + ", ".join(f"{name} ×{n}" for name, n in seen.most_common(5)))
+            err.print("[dim]every image's predictions: --per-image (or --json FILE)[/]")
+        for p, why in report["skipped"]:
+            err.print(f"[yellow]skipped unreadable image[/] {p}: {why}")
+
+    def bench_fields(self, evaluation, result) -> dict:
+        """`accuracy` (top-1, top-5, images, skipped) as bench results have always had it, and `metrics`."""
+        m = result.metrics
+        if m.get("accuracy") is None:
+            return {"accuracy": None, "metrics": {}}
+        return {"accuracy": {"top1": m["accuracy"], "top5": m.get("top5_accuracy"), "images": len(evaluation.paths),
+                             "skipped": len(evaluation.skipped)},
+                "metrics": {"accuracy": m["accuracy"],
+                            **({"top5_accuracy": m["top5_accuracy"]} if m.get("top5_accuracy") is not None else {})}}
 
     # ---- files and reports ---------------------------------------------------------------------
     def sidecars(self, info: dict) -> Dict[str, str]:

@@ -1,0 +1,107 @@
+"""`edgecv validate` and `bench --data` on any machine, for every task: the artifact's task comes from
+preprocessing.json beside it (or, for a third party's file, from the sidecar files and options
+given), the task reads the evaluation set and its targets (Task.read_device_set, device_targets),
+and the one evaluation kernel judges the artifact. Nothing here knows a task by name.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from edgecv.data.images import ImageDecodeError, load_image
+from edgecv.errors import DataError, InputError
+from edgecv.tasks import all_task_classes, get_task
+from edgecv.tasks.base import DeviceSet, Task
+from edgecv.validate.evaluate import EvaluationSet, evaluate_artifact
+
+PREPROCESSING = "preprocessing.json"
+
+
+def sidecar_folder(artifact: Path) -> Optional[Path]:
+    """The folder holding the build's sidecar files for an artifact: beside it, or up to two folders
+    up (a SavedModel's version folder)."""
+    artifact = Path(artifact)
+    names = {PREPROCESSING} | {n for cls in all_task_classes() for n in cls.sidecar_names}
+    for folder in (artifact.parent, artifact.parent.parent, artifact.parent.parent.parent):
+        if any((folder / n).is_file() for n in names):
+            return folder
+    return None
+
+
+def artifact_task(artifact: Path, annotations: Optional[Path]) -> tuple[Task, dict]:
+    """The artifact's task and the facts its metrics need: preprocessing.json's task, else the task
+    whose sidecar file lies beside it, else the task that takes a third party's file for these
+    inputs (an annotation file or a folder alone)."""
+    folder = sidecar_folder(artifact)
+    task = None
+    if folder is not None and (folder / PREPROCESSING).is_file():
+        try:
+            name = json.loads((folder / PREPROCESSING).read_text()).get("task")
+        except (OSError, ValueError) as e:
+            raise InputError(f"{folder / PREPROCESSING}: cannot be read ({e})") from None
+        task = get_task(name) if name else None
+    if task is None and folder is not None:
+        task = next((cls() for cls in all_task_classes() if any((folder / n).is_file() for n in cls.sidecar_names)),
+                    None)
+    if task is None:
+        want = "annotations" if annotations is not None else "folder"
+        task = next((cls() for cls in all_task_classes() if want in cls.device_default_for), None)
+        if task is None:
+            raise InputError(f"{artifact}: no preprocessing.json beside it says its task")
+    return task, task.device_info(folder)
+
+
+def load_images(evaluation: DeviceSet, size: tuple[int, int], data: Path) -> np.ndarray:
+    """The set's images at the artifact's input size; an unreadable image is skipped (and its label)."""
+    pixels, kept, labels = [], [], []
+    for i, path in enumerate(evaluation.paths):
+        try:
+            pixels.append(load_image(path, size, evaluation.resize))
+        except ImageDecodeError as e:
+            evaluation.skipped.append((str(path), str(e)))
+            continue
+        kept.append(path)
+        if evaluation.labels is not None:
+            labels.append(evaluation.labels[i])
+    if not kept:
+        raise DataError(f"--data {data}: none of the {len(evaluation.paths)} image(s) could be read")
+    evaluation.paths = kept
+    evaluation.labels = labels if evaluation.labels is not None else None
+    return np.stack(pixels)
+
+
+def evaluation_set(task: Task, evaluation: DeviceSet, data: Path, check=None) -> EvaluationSet:
+    """The kernel's view of a device set: images read once the artifact is loaded (its input
+    size), targets from the task once its outputs are known; `check(runtime)` runs first."""
+    def images(rt) -> np.ndarray:
+        if check is not None:
+            check(rt)
+        return load_images(evaluation, rt.input_size, data)
+
+    return EvaluationSet(images, lambda outputs, size: task.device_targets(evaluation, outputs, size),
+                         evaluation.info, paths=evaluation.paths, skipped=evaluation.skipped)
+
+
+def metrics_text(task: Task, metrics: dict) -> str:
+    """'nme 0.0412, failure_rate 0.05': the task's metrics a device measured, as the task formats them."""
+    return ", ".join(f"{m.name} {metrics[m.name]:{m.fmt}}{m.unit}" for m in task.metrics
+                     if isinstance(metrics.get(m.name), (int, float)))
+
+
+def validate_on_device(artifact: Path, data: Path, annotations: Optional[Path], options: dict,
+                       threads: Optional[int] = None, input_size: Optional[tuple] = None) -> tuple[Task, dict]:
+    """(task, what `validate --json` writes): the artifact's task metrics on the evaluation set."""
+    from edgecv.runtimes import RuntimeUnavailable
+
+    task, info = artifact_task(artifact, annotations)
+    evaluation = task.read_device_set(Path(data), annotations, info, {**options, "artifact": artifact})
+    ev = evaluation_set(task, evaluation, data)
+    result = evaluate_artifact(artifact, task, ev, timing=False, threads=threads,
+                               runtime_options={"input_size": input_size})
+    if ev.outputs is None:
+        raise RuntimeUnavailable(result.validation.reason if result.validation else f"{artifact} did not run")
+    return task, task.device_report(evaluation, result, ev.outputs, options)
