@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
 @dataclass(frozen=True)
 class Import:
     module: str  # importing module, dotted
@@ -167,4 +170,4 @@ def describe(root: Path) -> str:
 
 
 if __name__ == "__main__":
-    print(describe(Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[1])))
+    print(describe(Path(sys.argv[1]) if len(sys.argv) > 1 else REPO_ROOT))

@@ -19,7 +19,7 @@ from edgecv.config.target import ArtifactSpec  # noqa: E402
 from edgecv.errors import ConfigError  # noqa: E402
 from edgecv.exporters import ExportContext, get_exporter  # noqa: E402
 from edgecv.models.backbones import CAFFE_MEAN_BGR, normalization  # noqa: E402
-from edgecv.validate.coreml_checks import (  # noqa: E402
+from edgecv.runtimes.coreml_checks import (  # noqa: E402
     Expected,
     ImagePreprocessing,
     inspect_mlpackage,

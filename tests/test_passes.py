@@ -23,7 +23,7 @@ def _run(name, model, ctx, **cfg):
 
 def _int8_tflite(task_model, calibration, tmp_path, name="m.tflite"):
     from edgecv.exporters.tflite import convert
-    from edgecv.validate.tflite_checks import inspect_tflite
+    from edgecv.quantization.tflite_checks import inspect_tflite
 
     path = tmp_path / name
     path.write_bytes(convert(task_model.keras_model, "int8", "uint8", False, calibration,
@@ -271,7 +271,7 @@ def test_accuracy_aware_skips_layers_that_fail_to_convert():
 def test_diagnose_ranks_layers_and_keeps_denylisted_ones_float(tiny_model, tiny_calibration, tmp_path):
     from edgecv.exporters.tflite import convert
     from edgecv.quantization.diagnose import diagnose
-    from edgecv.validate.tflite_checks import inspect_tflite
+    from edgecv.quantization.tflite_checks import inspect_tflite
 
     diag = diagnose(tiny_model.keras_model, tiny_calibration[0], debug_samples=8)
     errs = [e.rmse_over_scale for e in diag.layers]
@@ -294,7 +294,7 @@ def test_tflite_exporter_accuracy_aware_option(tiny_model, tiny_calibration, tmp
     read from each candidate file, so the loop must stop at the step that makes the second."""
     from edgecv.config.target import ArtifactSpec
     from edgecv.exporters import ExportContext, get_exporter
-    from edgecv.validate.tflite_checks import inspect_tflite
+    from edgecv.quantization.tflite_checks import inspect_tflite
 
     seen = []
 

@@ -9,7 +9,7 @@ from edgecv.exporters import ExportContext, get_exporter
 from edgecv.runtimes import load_runtime
 from edgecv.runtimes.tflite import pixels_to_input
 from edgecv.validate.comparator import compare
-from edgecv.validate.tflite_checks import inspect_tflite
+from edgecv.quantization.tflite_checks import inspect_tflite
 
 
 def export(tiny_model, tiny_calibration, tmp_path, **spec):

@@ -103,7 +103,8 @@ def export_model(
                                  "output (always kept in <out>/build.log and <out>/<target>/build.log)"),
 ):
     """Export, validate and gate a model you trained elsewhere for the target(s); no training."""
-    from edgecv.cli.main import _fail, capture_native, console, finish, print_plan
+    from edgecv.cli.app import capture_native, console, finish, print_plan
+    from edgecv.cli.app import fail as _fail
     from edgecv.config import load_target
     from edgecv.errors import EdgecvError
     from edgecv.models.check import check_model_config

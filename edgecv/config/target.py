@@ -38,7 +38,7 @@ class Gates(Strict):
 
     @model_validator(mode="after")
     def _known_gates(self) -> "Gates":
-        from edgecv.validate.gates import known_gate_names
+        from edgecv.tasks.gates import known_gate_names
 
         known = known_gate_names()
         for name, value in (self.model_extra or {}).items():
@@ -57,7 +57,7 @@ class Gates(Strict):
         if name.startswith("_"):
             raise AttributeError(name)
         extra = self.__pydantic_extra__ or {}
-        from edgecv.validate.gates import known_gate_names
+        from edgecv.tasks.gates import known_gate_names
 
         if name in extra or name in known_gate_names():
             return extra.get(name)
@@ -80,6 +80,9 @@ class RuntimeSettings(Strict):
     options: dict = Field(default_factory=dict, description="runtime-specific settings, e.g. ONNX Runtime providers")
 
 
+FORMAT_ALIASES: Dict[str, str] = {"saved_model": "savedmodel", "engine": "tensorrt"}  # other names a target may use
+
+
 class ArtifactSpec(Strict):
     name: SafeName
     format: str = Field(..., description="exporter name: see `edgecv formats`")
@@ -95,8 +98,6 @@ class ArtifactSpec(Strict):
     @field_validator("format", mode="before")
     @classmethod
     def _known_alias(cls, value):
-        from edgecv.exporters.base import FORMAT_ALIASES
-
         return FORMAT_ALIASES.get(value, value) if isinstance(value, str) else value
 
     @model_validator(mode="after")

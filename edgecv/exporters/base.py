@@ -23,7 +23,7 @@ EXPORTER_MODULES: dict[str, str] = {
 }
 EXPORTERS: LazyRegistry["Exporter"] = LazyRegistry("artifact format", EXPORTER_MODULES)
 # names users know from other exporters (Ultralytics, TensorFlow), accepted in target files
-FORMAT_ALIASES: dict[str, str] = {"saved_model": "savedmodel", "engine": "tensorrt"}
+from edgecv.config.target import FORMAT_ALIASES  # noqa: F401  (where formats are named)
 
 
 @dataclass

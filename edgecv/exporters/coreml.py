@@ -33,7 +33,7 @@ from edgecv.files import atomic_path
 from edgecv.config.recipe import Strict
 from edgecv.errors import ConfigError, ConversionError
 from edgecv.exporters.base import Artifact, ExportContext, Exporter, parse_options
-from edgecv.validate.coreml_checks import (
+from edgecv.runtimes.coreml_checks import (
     CLASSIFIER_OUTPUTS,
     OUTPUTS_KEY,
     PREPROCESSING_KEY,

@@ -12,7 +12,7 @@ from edgecv.errors import ConversionError
 from edgecv.exporters.base import Artifact, ExportContext, Exporter, check_accuracy_aware, parse_options
 from edgecv.files import atomic_write_bytes
 from edgecv.quantization.tflite import convert
-from edgecv.validate.tflite_checks import inspect_tflite
+from edgecv.quantization.tflite_checks import inspect_tflite
 
 
 class TFLiteExporter(Exporter):

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from functools import lru_cache
 from pathlib import Path
 
 import edgecv
 from edgecv.orchestrator.cache import stable_hash
 from edgecv.data.images import IMAGE_EXTENSIONS
-from edgecv.files import walk_files
-from edgecv.report.environment import library_versions
+from edgecv.files import file_key, walk_files
+from edgecv.environment import library_versions
 
 # Libraries whose version can change what a stage produces
 TRAIN_LIBS = ("tensorflow", "tf-keras")
@@ -49,14 +48,6 @@ def folder_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-@lru_cache(maxsize=32)
-def file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def file_key(path: Path) -> str:
-    st = Path(path).stat()
-    return file_sha256(str(path), st.st_size, st.st_mtime_ns)
 
 
 USER_MODEL_KEYS = ("path", "preprocess", "architecture", "labels", "label_offset", "custom_objects",

@@ -44,7 +44,7 @@ from edgecv.orchestrator.stages import passes as passes_stage
 from edgecv.orchestrator.stages import reference as reference_stage
 from edgecv.orchestrator.stages import train as train_stage
 from edgecv.orchestrator.stages import validate as validate_stage
-from edgecv.report.environment import describe_environment
+from edgecv.environment import describe_environment
 from edgecv.report.outputs import write_reports
 from edgecv.progress import steps as progress_steps
 from edgecv.results import ArtifactResult, Report

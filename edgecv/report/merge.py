@@ -84,7 +84,7 @@ def merge_files(report_path: Path, result_paths: list[Path]) -> list[str]:
 def merge_results(report_path: Path, results: list[dict]) -> list[str]:
     """Merge bench results into a report file and rewrite its reports; returns gate failures."""
     from edgecv.report.outputs import write_reports
-    from edgecv.validate.regression import read_report
+    from edgecv.report.regression import read_report
 
     report = read_report(Path(report_path), "report")
     failures = merge_device_results(report, results)

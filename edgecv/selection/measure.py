@@ -83,7 +83,7 @@ def time_candidates(items: list[Timed], threads: Optional[int], batch: int, repe
                     min_runs: int = 20, min_seconds: float = 0.5, log: Callable[[str], None] = lambda m: None) -> None:
     """Fill each item's p50 per round: `repeats` rounds over all items, order rotated per round."""
     from edgecv.runtimes import load_runtime
-    from edgecv.validate.latency import measure_latency
+    from edgecv.runtimes.latency import measure_latency
 
     runtimes = [load_runtime(t.path, t.runtime_format, threads=threads) for t in items]
     try:

@@ -71,9 +71,8 @@ class Classification(Task):
 
         if recipe.model.path is not None:  # a user's classifier: its labels file names the classes
             from edgecv.data.user_labels import user_classification_index
-            from edgecv.models.user_model import model_facts
 
-            outputs = model_facts(recipe)["outputs"]
+            outputs = recipe.model_facts()["outputs"]
             if len(outputs) != 1 or len(outputs[0]["shape"]) != 2:
                 raise ConfigError(f"model {recipe.model.path}: classification needs one [N, classes] output, it has "
                                   f"{[o['shape'] for o in outputs]}; use --task generic to compare any outputs")
@@ -227,7 +226,7 @@ class Classification(Task):
 
 def per_class_plot(report: dict) -> Dict[str, str]:
     """Per-class recall change of each measured artifact against the float model: where int8 loses."""
-    from edgecv.report.plots import pyplot, svg
+    from edgecv.figures import pyplot, svg
 
     plt = pyplot()
     ref_recall = ((report.get("reference") or {}).get("metrics") or {}).get("per_class_recall")

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 import edgecv
-from edgecv.report.environment import describe_environment
+from edgecv.environment import describe_environment
 
 BENCH_SCHEMA = "edgecv.bench/1"
 

@@ -12,7 +12,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from edgecv.validate.latency import measure_latency
+from edgecv.runtimes.latency import measure_latency
 from edgecv.validate.memory import peak_memory
 
 EVAL_BATCH = 32
