@@ -77,7 +77,7 @@ class Validation(Model):
 
 
 class SessionOptions(Model):
-    """onnxruntime: the int8 arithmetic an ONNX artifact ran with (edgecv/runtimes/onnx_session.py).
+    """onnxruntime: the int8 arithmetic an ONNX artifact ran with (edgecv/formats/onnx/session.py).
     The same file can score differently under onnxruntime's fused int8 kernels on two CPUs, so the
     report says which arithmetic produced its numbers."""
 

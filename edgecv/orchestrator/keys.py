@@ -141,20 +141,10 @@ def export_key(model_key: str, spec, calib_key: str, model_name: str, searched: 
     the artifact's gates, the reference outputs, the runtime settings)."""
     fields = spec.model_dump(mode="json", exclude={"gates", "passes"})
     extra = {"searched": searched} if searched else {}
-    if spec.format == "tflite" and spec.precision == "int8":  # defaults included: a changed default rebuilds
-        from edgecv.quantization.ptq import PTQConfig
+    from edgecv.exporters import get_exporter
 
-        try:
-            extra["ptq"] = PTQConfig.model_validate(spec.options.get("ptq") or {}).model_dump(mode="json")
-            fields["options"] = {k: v for k, v in fields["options"].items() if k != "ptq"}
-        except ValueError:  # bad options: the exporter's check_spec reports them
-            extra["ptq"] = spec.options.get("ptq")
-    elif spec.format in ("onnx", "tensorrt") and spec.precision == "int8":  # the same, for the QDQ graph's
-        from edgecv.exporters.onnx import OnnxOptions  # weight preparation
-
-        resolved = ("bias_correction", "adaround", "adaround_iterations")
-        extra["ptq"] = {k: spec.options.get(k, OnnxOptions.model_fields[k].default) for k in resolved}
-        fields["options"] = {k: v for k, v in fields["options"].items() if k not in resolved}
+    fields["options"], resolved = get_exporter(spec.format).export_key_fields(spec, fields["options"])
+    extra.update(resolved)
     return stable_hash({"stage": "export", "model": model_key, "spec": fields, "calibration": calib_key,
                         "name": model_name, "versions": versions(EXPORT_LIBS), **extra})
 

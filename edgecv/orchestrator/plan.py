@@ -38,15 +38,16 @@ class BuildKeys:
 
 
 def runtime_settings(target, spec) -> dict:
-    """What decides how an artifact runs, for its keys: the target's runtime section and, for ONNX,
-    the int8 arithmetic edgecv picks by default (changing the default re-validates)."""
-    settings = target.runtime.model_dump(mode="json")
-    if spec.format == "onnx":
-        from edgecv.runtimes.onnx_session import DEFAULT_FOR_INTEGER_OPS, DEFAULT_FOR_QDQ, INT8_SEMANTICS
+    """What decides how an artifact runs, for its keys: the target's runtime section and the
+    defaults its format's runtime declares (ONNX: the int8 arithmetic edgecv picks)."""
+    from edgecv.registry import UnknownName
+    from edgecv.runtimes import get_runtime
 
-        settings["onnx_int8"] = {"default_for_qdq": DEFAULT_FOR_QDQ, "default_for_integer_ops": DEFAULT_FOR_INTEGER_OPS,
-                                 "presets": {name: entries for name, (entries, _) in INT8_SEMANTICS.items()}}
-    return settings
+    try:
+        declared = get_runtime(spec.format).key_settings()
+    except UnknownName:  # a format registered without a runtime of its own
+        declared = {}
+    return {**target.runtime.model_dump(mode="json"), **declared}
 
 
 def artifact_keys(recipe, k: BuildKeys, target, spec) -> dict:

@@ -15,16 +15,10 @@ from typing import Callable, ClassVar, Optional
 
 import numpy as np
 
-from edgecv.registry import LazyRegistry
+from edgecv.registry import FORMAT_PACKAGES, LazyRegistry
 
 # format -> module defining its Runtime subclass (imported only when that format is used)
-RUNTIME_MODULES: dict[str, str] = {
-    "tflite": "edgecv.runtimes.tflite",
-    "savedmodel": "edgecv.runtimes.savedmodel",
-    "coreml": "edgecv.runtimes.coreml",
-    "onnx": "edgecv.runtimes.onnx",
-    "tensorrt": "edgecv.runtimes.tensorrt",
-}
+RUNTIME_MODULES: dict[str, str] = {fmt: f"{package}.runtime" for fmt, package in FORMAT_PACKAGES.items()}
 RUNTIMES: LazyRegistry["Runtime"] = LazyRegistry("runtime format", RUNTIME_MODULES)
 
 
@@ -35,6 +29,12 @@ class RuntimeUnavailable(RuntimeError):
 class Runtime(ABC):
     format: ClassVar[str]
     library: ClassVar[str] = ""
+    suffixes: ClassVar[tuple[str, ...]] = ()  # the format's file (or folder) suffixes
+
+    @classmethod
+    def recognizes(cls, path: Path) -> bool:
+        """Whether `path` is an artifact of this format (by its suffix unless the format says more)."""
+        return path.suffix in cls.suffixes
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -42,6 +42,12 @@ class Runtime(ABC):
             RUNTIMES.register(cls.format, cls)
 
     fixed_batch: Optional[int] = None  # a model exported for exactly this many images per call
+
+    @classmethod
+    def key_settings(cls) -> dict:
+        """What besides the target's runtime section decides how this format's artifacts run (edgecv's
+        defaults): part of their validate key, so changing a default re-validates."""
+        return {}
 
     def __init__(self, path: Path | str, threads: Optional[int] = None, input_size: Optional[tuple] = None, **options):
         """`input_size` (height, width): what to feed a model that accepts any size."""
@@ -131,19 +137,13 @@ def as_outputs(named) -> dict[str, np.ndarray]:
 
 
 def detect_format(path: Path) -> str:
+    """The format whose runtime recognizes the file (each declares its suffixes)."""
     path = Path(path)
-    if path.suffix == ".tflite":
-        return "tflite"
-    if path.is_dir() and (path / "saved_model.pb").is_file():
-        return "savedmodel"
-    if path.is_dir():  # TF Serving layout: <model>/<version>/saved_model.pb
-        versions = sorted((p for p in path.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
-        if versions and (versions[-1] / "saved_model.pb").is_file():
-            return "savedmodel"
-    for fmt, suffixes in {"onnx": (".onnx",), "tensorrt": (".engine", ".plan"), "coreml": (".mlpackage", ".mlmodel")}.items():
-        if path.suffix in suffixes:
+    for fmt in RUNTIME_MODULES:
+        if get_runtime(fmt).recognizes(path):
             return fmt
-    raise ValueError(f"cannot tell the format of {path}: expected .tflite, .onnx, .engine, .mlpackage or a SavedModel folder")
+    known = [s for fmt in RUNTIME_MODULES for s in get_runtime(fmt).suffixes]
+    raise ValueError(f"cannot tell the format of {path}: expected {', '.join(known)} or a SavedModel folder")
 
 
 def get_runtime(fmt: str) -> type[Runtime]:

@@ -29,7 +29,7 @@ import numpy as np
 import edgecv
 from edgecv.errors import EdgecvError, InputError
 from edgecv.files import atomic_write_bytes, atomic_write_text, ensure_dir
-from edgecv.runtimes.tensorrt_engine import TensorRTUnavailable, build_engine, file_sha256, now, tensorrt_status
+from edgecv.formats.tensorrt.engine import TensorRTUnavailable, build_engine, file_sha256, now, tensorrt_status
 
 BUNDLE_SCHEMA = "edgecv.device-bundle/2"
 REPORT_SCHEMA = "edgecv.device-report/2"
