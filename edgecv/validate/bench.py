@@ -41,7 +41,7 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
     from edgecv.errors import InputError
     from edgecv.files import tree_sha256
     from edgecv.runtimes.base import detect_format
-    from edgecv.validate.device import artifact_task, evaluation_set
+    from edgecv.validate.device import artifact_task, evaluation_set, ran_here
     from edgecv.validate.evaluate import EvaluationSet, evaluate_artifact
 
     fmt = detect_format(artifact)
@@ -55,7 +55,7 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
             raise InputError(f"{artifact.name} has a fixed batch size of {rt.fixed_batch}: run with --batch "
                              f"{rt.fixed_batch} (not {', '.join(map(str, other))})")
 
-    task = device_set = None
+    task, held = None, {}
     if data is None:
         evaluation = EvaluationSet(None)
 
@@ -65,9 +65,9 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
             return np.random.default_rng(seed).integers(0, 256, (16, h, w, 3), dtype=np.uint8)
     else:
         task, info = artifact_task(artifact, annotations)
-        device_set = task.read_device_set(Path(data), annotations, info, {
-            "artifact": artifact, "labels": labels_file, "resize": resize_policy, "warn": warn})
-        evaluation = evaluation_set(task, device_set, data, check=check_batches)
+        evaluation, held = evaluation_set(task, lambda: task.read_device_set(Path(data), annotations, info, {
+            "artifact": artifact, "labels": labels_file, "resize": resize_policy, "warn": warn}), data,
+            check=check_batches)
         loaded = {}
         load = evaluation.images
         evaluation.images = lambda rt: loaded.setdefault("images", load(rt))
@@ -79,8 +79,9 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
     result = evaluate_artifact(artifact, task, evaluation, fmt=fmt, threads=threads, batches=batches,
                                runtime_options=options, latency_images=latency_inputs, min_runs=min_runs,
                                min_seconds=min_seconds)
+    ran_here(result)
     m = result.model_dump(mode="json")
-    measured = task.bench_fields(device_set, result) if task is not None and result.metrics else {}
+    measured = task.bench_fields(held["set"], result) if task is not None and result.metrics else {}
     return {
         "schema": BENCH_SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

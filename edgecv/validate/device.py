@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -74,16 +74,22 @@ def load_images(evaluation: DeviceSet, size: tuple[int, int], data: Path) -> np.
     return np.stack(pixels)
 
 
-def evaluation_set(task: Task, evaluation: DeviceSet, data: Path, check=None) -> EvaluationSet:
-    """The kernel's view of a device set: images read once the artifact is loaded (its input
-    size), targets from the task once its outputs are known; `check(runtime)` runs first."""
+def evaluation_set(task: Task, read: Callable[[], DeviceSet], data: Path, check=None) -> tuple[EvaluationSet, dict]:
+    """The kernel's view of a device evaluation set, and a dict that holds the DeviceSet once read
+    (under "set"). The set is read once the artifact is loaded, so an artifact that cannot run here
+    says so before the folder is looked at; its images at the artifact's input size, its targets from
+    the task once the outputs are known. `check(runtime)` runs first."""
+    holder: dict = {}
+
     def images(rt) -> np.ndarray:
         if check is not None:
             check(rt)
+        evaluation = holder["set"] = read()
+        ev.info = evaluation.info  # the task's facts (a keypoint scheme gains the input size below)
         return load_images(evaluation, rt.input_size, data)
 
-    return EvaluationSet(images, lambda outputs, size: task.device_targets(evaluation, outputs, size),
-                         evaluation.info, paths=evaluation.paths, skipped=evaluation.skipped)
+    ev = EvaluationSet(images, lambda outputs, size: task.device_targets(holder["set"], outputs, size))
+    return ev, holder
 
 
 def metrics_text(task: Task, metrics: dict) -> str:
@@ -95,13 +101,18 @@ def metrics_text(task: Task, metrics: dict) -> str:
 def validate_on_device(artifact: Path, data: Path, annotations: Optional[Path], options: dict,
                        threads: Optional[int] = None, input_size: Optional[tuple] = None) -> tuple[Task, dict]:
     """(task, what `validate --json` writes): the artifact's task metrics on the evaluation set."""
-    from edgecv.runtimes import RuntimeUnavailable
-
     task, info = artifact_task(artifact, annotations)
-    evaluation = task.read_device_set(Path(data), annotations, info, {**options, "artifact": artifact})
-    ev = evaluation_set(task, evaluation, data)
+    ev, held = evaluation_set(task, lambda: task.read_device_set(Path(data), annotations, info,
+                                                                  {**options, "artifact": artifact}), data)
     result = evaluate_artifact(artifact, task, ev, timing=False, threads=threads,
                                runtime_options={"input_size": input_size})
-    if ev.outputs is None:
-        raise RuntimeUnavailable(result.validation.reason if result.validation else f"{artifact} did not run")
-    return task, task.device_report(evaluation, result, ev.outputs, options)
+    ran_here(result)
+    return task, task.device_report(held["set"], result, ev.outputs, options)
+
+
+def ran_here(result) -> None:
+    """A device command whose artifact cannot run on this machine stops with why (Core ML off macOS)."""
+    from edgecv.runtimes import RuntimeUnavailable
+
+    if result.validation is not None and not result.validation.numeric:
+        raise RuntimeUnavailable(result.validation.reason)
