@@ -1,7 +1,7 @@
 """What a build folder and its target folders look like when they are whole, and the check that says
 whether one is. TensorFlow-free: `validate`, `bench` and `gate` run it on devices.
 
-Folder states (README, "Target folder states"):
+Folder states (docs/guide.md, "Target folder states"):
   complete    manifest.json lists every file with its sha256 and each one matches;
   incomplete  `.incomplete` is present: a build was writing it (only ever a staging folder
               `<out>/.<target>.staging`, which the next build or `edgecv clean` removes);

@@ -1,5 +1,5 @@
 """Errors a user can act on. The CLI prints their message without a traceback and exits with the
-error's code (README, "Exit codes"): 1 a gate failed, 2 bad input or usage, 3 an artifact or
+error's code (docs/guide.md, "Exit codes"): 1 a gate failed, 2 bad input or usage, 3 an artifact or
 target failed to build."""
 
 
@@ -7,6 +7,10 @@ class EdgecvError(Exception):
     """Base for errors caused by input (recipe, data, artifact) rather than by a bug."""
 
     exit_code = 3
+
+    def __init__(self, *args, result=None):
+        super().__init__(*args)
+        self.result = result  # the API's full result where there is one (a BuildResult for a build)
 
 
 class InputError(EdgecvError):
@@ -37,6 +41,10 @@ class GateFailure(EdgecvError):
     """A target's gate failed. Distinct exit code so CI can tell it from a crash."""
 
     exit_code = 1
+
+
+class BuildFailed(EdgecvError):
+    """An artifact or target of a build failed (`edgecv.build`/`export` raise it with the result)."""
 
 
 def did_you_mean(name: str, known) -> str:

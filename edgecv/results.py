@@ -189,6 +189,35 @@ class Report(Open):
     def to_json(self) -> dict:
         return json.loads(self.model_dump_json())
 
+    def artifact(self, name: str) -> ArtifactResult:
+        """The artifact named `name` in the target file (`int8`, `fp32` ...)."""
+        for a in self.artifacts:
+            if a.name == name:
+                return a
+        from edgecv.errors import InputError, did_you_mean
+
+        known = [a.name for a in self.artifacts]
+        raise InputError(f"no artifact {name!r}{did_you_mean(name, known)}; this report has {', '.join(known)}")
+
+
+class BenchResult(Open):
+    """What `edgecv bench` measured (its `--json` file; `edgecv report --merge` reads it)."""
+
+    artifact: Dict[str, Any] = Field(..., description="path, name, format, sha256, size_bytes, gzip_bytes")
+    device: Dict[str, Any] = Field(default_factory=dict, description="cpu, cpu_count ... of the machine it ran on")
+    runtime: Dict[str, Any] = Field(default_factory=dict)
+    threads: Optional[int] = None
+    load_seconds: float
+    first_inference_ms: Optional[float] = None
+    memory: Dict[str, Any] = Field(default_factory=dict)
+    latency: Dict[str, Any] = Field(default_factory=dict, description="the first batch size's latency")
+    latency_by_batch: List[Dict[str, Any]] = Field(default_factory=list)
+    accuracy: Optional[Dict[str, Any]] = Field(None, description="top1, top5 (percent), images, skipped")
+    metrics: Dict[str, Any] = Field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return json.loads(self.model_dump_json())
+
 
 def upgrade_report(raw: dict) -> dict:
     """A schema-1 report (edgecv 0.1, classification only) in schema-2 terms, so that old

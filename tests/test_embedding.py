@@ -149,7 +149,16 @@ def features(emb_build, int8_artifact):
     path = root / "features.h5"
     run = cli("embed", int8_artifact, "--data", data, "--out", path, "--chunk", 8)
     assert run.returncode == 0, run.stderr
+    assert_no_native_lines(run)
     return path
+
+
+def assert_no_native_lines(run) -> None:
+    """TensorFlow's, abseil's and XNNPACK's own lines go to a log, not to the person at the terminal."""
+    from test_terminal import NATIVE_LINE
+
+    shown = [line for line in (run.stdout + run.stderr).splitlines() if NATIVE_LINE.match(line)]
+    assert not shown, shown
 
 
 def test_embed_resumes_after_sigkill_without_recomputing(tmp_path, emb_build, int8_artifact, features):
@@ -207,8 +216,9 @@ def test_search_returns_same_class_neighbours(tmp_path, emb_build, features):
     assert cli("index", features, "--out", gallery).returncode == 0
     held_out = make_image_folder(tmp_path / "queries", classes=3, per_class=1, seed=7)
     queries = [held_out / f"class_{c}" / "000.png" for c in range(3)]
-    run = cli("search", gallery, *queries, "-k", 5, "--json")
+    run = cli("search", gallery, *queries, "-k", 5, "--json", "-")
     assert run.returncode == 0, run.stderr
+    assert_no_native_lines(run)
     results = json.loads(run.stdout)
     for c, r in enumerate(results):
         assert [n["label"] for n in r["neighbours"]] == [f"class_{c}"] * 5
@@ -223,12 +233,12 @@ def test_outliers_ranks_planted_foreign_images_first(tmp_path, emb_build, int8_a
         shutil.copy(data / "class_2" / f"{i:03d}.png", mixed / "class_0" / f"planted_{i}.png")
     feats = tmp_path / "mixed.h5"
     assert cli("embed", int8_artifact, "--data", mixed, "--out", feats).returncode == 0
-    run = cli("outliers", feats, "--top", 4, "--json")
+    run = cli("outliers", feats, "--top", 4, "--json", "-")
     assert run.returncode == 0, run.stderr
     ranked = json.loads(run.stdout)["class_0"]
     assert {Path(c["path"]).name for c in ranked[:3]} == {f"planted_{i}.png" for i in range(3)}
     assert all(mixed.joinpath("class_0", f"planted_{i}.png").exists() for i in range(3))  # never deletes
-    filtered = json.loads(cli("outliers", feats, "--json", "--fraction", 0.05).stdout)["class_0"]
+    filtered = json.loads(cli("outliers", feats, "--json", "-", "--fraction", 0.05).stdout)["class_0"]
     assert {Path(c["path"]).name for c in filtered} == {f"planted_{i}.png" for i in range(3)}
 
 

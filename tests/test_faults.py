@@ -407,7 +407,8 @@ def test_usage_and_input_errors_exit_2_without_a_traceback(built, project, tmp_p
     cases = {
         "build without a target": (["build", "-r", str(recipe), "-o", str(tmp_path / "o")], "--target"),
         "bench without inputs": (["bench", str(built / "tiny" / "tiny_fp32.tflite")], "--random"),
-        "report without --merge": (["report", report], "--merge"),
+        "report of a missing file": (["report", str(tmp_path / "none" / "report.json")], "not found"),
+        "report of malformed JSON": (["report", str(bad_json)], "not valid JSON"),
         "report --merge malformed": (["report", report, "--merge", str(bad_json)], "not valid JSON"),
         "report --merge missing": (["report", report, "--merge", str(tmp_path / "none.json")], "not found"),
         "diagnose a float model": (["diagnose", str(built / "tiny" / "tiny_fp32.tflite")], "is fp32"),

@@ -185,6 +185,12 @@ def test_diagnose_ranks_layers_of_a_built_int8_artifact(built, tmp_path):
     errors = [l["rmse_over_scale"] for l in layers]
     assert len(layers) >= 3 and errors == sorted(errors, reverse=True)  # worst first
     assert any("tiny_conv" in name for l in layers for name in l["layers"])
+    # TensorFlow's, abseil's and the quantization debugger's own lines go to a log, not to the terminal
+    from test_terminal import NATIVE_LINE, cli
+
+    run = cli("diagnose", out_dir / "tiny_int8.tflite", "--top", "3", "--samples", "4")
+    assert run.returncode == 0, run.stderr
+    assert not [line for line in (run.stdout + run.stderr).splitlines() if NATIVE_LINE.match(line)], run.stderr
     r = CliRunner().invoke(app, ["diagnose", str(out_dir / "tiny_fp32.tflite")])
     assert r.exit_code == 2 and "is fp32" in r.output
     lone = tmp_path / "lone.tflite"

@@ -94,7 +94,10 @@ def finish(result, wide: bool = False) -> int:
             console.print(f"{o.target}: " + "; ".join(o.messages))
         elif o.report is None:
             console.print(f"[red]{o.target}: failed[/]")
-        if o.status != "ok":
+        if o.status == "gates_failed" and o.report is not None:  # the failures are in the notes above
+            for line in gate_next_steps(o.report, o.report_path.parent if o.report_path else None):
+                console.print(line, highlight=False)
+        elif o.status != "ok":
             for m in o.messages:
                 console.print(f"  [red]{m}[/]")
         if o.log is not None:
@@ -102,6 +105,25 @@ def finish(result, wide: bool = False) -> int:
         if o.report_path and o.report is not None:
             console.print(f"[dim]{o.target}: {o.report_path.parent}/report.html[/]")
     return result.exit_code
+
+
+def gate_next_steps(report, folder: Optional[Path]) -> list[str]:
+    """What to try when gates failed: find the int8 layers at fault, keep them in float, or report only."""
+    from edgecv.config.loader import targets_building
+
+    failing = [a for a in report.artifacts if a.failed_gates]
+    lines = ["[bold]next steps[/] (a gate failed; exit code 1):"]
+    int8_tflite = [a for a in failing if a.precision == "int8" and a.format == "tflite" and a.path]
+    for a in int8_tflite:
+        path = (folder / a.path) if folder else Path(a.path)
+        lines.append(f"  edgecv diagnose {escape(str(path))}   # which layers lose accuracy in int8")
+    for fmt in sorted({a.format for a in failing if a.precision == "int8"}):
+        aware = [n for n in targets_building(fmt) if n.endswith("accuracy-aware")]
+        if aware:
+            lines.append(f"  edgecv build -t {aware[0]} ...   # int8 that keeps its worst layers in float "
+                         "until the accuracy gate passes (options: {accuracy_aware: ...} on your artifact)")
+    lines.append("  --no-gates   # report the gates without failing the build")
+    return lines
 
 
 def print_plan(rows) -> None:

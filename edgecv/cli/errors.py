@@ -1,4 +1,4 @@
-"""One error policy for every command: a message and the README's exit code, never a traceback
+"""One error policy for every command: a message and the documented exit code (docs/guide.md), never a traceback
 unless `edgecv --debug` (or EDGECV_DEBUG=1) asks for it.
 
 Exit codes: 0 ok, 1 a gate failed, 2 bad input or usage (missing or malformed file, unwritable

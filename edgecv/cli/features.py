@@ -7,7 +7,6 @@ Exit codes: 0 ok, 2 bad input (missing file, wrong model, incomplete feature fil
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -17,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgecv.errors import DataError, EdgecvError
+from edgecv.cli.conventions import emit_json, native_log, native_to_log
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -42,11 +42,12 @@ def embed(
     from edgecv.features.extract import embed_folder
 
     try:
-        embedder = load_embedder(model, resize, threads)
-        try:
-            summary = embed_folder(embedder, data, out_path, chunk, restart, console)
-        finally:
-            embedder.close()
+        with native_to_log(native_log("embed"), console, out):
+            embedder = load_embedder(model, resize, threads)
+            try:
+                summary = embed_folder(embedder, data, out_path, chunk, restart, console)
+            finally:
+                embedder.close()
     except EdgecvError as e:
         _fail(e)
     resumed = summary["resumed_from_chunk"]
@@ -76,7 +77,8 @@ def search(
     images: List[Path] = typer.Argument(..., help="query images"),
     k: int = typer.Option(5, "-k", help="neighbours per query"),
     model: Optional[Path] = typer.Option(None, "--model", help="model to embed the queries (default: the gallery's)"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    as_json: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="write the neighbours as JSON to "
+                                           "FILE (`-`: to stdout, instead of the tables)"),
 ):
     """The k most similar gallery images of each query image, with cosine scores."""
     from edgecv.data.images import ImageDecodeError, load_image
@@ -84,29 +86,31 @@ def search(
     from edgecv.features.gallery import load_gallery
 
     try:
-        g = load_gallery(gallery)
-        embedder = load_embedder(model or Path(g.model_path), g.resize)
-        if embedder.sha256 != g.model_sha256:
-            console.print("[yellow]warning:[/] the query model is not the one the gallery was embedded with "
-                          "(sha256 differs): scores compare embeddings of two models")
-        pixels = []
-        for p in images:
-            try:
-                pixels.append(load_image(p, embedder.input_size, embedder.resize))
-            except (ImageDecodeError, FileNotFoundError) as e:
-                raise DataError(f"query {p}: cannot read it ({e})") from None
-        import numpy as np
+        with native_to_log(native_log("search"), console, out):
+            g = load_gallery(gallery)
+            embedder = load_embedder(model or Path(g.model_path), g.resize)
+            if embedder.sha256 != g.model_sha256:
+                console.print("[yellow]warning:[/] the query model is not the one the gallery was embedded with "
+                              "(sha256 differs): scores compare embeddings of two models")
+            pixels = []
+            for p in images:
+                try:
+                    pixels.append(load_image(p, embedder.input_size, embedder.resize))
+                except (ImageDecodeError, FileNotFoundError) as e:
+                    raise DataError(f"query {p}: cannot read it ({e})") from None
+            import numpy as np
 
-        idx, sims = g.search(embedder.embed(np.stack(pixels)), k)
-        embedder.close()
+            idx, sims = g.search(embedder.embed(np.stack(pixels)), k)
+            embedder.close()
     except EdgecvError as e:
         _fail(e)
     results = [{"query": str(q), "neighbours": [{"path": g.paths[j], "label": g.labels[j], "cosine": float(s)}
                                                 for j, s in zip(row, srow)]}
                for q, row, srow in zip(images, idx, sims)]
     if as_json:
-        out.print_json(json.dumps(results))
-        return
+        emit_json(as_json, results)
+        if str(as_json) == "-":
+            return
     for r in results:
         t = Table(title=r["query"])
         for col in ("rank", "cosine", "class", "image"):
@@ -146,7 +150,8 @@ def outliers(
     iterations: int = typer.Option(3, "--iterations", help="centroid / drop rounds"),
     fraction: float = typer.Option(0.05, "--fraction", help="share of a class dropped per round"),
     top: int = typer.Option(0, "--top", help="list the N farthest per class instead of the filter's drops"),
-    as_json: bool = typer.Option(False, "--json", help="print the candidates as JSON"),
+    as_json: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="write the candidates as JSON to "
+                                           "FILE (`-`: to stdout, instead of the table)"),
 ):
     """Per class, the images the iterated-centroid filter would drop, with their distances. Never
     deletes anything: the list is for a person to review."""
@@ -159,8 +164,9 @@ def outliers(
     except EdgecvError as e:
         _fail(e)
     if as_json:
-        out.print_json(json.dumps({c: [vars(x) for x in xs] for c, xs in found.items()}))
-        return
+        emit_json(as_json, {c: [vars(x) for x in xs] for c, xs in found.items()})
+        if str(as_json) == "-":
+            return
     t = Table(title="outlier candidates (cosine distance to the class centroid; nothing deleted)")
     for col in ("class", "rank", "distance", "image"):
         t.add_column(col)

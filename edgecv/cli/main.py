@@ -17,6 +17,7 @@ from edgecv.cli.app import app, capture_native, console, finish, out, print_plan
 from edgecv.cli.app import fail as _fail
 from edgecv.cli.app import parse_input_size as _input_size
 from edgecv.cli.app import warn as _warn
+from edgecv.cli.conventions import emit_json
 from edgecv.errors import EdgecvError, InputError
 
 
@@ -43,25 +44,22 @@ def build(
                                  "output (always kept in <out>/build.log and <out>/<target>/build.log)"),
 ):
     """Train the recipe's model and build, validate and gate every artifact of the target(s)."""
-    from edgecv.config import list_targets
+    from edgecv import api
     from edgecv.extras import require_extra
 
     try:
         if not dry_run:
             require_extra("build", "`edgecv build` (training and conversion)")
-        from edgecv.orchestrator.runner import load_build
-        from edgecv.report.table import print_summary
-
         with capture_native(out_dir / "build.log", verbose) as native:
-            names = [n for n, _ in list_targets(recipe.parent)] if all_targets else target
-            if not names:
+            if not (all_targets or target):
                 raise InputError("name at least one --target (see `edgecv targets`) or pass --all")
-            b = load_build(recipe, names, out_dir, set_, console, gates=not no_gates, force=frozenset(force),
-                           regen_reference=regen_reference, native=native)
+            b = api.prepare_build(recipe, target, out=out_dir, overrides=set_, all_targets=all_targets,
+                                  gates=not no_gates, force=force, regen_reference=regen_reference, console=console,
+                                  native=native)
             if dry_run:
                 print_plan(b.plan())
                 raise typer.Exit(0)
-            result = b.run(wait)
+            result = api.run(b, wait, check=False)
     except EdgecvError as e:
         _fail(e, log=out_dir / "build.log")
     code = finish(result, wide)
@@ -106,7 +104,8 @@ def validate(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads the runtime may use (default: its own)"),
     top_k: int = typer.Option(3, "--top-k", help="predictions shown per image with --per-image"),
     per_image: bool = typer.Option(False, "--per-image", help="also print every image's top-k predictions"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="write the result as JSON (every image included)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="write the result as JSON to FILE, "
+                                            "every image included (`-`: to stdout)"),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="keypoint artifacts: a CSV "
                                                "`image,x0,y0,...` in pixels or COCO keypoints JSON for --data"),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW for a model that accepts any size "
@@ -115,26 +114,26 @@ def validate(
     """Evaluate an artifact on an image folder with its task's metrics: a classifier (third-party TFLite
     models included) on class sub-folders, a keypoint artifact with --annotations (NME, failure rate,
     error per keypoint), any task preprocessing.json names."""
-    from edgecv.build_folder import check_before_use, sidecar_input_size
-    from edgecv.files import atomic_write_text, ensure_writable
-    from edgecv.validate.device import validate_on_device
+    from edgecv import api
+    from edgecv.files import ensure_writable
+    from edgecv.validate.device import artifact_task
 
-    options = {"labels": labels, "label_offset": label_offset, "resize": resize, "top_k": top_k,
-               "per_image": per_image, "warn": _warn}
     try:
-        if not artifact.exists():
-            raise InputError(f"{artifact}: no such file or folder")
-        check_before_use(artifact, _warn)
-        if json_out:
+        if json_out and str(json_out) != "-":
             ensure_writable(json_out)
-        size = _input_size(input_size) or sidecar_input_size(artifact)
-        with capture_native(Path(tempfile.gettempdir()) / "edgecv-validate.log"):
-            task, res = validate_on_device(artifact, data, annotations, options, threads, size)
-    except ValueError as e:  # e.g. an unknown file type: a message, not a traceback
-        _fail(InputError(str(e)))
-    task.print_device_report(res, artifact, data, out, console, options)
+        with capture_native(Path(tempfile.gettempdir()) / "edgecv-validate.log") as native:
+            res = api.validate(artifact, data, labels=labels, label_offset=label_offset, resize=resize,
+                               threads=threads, top_k=top_k, input_size=_input_size(input_size),
+                               annotations=annotations, warn=_warn, native=native)
+        task = artifact_task(artifact, annotations)[0]
+    except EdgecvError as e:
+        _fail(e)
+    if str(json_out) == "-":  # stdout holds the JSON alone
+        emit_json(json_out, vars(res))
+        return
+    task.print_device_report(vars(res), artifact, data, out, console, {"per_image": per_image, "top_k": top_k})
     if json_out:
-        atomic_write_text(json_out, json.dumps(res, indent=2, default=str))
+        emit_json(json_out, vars(res))
 
 
 @app.command()
@@ -156,7 +155,8 @@ def bench(
                                                  "fused kernels for this CPU: what an onnxruntime deployment runs)"),
     runs: int = typer.Option(50, "--runs", help="at least this many timed runs per batch size"),
     seconds: float = typer.Option(2.0, "--seconds", help="and at least this long"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="write the result (merge it with `edgecv report --merge`)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="write the result as JSON to FILE "
+                                            "(`-`: to stdout); merge it with `edgecv report --merge`"),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW for a model that accepts any size "
                                              "(default: preprocessing.json beside it)"),
     host: Optional[str] = typer.Option(None, "--host", help="run it on this device over SSH: user@host[:port]; the "
@@ -167,45 +167,36 @@ def bench(
                                                "~/.ssh/known_hosts (unknown hosts are refused)"),
 ):
     """Measure an artifact on this machine (or on --host over SSH): latency percentiles, memory, load time, accuracy with --data."""
-    from edgecv.build_folder import check_before_use
-    from edgecv.files import atomic_write_text, ensure_writable
-    from edgecv.validate.bench import bench as run_bench
+    from edgecv import api
+    from edgecv.files import ensure_writable
+    from edgecv.report.outputs import FPS_MEANING, fps
     from edgecv.runtimes.latency import NOISY_P99_OVER_P50, noisy
 
     try:
-        if not artifact.exists():
-            raise InputError(f"{artifact}: no such file or folder")
-        check_before_use(artifact, _warn)
-        if int8_semantics and artifact.suffix != ".onnx":
-            raise InputError(f"--int8-semantics chooses onnxruntime's int8 arithmetic: {artifact.name} is not an ONNX file")
-        if json_out:  # before measuring: results must not be lost after the table is printed
+        if json_out and str(json_out) != "-":  # before measuring: results must not be lost after the table
             ensure_writable(json_out)
-        if host:
-            from edgecv.remote.bench import bench_on_host
-
-            options = {"threads": threads, "batch": batch, "resize": resize, "runs": runs, "seconds": seconds,
-                       "int8_semantics": int8_semantics}
-            res = bench_on_host(artifact, host, data, random_inputs, options, labels, remote_python, identity,
-                                known_hosts, log=console.print)
-        else:
-            with capture_native(Path(tempfile.gettempdir()) / "edgecv-bench.log"):  # the runtime's own start-up lines
-                res = run_bench(artifact, data, random_inputs, threads, batch, labels, resize, runs, seconds,
-                                annotations=annotations, input_size=_input_size(input_size), warn=_warn,
-                                runtime_options={"int8_semantics": int8_semantics} if int8_semantics else None)
-    except ValueError as e:
-        _fail(InputError(str(e)))
+        with capture_native(Path(tempfile.gettempdir()) / "edgecv-bench.log") as native:  # the runtime's start-up lines
+            res = api.bench(artifact, data, random=random_inputs, threads=threads, batch=batch, labels=labels,
+                            resize=resize, annotations=annotations, int8_semantics=int8_semantics, runs=runs,
+                            seconds=seconds, input_size=_input_size(input_size), host=host,
+                            remote_python=remote_python, identity=identity, known_hosts=known_hosts, warn=_warn,
+                            log=console.print, native=native).to_json()
+    except EdgecvError as e:
+        _fail(e)
+    show = console if str(json_out) == "-" else out  # `--json -`: stdout holds the JSON alone
     where = f"{res['remote']['host']}: " if res.get("remote") else ""
     t = Table(title=f"{artifact.name} on {where}{res['device']['cpu']} ({res['device']['cpu_count']} cores), "
                     f"{res['runtime'].get('library')}, threads {threads or 'default'}; times in ms",
               box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
-    for col in ("batch", "warm-up", "runs", "1st", "p50", "p90", "p99", "mean ± std", "img/s"):
+    for col in ("batch", "warm-up", "runs", "1st run", "p50", "p90", "p99", "mean ± std", "FPS"):
         t.add_column(col, justify="right", no_wrap=True)
     for lat in res["latency_by_batch"]:
         first = "-" if lat.get("first_ms") is None else f"{lat['first_ms']:.3f}"
         t.add_row(str(lat["batch"]), str(lat["warmup"]), str(lat["runs"]), first, f"{lat['p50_ms']:.3f}",
-                  f"{lat['p90_ms']:.3f}", f"{lat['p99_ms']:.3f}", f"{lat['mean_ms']:.2f} ± {lat.get('std_ms', 0):.2f}",
-                  f"{lat['throughput_ips']:.1f}")
-    out.print(t)
+                  f"{lat['p90_ms']:.3f}", f"{lat['p99_ms']:.3f}", f"{lat['mean_ms']:.3f} ± {lat.get('std_ms', 0):.3f}",
+                  f"{fps(lat):.1f}")
+    show.print(t)
+    console.print(f"[dim]1st run: the first call of the timed loop at that batch size; {FPS_MEANING}[/]")
     for lat in res["latency_by_batch"]:
         if noisy(lat["p50_ms"], lat["p99_ms"]):
             console.print(f"[yellow]warning:[/] batch {lat['batch']}: p99 {lat['p99_ms']:.3f} ms is more than "
@@ -213,24 +204,25 @@ def bench(
                           "throttling); close other programs or raise --runs/--seconds before trusting these numbers")
     mem = res["memory"]
     first = res.get("first_inference_ms")
-    out.print(f"load {res['load_seconds'] * 1000:.1f} ms; first inference "
-              + ("-" if first is None else f"{first:.1f} ms") + f"; size {res['artifact']['size_bytes'] / 1e6:.3f} MB "
+    show.print(f"load {res['load_seconds'] * 1000:.1f} ms; first inference after loading (one image) "
+              + ("-" if first is None else f"{first:.3f} ms") + f"; size {res['artifact']['size_bytes'] / 1e6:.3f} MB "
               f"(gzip {res['artifact']['gzip_bytes'] / 1e6:.3f} MB); peak RSS "
               + ("-" if mem["peak_rss_mb"] is None else f"{mem['peak_rss_mb']:.1f} MB"))
     if res.get("session_options"):
         from edgecv.report.identity import session_text
 
-        out.print(f"onnxruntime int8 arithmetic {session_text(res['session_options'])}; sha256 {res['artifact']['sha256']}")
+        show.print(f"onnxruntime int8 arithmetic {session_text(res['session_options'])}; sha256 {res['artifact']['sha256']}")
     if res["accuracy"]:
         top5 = "" if res["accuracy"]["top5"] is None else f", top-5 {res['accuracy']['top5']:.2f}%"
-        out.print(f"accuracy top-1 {res['accuracy']['top1']:.2f}%{top5} on {res['accuracy']['images']} images")
+        show.print(f"accuracy top-1 {res['accuracy']['top1']:.2f}%{top5} on {res['accuracy']['images']} images")
     elif res["metrics"]:
         from edgecv.validate.device import artifact_task, metrics_text
 
-        out.print(metrics_text(artifact_task(artifact, annotations)[0], res["metrics"]))
+        show.print(metrics_text(artifact_task(artifact, annotations)[0], res["metrics"]))
     if json_out:
-        atomic_write_text(json_out, json.dumps(res, indent=2))
-        out.print(f"wrote {json_out}")
+        emit_json(json_out, res)
+        if str(json_out) != "-":
+            out.print(f"wrote {json_out}")
     if host and (artifact.parent / "report.json").is_file():
         from edgecv.report.merge import merge_results
 
@@ -246,15 +238,23 @@ def bench(
 
 @app.command()
 def report(
-    report_json: Path = typer.Argument(..., help="a target's report.json from `edgecv build`"),
+    report_json: Path = typer.Argument(..., help="a target's report.json from `edgecv build` (or its folder)"),
     merge: List[Path] = typer.Option([], "--merge", help="`edgecv bench --json` result from a device; repeatable"),
+    wide: bool = typer.Option(False, "--wide", help="without --merge: every report column, not the 80-column set"),
 ):
-    """Fold device benchmark results into a build's report and re-check its gates with the device numbers."""
+    """Show a build's report table, or fold device benchmark results into it (--merge) and re-check its
+    gates with the device numbers."""
     from edgecv.report.merge import merge_files
 
+    if report_json.is_dir():  # a target folder: its report
+        report_json = report_json / "report.json"
     try:
         if not merge:
-            raise InputError("nothing to do: pass --merge RESULT.json")
+            from edgecv.report.table import print_summary
+            from edgecv.report.regression import read_report
+
+            print_summary(read_report(report_json, "report"), out, wide=wide, notes=console)
+            raise typer.Exit(0)
         failures = merge_files(report_json, merge)
     except EdgecvError as e:
         _fail(e)
@@ -315,7 +315,8 @@ def diagnose(
     artifact: Path = typer.Argument(..., help="an int8 .tflite inside an edgecv build folder"),
     top: int = typer.Option(15, "--top", help="show the N worst layers"),
     samples: int = typer.Option(32, "--samples", help="calibration images to measure the error on"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="write every layer's error as JSON"),
+    json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="write every layer's error as JSON "
+                                            "to FILE (`-`: to stdout)"),
 ):
     """Rank an int8 TFLite artifact's layers by quantization error, worst first (why it misses a gate)."""
     from edgecv.extras import require_extra
@@ -323,9 +324,13 @@ def diagnose(
 
     try:
         require_extra("build", "`edgecv diagnose` (TFLite's quantization debugger)")
-        d = diagnose_artifact(artifact, samples)
+        with capture_native(Path(tempfile.gettempdir()) / "edgecv-diagnose.log"):
+            d = diagnose_artifact(artifact, samples)
     except EdgecvError as e:
         _fail(e)
+    if str(json_out) == "-":  # stdout holds the JSON alone
+        emit_json(json_out, d.to_json())
+        return
     t = Table(title=f"{artifact.name}: per-layer int8 error on {samples} calibration images (worst first)")
     for col in ("#", "op", "Keras layers", "rmse / scale", "rmse", "max abs err"):
         t.add_column(col, justify="right" if col in ("#", "rmse / scale", "rmse", "max abs err") else "left")
@@ -335,7 +340,7 @@ def diagnose(
     out.print("rmse / scale: the op's own output error in quantization steps, given the same quantized input. "
               "Keep the worst layers in float with options: {accuracy_aware: {...}} on the artifact.")
     if json_out:
-        json_out.write_text(json.dumps(d.to_json(), indent=2))
+        emit_json(json_out, d.to_json())
 
 
 @app.command()
@@ -344,16 +349,16 @@ def targets(recipe_dir: Optional[Path] = typer.Option(None, "--recipe-dir", help
     """List the known targets with a one-line description."""
     from edgecv.config import list_targets, load_target
 
-    t = Table()
-    for col in ("target", "artifacts", "description"):
-        t.add_column(col)
+    from edgecv.cli.listing import listing_console, print_listing
+
+    rows = []
     for name, path in list_targets(recipe_dir):
         try:
             tg = load_target(str(path))
-            t.add_row(name, ", ".join(f"{a.name} ({a.format} {a.precision})" for a in tg.artifacts), tg.description)
+            rows.append([name, ", ".join(f"{a.name} ({a.format} {a.precision})" for a in tg.artifacts), tg.description])
         except EdgecvError as e:
-            t.add_row(name, "[red]invalid[/]", str(e).splitlines()[0])
-    out.print(t)
+            rows.append([name, "[red]invalid[/]", escape(str(e).splitlines()[0])])
+    print_listing(listing_console(), ("target", "artifacts", "description"), rows, prose=(2,))
 
 
 @app.command()
@@ -362,17 +367,17 @@ def formats():
     from edgecv.exporters import EXPORTER_MODULES, get_exporter
     from edgecv.exporters.base import FORMAT_ALIASES
 
-    t = Table()
-    for col in ("format", "also accepted as", "precisions", "needs calibration"):
-        t.add_column(col)
+    from edgecv.cli.listing import listing_console, print_listing
+
+    rows = []
     for fmt in sorted(EXPORTER_MODULES):
         aliases = ", ".join(a for a, f in FORMAT_ALIASES.items() if f == fmt) or "-"
         try:
             e = get_exporter(fmt)
-            t.add_row(fmt, aliases, ", ".join(e.precisions), ", ".join(e.needs_calibration) or "-")
+            rows.append([fmt, aliases, ", ".join(e.precisions), ", ".join(e.needs_calibration) or "-"])
         except ImportError as err:
-            t.add_row(fmt, aliases, f"[yellow]unavailable: {err}[/]", "")
-    out.print(t)
+            rows.append([fmt, aliases, f"[yellow]unavailable: {escape(str(err))}[/]", ""])
+    print_listing(listing_console(), ("format", "also accepted as", "precisions", "needs calibration"), rows)
 
 
 @app.command()
@@ -381,21 +386,20 @@ def tasks():
     from edgecv.tasks import all_task_classes
     from edgecv.validate.gates import gate_descriptions
 
-    t = Table()
-    for col in ("task", "outputs", "metrics (↑ higher / ↓ lower is better)", "description"):
-        t.add_column(col)
+    from edgecv.cli.listing import listing_console, print_listing
+
+    rows = []
     for cls in all_task_classes():
         task = cls()
-        outputs = ", ".join(f"{o.name} {list(o.shape)}" for o in task.output_spec({}))
-        metrics = ", ".join(f"{m.name} {'↑' if m.higher_is_better else '↓'}" for m in cls.metrics + cls.agreement_metrics)
-        t.add_row(cls.name, outputs, metrics or "-", cls.description)
-    out.print(t)
-    g = Table(title="gates (target files: gates: {NAME: LIMIT})")
-    for col in ("gate", "applies to", "meaning"):
-        g.add_column(col)
-    for row in gate_descriptions(all_task_classes()):
-        g.add_row(*row)
-    out.print(g)
+        outputs = ", ".join(f"{o.name} {'×'.join(map(str, o.shape))}" for o in task.output_spec({}))
+        metrics = ", ".join(f"{m.name}{'↑' if m.higher_is_better else '↓'}" for m in cls.metrics + cls.agreement_metrics)
+        rows.append([cls.name, escape(outputs), metrics or "-", cls.description])
+    console_out = listing_console()
+    print_listing(console_out, ("task", "outputs", "metrics (↑ higher, ↓ lower is better)", "description"), rows,
+                  prose=(3,))
+    print_listing(console_out, ("gate", "applies to", "meaning"),
+                  [[escape(c) for c in row] for row in gate_descriptions(all_task_classes())],
+                  title="gates (target files: gates: {NAME: LIMIT})", prose=(2,))
 
 
 @app.command()
@@ -403,12 +407,10 @@ def backbones():
     """List the backbones a recipe can name, with their built-in normalization."""
     from edgecv.models.backbones import BACKBONES
 
-    t = Table()
-    for col in ("backbone", "normalization", "default size", "alpha"):
-        t.add_column(col)
-    for s in BACKBONES.values():
-        t.add_row(s.name, s.normalization, str(s.default_size), "yes" if s.takes_alpha else "-")
-    out.print(t)
+    from edgecv.cli.listing import listing_console, print_listing
+
+    rows = [[s.name, s.normalization, str(s.default_size), "yes" if s.takes_alpha else "-"] for s in BACKBONES.values()]
+    print_listing(listing_console(), ("backbone", "normalization", "default size", "alpha"), rows)
 
 
 from edgecv.cli.engine import engine_app  # noqa: E402
@@ -424,6 +426,9 @@ register_feature_commands(app)
 from edgecv.cli.selection import select as select_backbone  # noqa: E402
 
 app.command("select")(select_backbone)
+from edgecv.cli.conventions import group_commands  # noqa: E402
+
+group_commands(app)
 
 
 def main() -> None:  # pragma: no cover

@@ -2,33 +2,30 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 
 def list_passes(verbose: bool = typer.Option(False, "--verbose", "-v", help="also list each pass's settings")):
     """List optimization passes: what each needs, which precisions and targets it suits."""
     from edgecv.passes.base import PASS_MODULES, get_pass
 
-    t = Table()
-    for col in ("pass", "needs", "precisions", "suits", "description"):
-        t.add_column(col, overflow="fold")
+    from edgecv.cli.listing import listing_console, print_listing
+
+    rows = []
     for name in sorted(PASS_MODULES):
         try:
             cls = get_pass(name)
         except ImportError as e:
-            t.add_row(name, "", "", "", f"[yellow]unavailable: {e}[/]")
+            rows.append([name, "", "", "", f"[yellow]unavailable: {escape(str(e))}[/]"])
             continue
-        desc = cls.description
-        if verbose:
+        desc = escape(cls.description)
+        if verbose:  # one setting per line: `learning_rate=0.0001` is typed as one word
             fields = [f"{k}={'required' if f.is_required() else repr(f.get_default(call_default_factory=True))}"
                       for k, f in cls.config.model_fields.items() if k != "name"]
-            desc += "\n" + ", ".join(fields)
-        t.add_row(name, ", ".join(sorted(cls.needs)) or "-", ", ".join(cls.precisions), cls.suits, desc)
-    out = Console(width=None if sys.stdout.isatty() else 160)
-    out.print(t)
+            desc += "\n" + "\n".join(escape(f) for f in fields)
+        rows.append([name, ", ".join(sorted(cls.needs)) or "-", ", ".join(cls.precisions), escape(cls.suits), desc])
+    out = listing_console()
+    print_listing(out, ("pass", "needs", "precisions", "suits", "description"), rows, prose=(3,))
     out.print("Accuracy-aware int8 is an option of an int8 tflite or onnx artifact, not a pass: "
               "options: {accuracy_aware: {max_steps: 8}} plus an accuracy gate.")

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from edgecv.config.recipe import Recipe
 from edgecv.config.target import Target
-from edgecv.errors import ConfigError, did_you_mean
+from edgecv.errors import ConfigError, EdgecvError, did_you_mean
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -42,6 +42,8 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     """Field names of the sub-model that holds `loc[-1]`, for 'unknown key' messages."""
     current: Any = model
     for part in loc[:-1]:
+        if isinstance(part, int):  # an item of a list (artifacts.0): the list's model holds the key
+            continue
         field = getattr(current, "model_fields", {}).get(str(part))
         if field is None:
             return []
@@ -78,6 +80,8 @@ def format_validation_error(err: ValidationError, model: type[BaseModel], file: 
         line = None if override else _line_of(node, loc)
         where = f"from the command line `--set {override}`, " if override else f"line {line}, " if line else ""
         msg = e["msg"]
+        if e["type"] == "value_error" and msg.startswith("Value error, "):  # pydantic's words, not ours
+            msg = msg[len("Value error, "):]
         if e["type"] == "extra_forbidden":
             allowed = _allowed_keys(model, loc)
             msg = (f"unknown key `{loc[-1]}`{did_you_mean(str(loc[-1]), allowed)}"
@@ -138,6 +142,11 @@ def apply_overrides(data: dict, overrides: Iterable[str], file: Path) -> dict:
 
 
 def _read_yaml(path: Path) -> tuple[dict, Any]:
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.y*ml"))
+        hint = (f": give the file inside it, e.g. {path / ('edgecv.yaml' if 'edgecv.yaml' in inside else inside[0])}"
+                if inside else " with no .yaml file in it: give the recipe or target file itself")
+        raise ConfigError(f"{path} is a folder{hint}")
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
     text = path.read_text()
@@ -192,6 +201,15 @@ def find_target(name: str, recipe_dir: Optional[Path] = None) -> Path:
         if p.is_file():
             return p
     known = sorted({p.stem for d in target_search_dirs(recipe_dir) if d.is_dir() for p in d.glob("*.yaml")})
+    from edgecv.config.target import FORMAT_ALIASES
+    from edgecv.registry import FORMAT_PACKAGES
+
+    fmt = FORMAT_ALIASES.get(name, name)
+    if fmt in FORMAT_PACKAGES:  # `-t tflite`: a format where a target was expected
+        building = targets_building(fmt, recipe_dir)
+        raise ConfigError(f"{name!r} is an artifact format, not a target: targets that build {fmt}: "
+                          f"{', '.join(building) or 'none'} (see `edgecv targets`); or, for a model of your own, "
+                          f"`edgecv export MODEL --format {fmt} [--int8|--fp16] --data DIR` builds it with no target file")
     raise ConfigError(f"unknown target {name!r}{did_you_mean(name, known)}; known targets: {', '.join(known) or 'none'} "
                       f"(see `edgecv targets`)")
 
@@ -201,6 +219,24 @@ def load_target(name_or_path: str, recipe_dir: Optional[Path] = None) -> Target:
     data, node = _read_yaml(path)
     data.setdefault("name", path.stem)
     return _validate(Target, data, path, node)
+
+
+def targets_building(fmt: str, recipe_dir: Optional[Path] = None) -> list[str]:
+    """Names of the known targets with an artifact of format `fmt` (aliases accepted)."""
+    from edgecv.config.target import FORMAT_ALIASES
+
+    fmt = FORMAT_ALIASES.get(fmt, fmt)
+    found = []
+    for name, path in list_targets(recipe_dir):
+        try:
+            data, _ = _read_yaml(path)
+        except EdgecvError:
+            continue
+        formats = {FORMAT_ALIASES.get(a.get("format"), a.get("format")) for a in data.get("artifacts") or []
+                   if isinstance(a, dict)}
+        if fmt in formats:
+            found.append(name)
+    return found
 
 
 def list_targets(recipe_dir: Optional[Path] = None) -> list[tuple[str, Path]]:

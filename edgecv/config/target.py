@@ -43,7 +43,11 @@ class Gates(Strict):
         known = known_gate_names()
         for name, value in (self.model_extra or {}).items():
             if name not in known:
-                raise ValueError(f"unknown gate `{name}`; known gates: {', '.join(sorted(known))}")
+                from edgecv.errors import did_you_mean
+
+                close = did_you_mean(name, known)
+                raise ValueError(f"unknown gate `{name}`{close}" + ("; `edgecv tasks` lists every gate" if close else
+                                 f"; known gates: {', '.join(sorted(known))} (`edgecv tasks` says what each means)"))
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise ValueError(f"gate `{name}` needs a number, not {value!r}")
         return self

@@ -98,6 +98,17 @@ def iter_layers(config: dict) -> Iterator[dict]:
             yield from iter_layers(layer)
 
 
+NORMALIZING_LAYERS = ("Rescaling", "Normalization")
+
+
+def first_layer(config: Optional[dict]) -> Optional[str]:
+    """Class name of the model's first layer after its input (None: no config to read)."""
+    for layer in iter_layers(config or {}):
+        if layer.get("class_name") not in ("InputLayer", None):
+            return layer["class_name"]
+    return None
+
+
 def lambda_layers(config: Optional[dict]) -> list[str]:
     return [str((l.get("config") or {}).get("name") or l.get("name")) for l in iter_layers(config or {})
             if l.get("class_name") == "Lambda"]

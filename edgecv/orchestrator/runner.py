@@ -29,7 +29,7 @@ from edgecv.config.target import effective_gates
 from edgecv.data.calibration import CalibrationSet, select_calibration
 from edgecv.data.images import load_batch
 from edgecv.data.index import DataIndex
-from edgecv.errors import ConfigError, EdgecvError, StageFailed
+from edgecv.errors import ConfigError, EdgecvError, InputError, StageFailed
 from edgecv.files import OutputError, ensure_dir, explain_write_error, is_write_error, tree_sha256
 from edgecv.models.backbones import get_backbone, normalization
 from edgecv.models.check import check_model_config
@@ -76,6 +76,17 @@ class BuildResult:
         """0 ok; 1 a gate failed; 3 an artifact or target failed to build."""
         statuses = {o.status for o in self.outcomes}
         return 3 if "failed" in statuses else 1 if "gates_failed" in statuses else 0
+
+    def report(self, target: Optional[str] = None) -> Report:
+        """The typed report of `target` (of the only target when None); see edgecv.results.Report."""
+        built = {o.target: o for o in self.outcomes}
+        if target is None and len(built) == 1:
+            target = next(iter(built))
+        o = built.get(target)
+        if o is None or o.report is None:
+            why = "was not built" if o is None else "has no report (it failed: " + "; ".join(o.messages) + ")"
+            raise InputError(f"target {target!r} {why}; built: {', '.join(built) or 'none'}")
+        return o.report
 
     def ran(self, stage: str) -> list[StageRecord]:
         return [s for s in self.stages if s.stage == stage and not s.hit]

@@ -28,7 +28,7 @@ batch instead (the behaviour before these options).
 The defaults are what measured best on flowers (MobileNet v1 0.5/128 from the fine-tuned
 MobileNetV2 1.0/224, seed-0 split): int8 97.22 % (float 97.22 %) against the teacher's 98.61 %
 float; 36 fine-tune epochs gave 96.53 %, the feature loss (weight 1.0) 97.22 % int8 with a lower
-float 96.53 %, two extra cutmix views 96.53 % (README, "Optimization passes", has the table).
+float 96.53 %, two extra cutmix views 96.53 % (docs/guide.md, "Optimization passes", has the table).
 
 Input size: each augmented training batch is decoded at the recipe's size; the teacher sees it
 as is and the student sees it resized (bilinear, antialiased) to its own size, so the teacher's

@@ -8,7 +8,7 @@ import re
 from functools import lru_cache
 
 from edgecv.report.identity import identity_rows, isa_line, session_text
-from edgecv.report.outputs import (artifact_rows, as_report, column_specs, device_name, device_result,
+from edgecv.report.outputs import (artifact_rows, as_report, column_specs, device_name, device_result, fps,
                                    latency_provenance, reference_line, report_notes, report_task, report_verdict)
 from edgecv.report.plots import plots, pyplot
 from edgecv.report.uncertainty import interval_rows
@@ -69,7 +69,7 @@ def device_rows(report) -> list[dict]:
                 + _int8_note((dev.get("runtime") or {}).get("session_options")),
                 "threads": dev.get("threads") or "default", "load_ms": _num((dev.get("load_seconds") or 0) * 1000, ".1f"),
                 "host_p50": _num((a.latency or {}).get("p50_ms"), ".3f"), "p50": _num(lat.get("p50_ms"), ".3f"),
-                "p90": _num(lat.get("p90_ms"), ".3f"), "fps": _num(lat.get("throughput_ips"), ".0f"),
+                "p90": _num(lat.get("p90_ms"), ".3f"), "fps": _num(fps(lat), ".0f"),
                 "host_quality": _num(a.metrics.get(q), spec.fmt, spec.unit) if spec else "-",
                 "quality": _num(dq, spec.fmt, spec.unit) if spec else "-", "created": dev.get("created") or "-"})
     return rows

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from rich import box
 from rich.console import Console
+from rich.cells import cell_len
 from rich.markup import escape
 from rich.table import Table
 
@@ -17,10 +18,12 @@ VERDICT_MARKS = {"pass": "✅", "fail": "❌", "not built": "➖", "not measured
 NOTE_STYLES = {"error": "red", "fail": "red", "warning": "yellow"}
 
 
-def summary_table(report, wide: bool = False) -> Table:
+def summary_table(report, wide: bool = False, keys=None, title: bool = True) -> Table:
+    """One table; `keys`: only these columns (the artifact column always comes first)."""
     report = as_report(report)
-    cols = [c for c in column_specs(report) if wide or c.terminal]
-    t = Table(title=f"{report.target['name']}: reference {reference_line(report)}", box=box.SIMPLE_HEAD,
+    cols = [c for c in column_specs(report) if (wide or c.terminal) and (keys is None or c.key in keys)]
+    t = Table(title=f"{report.target['name']}: reference {reference_line(report)}" if title else None,
+              box=box.SIMPLE_HEAD,
               padding=(0, 1), pad_edge=False, title_justify="left")
     for c in cols:
         if c.key == "artifact":
@@ -29,7 +32,7 @@ def summary_table(report, wide: bool = False) -> Table:
             t.add_column("" if not wide else c.short_header, no_wrap=True)
         else:
             t.add_column(c.short_header, justify="left" if c.text else "right", no_wrap=not c.text,
-                         overflow="fold")
+                         overflow="fold", min_width=None if c.text else cell_len(c.short_header))
     for row in artifact_rows(report):
         cells = []
         for c in cols:
@@ -44,11 +47,44 @@ def summary_table(report, wide: bool = False) -> Table:
     return t
 
 
+def summary_tables(report, wide: bool = False, width: int = 80) -> list[Table]:
+    """The table, split into several (each starting with the artifact column) where `--wide` does
+    not fit `width`: a number is never cut or folded to fit."""
+    report = as_report(report)
+    cols = [c for c in column_specs(report) if wide or c.terminal]
+    if not wide:
+        return [summary_table(report)]
+    rows = artifact_rows(report)
+
+    def need(c) -> int:
+        cells = [str(r[c.key]) + (" ✅" if c.key == "status" else "") for r in rows]
+        if c.text:  # words may wrap: the longest word, or the whole name where it is short
+            words = [w for v in cells + [c.short_header] for w in v.split()]
+            return max(cell_len(w) for w in words) if words else 1
+        return max(cell_len(v) for v in cells + [c.short_header])
+
+    first = [c for c in cols if c.key == "artifact"]
+    used = sum(need(c) + 3 for c in first)
+    groups, current = [], []
+    for c in cols:
+        if c in first:
+            continue
+        if current and used + sum(need(x) + 3 for x in current) + need(c) + 3 > width:
+            groups.append(current)
+            current = []
+        current.append(c)
+    if current:
+        groups.append(current)
+    return [summary_table(report, wide=True, keys={"artifact", *(c.key for c in g)}, title=i == 0)
+            for i, g in enumerate(groups)]
+
+
 def print_summary(report, console: Console, wide: bool = False, notes: Console | None = None) -> None:
     """The table and the verdict on `console` (stdout); notes on `notes` (default the same)."""
     report = as_report(report)
     notes = notes or console
-    console.print(summary_table(report, wide))
+    for table in summary_tables(report, wide, console.width):
+        console.print(table)
     for severity, text in report_notes(report):
         notes.print(f"[{NOTE_STYLES[severity]}]{escape(text)}[/]")
     for line in interval_lines(report):

@@ -41,7 +41,7 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k highest scores per row, best first."""
-    return np.argsort(-np.asarray(scores), axis=1)[:, :k]
+    return np.argsort(-np.asarray(scores), axis=1, kind="stable")[:, :k]  # ties: first index, as argmax
 
 
 class Classification(Task):
@@ -184,17 +184,13 @@ class Classification(Task):
         """With --per-image every image's top-k; then accuracy with class folders, else the classes
         seen most."""
         from collections import Counter
-        from pathlib import Path
 
-        from rich.table import Table
+        from edgecv.tasks.classification_folder import print_per_image
 
+        for p, why in report["skipped"]:
+            err.print(f"[yellow]skipped unreadable image[/] {p}: {why}")
         if options.get("per_image"):
-            t = Table(title=f"{artifact.name} on {data} (label offset {report['offset']})")
-            t.add_column("image", overflow="fold")
-            t.add_column(f"top-{options.get('top_k')}", overflow="fold")
-            for img, preds in zip(report["images"], report["predictions"]):
-                t.add_row(Path(img).name, ", ".join(f"{n} {s:.2f}" for n, s in preds))
-            out.print(t)
+            print_per_image(report, artifact, data, out, options.get("top_k"))
         out.print(f"{artifact.name} on {len(report['images'])} images from {data} (label offset {report['offset']})")
         if report["accuracy"] is not None:
             top5 = "" if report["top5_accuracy"] is None else f", top-5 {report['top5_accuracy']:.2f}%"
@@ -203,8 +199,6 @@ class Classification(Task):
             seen = Counter(preds[0][0] for preds in report["predictions"] if preds)
             out.print("most frequent top-1: " + ", ".join(f"{name} ×{n}" for name, n in seen.most_common(5)))
             err.print("[dim]every image's predictions: --per-image (or --json FILE)[/]")
-        for p, why in report["skipped"]:
-            err.print(f"[yellow]skipped unreadable image[/] {p}: {why}")
 
     def bench_fields(self, evaluation, result) -> dict:
         """`accuracy` (top-1, top-5, images, skipped) as bench results have always had it, and `metrics`."""

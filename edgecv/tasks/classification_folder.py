@@ -107,12 +107,39 @@ def name_of(names: list[str], offset: int, i: int) -> str:
 
 
 def class_report(task, evaluation: DeviceSet, result, outputs: dict, top_k: int) -> dict:
-    """`edgecv validate --json`'s fields for a classifier (as before the task seam: mode, images,
-    top-k predictions per image, accuracy, top-5 accuracy, skipped, label offset)."""
+    """`edgecv validate --json`'s fields for a classifier: mode, images, top-k predictions per image,
+    accuracy, top-5 accuracy, skipped, label offset, each image's class folder (truths) and whether
+    its top-1 is that class (correct: what accuracy counts)."""
     st = evaluation.state
     top, scores = task.predictions(task.select_outputs(outputs, {}), top_k)
     preds = [[(name_of(st["names"], st["offset"], int(i)), float(s)) for i, s in zip(top[r], scores[r])]
              for r in range(len(top))]
+    labelled = evaluation.labels is not None
+    scores = result.sample_scores.get("accuracy") if labelled else None
     return {"mode": st["mode"], "images": evaluation.paths, "predictions": preds,
             "accuracy": result.metrics.get("accuracy"), "top5_accuracy": result.metrics.get("top5_accuracy"),
-            "skipped": evaluation.skipped, "offset": st["offset"]}
+            "skipped": evaluation.skipped, "offset": st["offset"],
+            "truths": list(evaluation.labels) if labelled else [None] * len(evaluation.paths),
+            "correct": [bool(v) for v in scores] if scores is not None else None}
+
+
+def print_per_image(report: dict, artifact: Path, data: Path, out, top_k) -> None:
+    """Every image with its true label (its class folder), the top-1 prediction and ✓/✗, then the top-k."""
+    from rich import box
+    from rich.table import Table
+
+    labelled = report["correct"] is not None
+    t = Table(title=f"{artifact.name} on {data} (label offset {report['offset']})", box=box.SIMPLE_HEAD,
+              pad_edge=False, title_justify="left")
+    t.add_column("image", overflow="fold")
+    if labelled:
+        for col in ("true label", "prediction", ""):
+            t.add_column(col, overflow="fold")
+    t.add_column(f"top-{top_k} (score)", overflow="fold")
+    for i, (img, preds) in enumerate(zip(report["images"], report["predictions"])):
+        row = [f"{Path(img).parent.name}/{Path(img).name}" if labelled else Path(img).name]
+        if labelled:
+            ok = report["correct"][i]
+            row += [report["truths"][i], preds[0][0] if preds else "-", "[green]✓ right[/]" if ok else "[red]✗ wrong[/]"]
+        t.add_row(*row, ", ".join(f"{n} {s:.2f}" for n, s in preds))
+    out.print(t)

@@ -46,7 +46,7 @@ class EpochProgress(keras.callbacks.Callback):
     def summary(self) -> str:
         done = f"{self.epoch + 1} epoch{'s' if self.epoch else ''}"
         if self.watch and self.watch in self.last:
-            return f"{done}, {self.watch} {self.last[self.watch]:.4f} (best {self.best:.4f})"
+            return f"{done}, {self.watch} {_value(self.watch, self.last[self.watch])} (best {_value(self.watch, self.best)})"
         return f"{done}, {_numbers(self.last)}"
 
 
@@ -70,6 +70,16 @@ class RichProgress(EpochProgress):
             self._cm = None
 
 
-def _numbers(logs: dict, fmt: str = "{:.4f}") -> str:
-    """Whatever the task's loss and metrics logged: 'loss 0.1230 accuracy 0.9500 val_loss ...'."""
-    return " ".join(f"{k} {fmt.format(v)}" for k, v in logs.items())
+def _is_share(name: str) -> bool:
+    """Keras logs accuracies as fractions; the report table shows them in percent."""
+    return "accuracy" in name or name.endswith(("recall", "precision"))
+
+
+def _value(name: str, v: float) -> str:
+    return f"{v * 100:.2f}%" if _is_share(name) else f"{v:.4f}"
+
+
+def _numbers(logs: dict) -> str:
+    """Whatever the task's loss and metrics logged: 'loss 0.1230 accuracy 95.00% val_loss ...'
+    (accuracies in percent, as in the report table)."""
+    return " ".join(f"{k} {_value(k, v)}" for k, v in logs.items())

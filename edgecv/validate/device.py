@@ -7,7 +7,9 @@ and the one evaluation kernel judges the artifact. Nothing here knows a task by 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Optional
 
 import numpy as np
@@ -19,6 +21,12 @@ from edgecv.tasks.base import DeviceSet, Task
 from edgecv.validate.evaluate import EvaluationSet, evaluate_artifact
 
 PREPROCESSING = "preprocessing.json"
+
+
+class FolderEval(SimpleNamespace):
+    """What `edgecv validate` found, as attributes (`vars()` is what --json writes); the fields are the
+    task's (Task.device_report): a classifier's accuracy, images, truths, correct, predictions ...;
+    a keypoint artifact's metrics, points ..."""
 
 
 def sidecar_folder(artifact: Path) -> Optional[Path]:
@@ -116,3 +124,32 @@ def ran_here(result) -> None:
 
     if result.validation is not None and not result.validation.numeric:
         raise RuntimeUnavailable(result.validation.reason)
+
+
+def validate_folder(artifact, data, *, labels=None, label_offset: Optional[int] = None, resize: Optional[str] = None,
+                    threads: Optional[int] = None, top_k: int = 3, input_size: Optional[tuple] = None,
+                    annotations=None, warn=None, native=None) -> FolderEval:
+    """`edgecv validate` as a function (edgecv.api.validate, and the package edgecv.validate called):
+    the artifact's task metrics on the folder, native libraries' output kept out of the terminal."""
+    import tempfile
+
+    from rich.console import Console
+
+    from edgecv.build_folder import check_before_use, sidecar_input_size
+    from edgecv.terminal import native_output
+
+    artifact, data = Path(artifact), Path(data)
+    if not artifact.exists():
+        raise InputError(f"{artifact}: no such file or folder")
+    try:
+        warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
+        check_before_use(artifact, warn)
+        size = input_size or sidecar_input_size(artifact)
+        options = {"labels": None if labels is None else Path(labels), "label_offset": label_offset,
+                   "resize": resize, "top_k": top_k, "warn": warn}
+        with native_output(Path(tempfile.gettempdir()) / "edgecv-validate.log", Console(stderr=True), native):
+            _, report = validate_on_device(artifact, data, None if annotations is None else Path(annotations),
+                                           options, threads, size)
+        return FolderEval(**report)
+    except ValueError as e:  # e.g. an unknown file type: a message, not a traceback
+        raise InputError(str(e)) from None
