@@ -24,3 +24,16 @@ def test_serving_layout_and_signature(tiny_model, tiny_val, tmp_path):
     assert set(out) == {"probabilities", "class_id"}
     assert np.allclose(out["probabilities"], ref[:5], atol=1e-5)
     assert (out["class_id"] == ref[:5].argmax(1)).all()
+
+
+def test_serving_savedmodel_carries_no_optimizer_state(tiny_model, tmp_path):
+    """The SavedModel is the same whether training ran in this process (the Keras model still
+    holding Adam's slots) or came from the cache: weights only, no optimizer variables."""
+    from edgecv._keras import tf
+
+    assert tiny_model.keras_model.optimizer is not None  # trained in this test session
+    art = get_exporter("savedmodel")().export(tiny_model, ArtifactSpec(name="serving", format="savedmodel"), tmp_path,
+                                              ExportContext("tiny"))
+    names = [n for n, _ in tf.train.list_variables(str(art.path / "1" / "variables" / "variables"))]
+    assert not [n for n in names if "optimizer" in n.lower()], names
+    assert len(names) == len(tiny_model.keras_model.weights) + 1  # + the object graph

@@ -138,7 +138,8 @@ def validate(
 
 @app.command()
 def bench(
-    artifact: Path = typer.Argument(..., help=".tflite, .onnx, SavedModel folder, ... (edgecv's or a third party's)"),
+    artifact: Optional[Path] = typer.Argument(None, help=".tflite, .onnx, SavedModel folder, ... (edgecv's or a "
+                                              "third party's); with --serving: the files served (optional)"),
     data: Optional[Path] = typer.Option(None, "--data", help="images (class sub-folders also give accuracy)"),
     random_inputs: bool = typer.Option(False, "--random", help="random uint8 images at the artifact's input size"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads the runtime may use (default: its own)"),
@@ -165,8 +166,21 @@ def bench(
     identity: Optional[Path] = typer.Option(None, "--identity", help="--host: SSH private key (default: ssh-agent, ~/.ssh)"),
     known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="--host: known_hosts file read besides "
                                                "~/.ssh/known_hosts (unknown hosts are refused)"),
+    serving: Optional[str] = typer.Option(None, "--serving", help="load-test a running TF Serving REST endpoint "
+                                          "(http://HOST:8501/v1/models/NAME; edgecv serve's or TF Serving's) at "
+                                          "each --concurrency, --runs requests and --seconds at most per level"),
+    concurrency: List[int] = typer.Option([1, 4, 16], "--concurrency", help="--serving: clients at once; repeatable"),
 ):
-    """Measure an artifact on this machine (or on --host over SSH): latency percentiles, memory, load time, accuracy with --data."""
+    """Measure an artifact on this machine (or on --host over SSH, or a server with --serving): latency percentiles, memory, load time, accuracy with --data."""
+    if serving:
+        from edgecv.cli.serve import bench_serving
+
+        try:
+            raise typer.Exit(bench_serving(serving, artifact, data, concurrency, runs, seconds, json_out, out))
+        except EdgecvError as e:
+            _fail(e)
+    if artifact is None:
+        _fail(InputError("name the ARTIFACT to measure (or --serving URL for a running server)"))
     from edgecv import api
     from edgecv.files import ensure_writable
     from edgecv.report.outputs import FPS_MEANING, fps
@@ -426,6 +440,9 @@ register_feature_commands(app)
 from edgecv.cli.selection import select as select_backbone  # noqa: E402
 
 app.command("select")(select_backbone)
+from edgecv.cli.serve import serve as serve_command  # noqa: E402
+
+app.command("serve")(serve_command)
 from edgecv.cli.conventions import group_commands  # noqa: E402
 
 group_commands(app)

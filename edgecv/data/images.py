@@ -54,6 +54,24 @@ def load_rgb(path: str | Path) -> np.ndarray:
         raise ImageDecodeError(f"{type(e).__name__}: {e}") from None
 
 
+def decode_rgb(data: bytes, max_pixels: int = 64_000_000) -> np.ndarray:
+    """Encoded image bytes (a request body's image) to HxWx3 uint8, as `load_rgb` decodes files;
+    an image over `max_pixels` is refused before decoding (its header says its size)."""
+    import io
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > max_pixels:
+                raise ImageDecodeError(f"{img.width}x{img.height} pixels is over the {max_pixels} allowed")
+            img = ImageOps.exif_transpose(img)
+            img.load()
+            return np.asarray(_to_rgb(img), dtype=np.uint8)
+    except ImageDecodeError:
+        raise
+    except Exception as e:
+        raise ImageDecodeError(f"{type(e).__name__}: {e}") from None
+
+
 def resize(rgb: np.ndarray, size: tuple[int, int], policy: ResizePolicy) -> np.ndarray:
     """Resize HxWx3 uint8 to size=(height, width) by policy."""
     h, w = size
