@@ -70,9 +70,10 @@ def prepare_build(recipe: PathLike = "edgecv.yaml", targets: Sequence[str] = (),
                       force=frozenset(force), regen_reference=regen_reference, native=native)
 
 
-def run(b: "Build", wait: float = 0.0, check: bool = True) -> "BuildResult":
-    """Run a prepared build; with `check`, a failed gate or artifact raises (the result in `e.result`)."""
-    result = b.run(wait)
+def run(b: "Build", wait: float = 0.0, check: bool = True, held=None) -> "BuildResult":
+    """Run a prepared build; with `check`, a failed gate or artifact raises (the result in `e.result`).
+    `held`: the build folder's lock when the caller took it (before opening build.log)."""
+    result = b.run(wait, held=held)
     if check:
         raise_for(result)
     return result
@@ -101,12 +102,15 @@ def build(recipe: PathLike = "edgecv.yaml", targets: Sequence[str] = (), *, out:
     `Report`, `.exit_code` what the command line would exit with."""
     from edgecv.extras import require_extra
 
+    from edgecv.orchestrator.lock import BuildLock
+
     require_extra("build", "edgecv.build (training and conversion)")
     console = _console(console)
-    with native_output(Path(out) / "build.log", console, verbose=verbose) as native:
+    # the lock before the log: a build refused by it must not truncate the running build's build.log
+    with BuildLock(Path(out), wait) as lock, native_output(Path(out) / "build.log", console, verbose=verbose) as native:
         b = prepare_build(recipe, targets, out=out, overrides=overrides, all_targets=all_targets, gates=gates,
                           force=force, regen_reference=regen_reference, console=console, native=native)
-        return run(b, wait, check)
+        return run(b, wait, check, held=lock)
 
 
 # ---- export ------------------------------------------------------------------------------------
@@ -219,12 +223,14 @@ def export(model: PathLike, targets: Sequence[str] = (), *, data: PathLike, form
     `custom_objects`, `unsafe_deserialization`, `overrides`, `gates`, `force`)."""
     from edgecv.extras import require_extra
 
+    from edgecv.orchestrator.lock import BuildLock
+
     require_extra("build", "edgecv.export (conversion)")
     console = _console(console)
-    with native_output(Path(out) / "build.log", console, verbose=verbose) as native:
+    with BuildLock(Path(out)) as lock, native_output(Path(out) / "build.log", console, verbose=verbose) as native:
         b = prepare_export(model, targets, data=data, format=format, precision=precision, out=out, console=console,
                            native=native, **options)
-        return run(b, 0.0, check)
+        return run(b, 0.0, check, held=lock)
 
 
 # ---- validate and bench ------------------------------------------------------------------------
@@ -269,14 +275,18 @@ def bench(artifact: PathLike, data: Optional[PathLike] = None, *, random: bool =
           resize: Optional[str] = None, annotations: Optional[PathLike] = None, int8_semantics: Optional[str] = None,
           runs: int = 50, seconds: float = 2.0, input_size=None, host: Optional[str] = None,
           remote_python: str = "python3", identity: Optional[PathLike] = None, known_hosts: Optional[PathLike] = None,
-          warn=None, log=None, native: Optional["NativeOutput"] = None) -> "BenchResult":
+          warn=None, log=None, native: Optional["NativeOutput"] = None,
+          remote_timeout: float = 600.0) -> "BenchResult":
     """Measure an artifact here (or on `host` over SSH): `edgecv bench ARTIFACT`. Returns a
     `BenchResult`: `.latency` (`p50_ms`, ..., `throughput_ips` of the first batch size),
-    `.latency_by_batch`, `.memory`, `.load_seconds`, `.accuracy` with labelled `data`."""
-    import tempfile
-
+    `.latency_by_batch`, `.memory`, `.load_seconds`, `.accuracy` with labelled `data`. `remote_timeout`:
+    seconds one command on `host` may take before it counts as hung (RemoteError, exit 5)."""
     from edgecv.build_folder import check_before_use
     from edgecv.results import BenchResult
+    from edgecv.terminal import private_log
+    from edgecv.validate.bench import check_bench_options
+
+    check_bench_options(threads, list(batch), runs, seconds)
 
     artifact, warn = Path(artifact), warn or _warn_to_stderr
     p = lambda v: None if v is None else Path(v)  # noqa: E731
@@ -292,13 +302,13 @@ def bench(artifact: PathLike, data: Optional[PathLike] = None, *, random: bool =
             options = {"threads": threads, "batch": list(batch), "resize": resize, "runs": runs, "seconds": seconds,
                        "int8_semantics": int8_semantics}
             raw = bench_on_host(artifact, host, p(data), random, options, p(labels), remote_python, p(identity),
-                                p(known_hosts), log=log or _warn_to_stderr)
+                                p(known_hosts), log=log or _warn_to_stderr, timeout=remote_timeout)
         else:
             from rich.console import Console
 
             from edgecv.validate.bench import bench as run_bench
 
-            with native_output(Path(tempfile.gettempdir()) / "edgecv-bench.log", Console(stderr=True), native):
+            with private_log("bench") as native_file, native_output(native_file, Console(stderr=True), native):
                 raw = run_bench(artifact, p(data), random, threads, list(batch), p(labels), resize, runs, seconds,
                                 annotations=p(annotations), input_size=_input_size(input_size), warn=warn,
                                 runtime_options={"int8_semantics": int8_semantics} if int8_semantics else None)

@@ -56,22 +56,30 @@ def ensure_writable(path: Path) -> None:
 
 
 def read_json(path: Path, what: str = "file") -> object:
-    """A JSON file's content, or an InputError naming the file and what is wrong with it."""
+    """A JSON file's content, or an InputError naming the file and what is wrong with it (not
+    UTF-8, not JSON, over the size or depth limits of `edgecv.limits`)."""
     import json
+
+    from edgecv.limits import MAX_JSON_BYTES, check_json_depth, decode_utf8, read_limited
 
     path = Path(path)
     try:
-        text = path.read_text()
+        data = read_limited(path, MAX_JSON_BYTES, what)
     except FileNotFoundError:
         raise InputError(f"{what} {path}: not found") from None
     except IsADirectoryError:
         raise InputError(f"{what} {path}: is a folder, not a JSON file") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise InputError(f"{what} {path}: cannot be read ({e})") from None
+    text = decode_utf8(data, path, what)
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(f"{what} {path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except RecursionError:
+        raise InputError(f"{what} {path}: JSON nested too deeply to be an edgecv file") from None
+    check_json_depth(value, f"{what} {path}")
+    return value
 
 
 def ensure_dir(path: Path) -> Path:

@@ -10,9 +10,11 @@ descriptors themselves: `NativeOutput` points fds 1 and 2 at a log file (`<out>/
 from __future__ import annotations
 
 import ctypes
+import errno
 import io
 import os
 import sys
+import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -119,13 +121,43 @@ class NativeOutput:
         _flush_all()
         log.parent.mkdir(parents=True, exist_ok=True)
         # each run starts its logs afresh; a scope entered again appends
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if log in self._opened else os.O_TRUNC), 0o644)
+        # O_NOFOLLOW: a symbolic link planted at the log's name is refused, never written through
+        fd = open_log(log, append=log in self._opened)
         self._opened.add(log)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
         if self._echo is not None:
             self._echo.follow(log)
+
+
+def open_log(log: Path, append: bool = False) -> int:
+    """A log file descriptor; refuses a symbolic link at `log` instead of writing where it points."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
+    try:
+        return os.open(log, flags, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            from edgecv.errors import InputError
+
+            raise InputError(f"{log} is a symbolic link: edgecv does not write its log through one; remove it") from None
+        raise
+
+
+@contextmanager
+def private_log(name: str) -> Iterator[Path]:
+    """A fresh log file only this user can read (mode 0600, a unique name in the temp folder): never
+    a fixed name that another user could plant a link at or leave behind. Removed afterwards
+    unless the block failed and wrote something (then its path is left for the user)."""
+    fd, path = tempfile.mkstemp(prefix=f"edgecv-{name}-", suffix=".log")
+    os.close(fd)
+    ok = False
+    try:
+        yield Path(path)
+        ok = True
+    finally:
+        if ok or os.path.getsize(path) == 0:
+            os.unlink(path)
 
 
 class _Echo:

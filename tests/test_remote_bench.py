@@ -148,7 +148,7 @@ def test_bad_host_spec_is_a_clear_error(built):
     from edgecv.cli.main import app
 
     r = CliRunner().invoke(app, ["bench", str(built / "tiny_int8.tflite"), "--random", "--host", "no-user-here"])
-    assert r.exit_code == 3 and "user@host" in r.output
+    assert r.exit_code == 2 and "user@host" in r.output
 
 
 def test_build_device_benches_every_artifact_there(sshd, built, tiny_recipe_path):
@@ -175,3 +175,87 @@ def test_host_spec_parsing():
     for bad in ("hostonly", "u@h:99999", "u@h:port"):
         with pytest.raises(EdgecvError):
             HostSpec.parse(bad)
+
+
+# ---- issue 23: what goes to the device, quoting, a hung device, bad options ---------------------
+def device_python(tmp_path, body: str = "") -> str:
+    """A `--remote-python` wrapper on the "device": runs `body` (shell) first, then this Python."""
+    script = tmp_path / "device-python"
+    script.write_text(f"#!/bin/sh\n{body}\nexec env PYTHONPATH={REPO} {sys.executable} \"$@\"\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def hostile_data(tmp_path, tiny_data) -> tuple:
+    """Class folders of real images plus everything that must not leave this machine."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "id_ed25519.png").write_bytes(b"PRIVATE KEY")
+    first = sorted(p for p in data.iterdir() if p.is_dir())[0]
+    (first / "key.png").symlink_to(outside / "id_ed25519.png")  # a link leaving --data
+    (first / "keys").symlink_to(outside)  # a link to a folder outside
+    (first / "loop").symlink_to(data)  # a loop
+    (first / "gone.png").symlink_to(tmp_path / "nowhere.png")  # broken
+    (first / ".env.png").write_bytes(b"SECRET=1")
+    (first / "notes.txt").write_text("not an image")
+    (data / ".ssh").mkdir()
+    (data / ".ssh" / "id_rsa").write_text("PRIVATE KEY")
+    images = sum(1 for p in tiny_data.rglob("*.png"))
+    return data, images
+
+
+def test_only_the_data_folders_images_are_uploaded(sshd, built, tiny_data, tmp_path):
+    data, images = hostile_data(tmp_path, tiny_data)
+    listing = tmp_path / "uploaded.txt"
+    python = device_python(tmp_path, f'for a in "$@"; do case "$a" in */data) find "$a" > {listing};; esac; done')
+    r = bench_host(sshd, built / "tiny_int8.tflite", "--data", str(data), "--resize", "resize", "--json",
+                   str(tmp_path / "d.json"), python=python)
+    assert r.exit_code == 0, r.output
+    sent = listing.read_text()
+    for secret in ("key.png", "keys", "loop", "gone.png", ".env.png", "notes.txt", ".ssh", "id_ed25519"):
+        assert secret not in sent, sent
+        assert secret in r.output  # each skipped entry is listed with its reason
+    assert "leaving" in r.output and "broken symbolic link" in r.output
+    assert json.loads((tmp_path / "d.json").read_text())["accuracy"]["images"] == images
+
+
+def test_remote_python_is_quoted(sshd, built, tmp_path):
+    marker = tmp_path / "injected"
+    r = bench_host(sshd, built / "tiny_int8.tflite", "--random", python=f"$(touch {marker})python3")
+    assert r.exit_code == 5, r.output
+    assert not marker.exists()
+
+
+def test_a_hung_device_is_a_device_error_and_its_folder_is_removed(sshd, built, tmp_path):
+    args = tmp_path / "args.txt"
+    # `edgecv bench` on the device never returns
+    python = device_python(tmp_path, f'case "$*" in *" bench "*) echo "$@" > {args}; sleep 600;; esac')
+    r = bench_host(sshd, built / "tiny_int8.tflite", "--random", "--remote-timeout", "5", python=python)
+    assert r.exit_code == 5, r.output
+    assert "within 5 s" in r.output and "Traceback" not in r.output
+    workdir = Path(args.read_text().split()[3]).parent
+    assert workdir.name.startswith("edgecv-bench-") and not workdir.exists()
+
+
+def test_bad_identity_and_known_hosts_are_bad_input(sshd, built, tmp_path):
+    from edgecv.cli.main import app
+
+    not_a_key = tmp_path / "key"
+    not_a_key.write_text("hello\n")
+    base = ["bench", str(built / "tiny_int8.tflite"), "--random", "--host", sshd["host"]]
+    for extra in (["--identity", str(not_a_key)], ["--identity", str(tmp_path / "missing")],
+                  ["--known-hosts", str(tmp_path / "missing")]):
+        r = CliRunner().invoke(app, [*base, *extra])
+        assert r.exit_code == 2, (extra, r.output)
+
+
+def test_the_device_workdir_is_parsed_strictly():
+    from edgecv.remote.bench import parse_workdir
+    from edgecv.remote.ssh import RemoteError
+
+    assert str(parse_workdir("Welcome to the Pi!\n/tmp/edgecv-bench-x1_y\n")) == "/tmp/edgecv-bench-x1_y"
+    for bad in ("", "/", "/home/pi", "/tmp/edgecv-bench-x; rm -rf ~", "tmp/edgecv-bench-x", "/tmp/../edgecv-bench-x"):
+        with pytest.raises(RemoteError):
+            parse_workdir(bad)

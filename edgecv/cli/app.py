@@ -16,9 +16,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgecv.cli.conventions import HELP_OPTIONS, version_callback
-from edgecv.cli.errors import App, set_debug
+from edgecv.cli.errors import App, handle_sigterm, set_debug
 from edgecv.errors import EdgecvError, InputError
-from edgecv.terminal import NativeOutput, log_tail
+from edgecv.terminal import NativeOutput, log_tail, private_log
 
 app = App(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
           context_settings=HELP_OPTIONS,
@@ -37,6 +37,7 @@ def main_options(
 ):
     """Fine-tune a vision model and build validated, optimized artifacts for edge targets."""
     set_debug(debug)
+    handle_sigterm()
 
 
 def fail(e: EdgecvError, log: Optional[Path] = None) -> None:
@@ -133,3 +134,24 @@ def print_plan(rows) -> None:
     for r in rows:
         t.add_row(r.stage, r.target or "", r.artifact or "", r.key[:12], "[green]cached[/]" if r.hit else "[yellow]run[/]")
     out.print(t)
+
+
+@contextmanager
+def build_log(out_dir: Path, verbose: bool, dry_run: bool, wait: float = 0.0):
+    """(native output, the build lock) with `<out>/build.log` opened only once the lock is held: a
+    build refused by the lock (or a --dry-run beside a running build, which logs privately and
+    takes no lock) never truncates the running one's log. Pass the lock on: `api.run(held=lock)`."""
+    from edgecv.orchestrator.lock import BuildLock
+
+    if dry_run:
+        with private_log("plan") as log, capture_native(log, verbose) as native:
+            yield native, None
+        return
+    with BuildLock(out_dir, wait) as lock, capture_native(out_dir / "build.log", verbose) as native:
+        yield native, lock
+
+
+def _build_log_of(e: EdgecvError, out_dir: Path) -> Optional[Path]:
+    from edgecv.orchestrator.lock import BuildLocked
+
+    return None if isinstance(e, BuildLocked) else out_dir / "build.log"

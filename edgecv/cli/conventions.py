@@ -4,6 +4,8 @@ flags shown as flags in help (close-match suggestions: `edgecv.errors.did_you_me
 from __future__ import annotations
 
 import inspect
+import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
@@ -131,12 +133,18 @@ def native_to_log(log: Path, *consoles):
         native.stop()
         for c in consoles:
             c.file = None
+        if Path(log).name.startswith("edgecv-") and Path(log).parent == Path(tempfile.gettempdir()):
+            Path(log).unlink(missing_ok=True)  # native_log's private file: nothing to keep
 
 
 def native_log(command: str) -> Path:
+    """A fresh private log file (mkstemp: unique name, mode 0600), never a fixed name in the shared
+    temp folder that another user could plant a link at; `native_to_log` removes it afterwards."""
     import tempfile
 
-    return Path(tempfile.gettempdir()) / f"edgecv-{command}.log"
+    fd, path = tempfile.mkstemp(prefix=f"edgecv-{command}-", suffix=".log")
+    os.close(fd)
+    return Path(path)
 
 
 def version() -> str:

@@ -4,14 +4,16 @@ unless `edgecv --debug` (or EDGECV_DEBUG=1) asks for it.
 Exit codes: 0 ok, 1 a gate failed, 2 bad input or usage (missing or malformed file, unwritable
 path, wrong option), 3 an artifact or target failed to build, 4 `engine build` without TensorRT
 or a GPU here, 5 edgecv itself failed (a bug: rerun with --debug and report the traceback), 130
-interrupted.
+interrupted (Ctrl-C), 143 terminated (SIGTERM: cleaned up like Ctrl-C).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
+import threading
 import traceback
 
 import typer
@@ -28,6 +30,24 @@ _debug = {"on": False}
 
 # typer.TyperException is missing from the older typer a Python 3.8 device gets
 PASS_THROUGH = tuple(c for c in (typer.Exit, typer.Abort, getattr(typer, "TyperException", None)) if c is not None)
+
+
+TERMINATED_EXIT = 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a service manager, `kill`, a CI timeout): unwinds like Ctrl-C, so a build's staging
+    folder is removed and the lock released, instead of dying where it stood."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def handle_sigterm() -> None:
+    """SIGTERM raises Terminated in the main thread (unless someone installed their own handler)."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def set_debug(on: bool) -> None:
@@ -65,6 +85,9 @@ def handle_errors(command):
             return command(*args, **kwargs)
         except PASS_THROUGH:  # exit codes and usage errors typer prints
             raise
+        except Terminated:
+            console.print("[yellow]terminated (SIGTERM)[/]")
+            raise typer.Exit(TERMINATED_EXIT) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None

@@ -61,14 +61,14 @@ def export_model(
     """Export, validate and gate a model you trained elsewhere for the target(s), or as one --format with no
     target file; no training."""
     from edgecv import api
-    from edgecv.cli.app import capture_native, console, finish, print_plan
+    from edgecv.cli.app import _build_log_of, build_log, console, finish, print_plan
     from edgecv.cli.app import fail as _fail
     from edgecv.errors import EdgecvError, InputError
 
     try:
         if int8 and fp16:
             raise InputError("--int8 or --fp16, not both")
-        with capture_native(out_dir / "build.log", verbose) as native:
+        with build_log(out_dir, verbose, dry_run) as (native, lock):
             b = api.prepare_export(model, target, data=data, format=fmt,
                                    precision="int8" if int8 else "fp16" if fp16 else "fp32", task=task,
                                    preprocess=preprocess, architecture=architecture, labels=labels,
@@ -79,7 +79,7 @@ def export_model(
             if dry_run:
                 print_plan(b.plan())
                 raise typer.Exit(0)
-            result = api.run(b, check=False)
+            result = api.run(b, check=False, held=lock)
     except EdgecvError as e:
-        _fail(e, log=out_dir / "build.log")
+        _fail(e, log=_build_log_of(e, out_dir))
     raise typer.Exit(finish(result, wide))

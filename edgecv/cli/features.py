@@ -36,6 +36,8 @@ def embed(
                                          help="center_crop | resize | pad (default: the artifact's preprocessing.json)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads the runtime may use (default: its own)"),
     restart: bool = typer.Option(False, "--restart", help="overwrite an existing file instead of resuming it"),
+    unsafe: bool = typer.Option(False, "--unsafe-deserialization", help="a Keras model: load Lambda layers (this "
+                                "runs code stored in the model file: only for files you trust)"),
 ):
     """Embed every image under DATA into an HDF5 file; a killed run resumes where it stopped."""
     from edgecv.features.embedder import load_embedder
@@ -43,7 +45,7 @@ def embed(
 
     try:
         with native_to_log(native_log("embed"), console, out):
-            embedder = load_embedder(model, resize, threads)
+            embedder = load_embedder(model, resize, threads, unsafe=unsafe)
             try:
                 summary = embed_folder(embedder, data, out_path, chunk, restart, console)
             finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import List, Optional
 
@@ -13,12 +12,13 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from edgecv.cli.app import app, capture_native, console, finish, out, print_plan
+from edgecv.cli.app import _build_log_of, app, build_log, capture_native, console, finish, out, print_plan
 from edgecv.cli.app import fail as _fail
 from edgecv.cli.app import parse_input_size as _input_size
 from edgecv.cli.app import warn as _warn
 from edgecv.cli.conventions import emit_json
 from edgecv.errors import EdgecvError, InputError
+from edgecv.terminal import private_log
 
 
 @app.command()
@@ -50,7 +50,11 @@ def build(
     try:
         if not dry_run:
             require_extra("build", "`edgecv build` (training and conversion)")
-        with capture_native(out_dir / "build.log", verbose) as native:
+        if device:  # a wrong --device is bad input now, not after the whole build
+            from edgecv.remote.ssh import HostSpec
+
+            HostSpec.parse(device)
+        with build_log(out_dir, verbose, dry_run, wait) as (native, lock):
             if not (all_targets or target):
                 raise InputError("name at least one --target (see `edgecv targets`) or pass --all")
             b = api.prepare_build(recipe, target, out=out_dir, overrides=set_, all_targets=all_targets,
@@ -59,9 +63,9 @@ def build(
             if dry_run:
                 print_plan(b.plan())
                 raise typer.Exit(0)
-            result = api.run(b, wait, check=False)
+            result = api.run(b, wait, check=False, held=lock)
     except EdgecvError as e:
-        _fail(e, log=out_dir / "build.log")
+        _fail(e, log=_build_log_of(e, out_dir))
     code = finish(result, wide)
     if device:
         from edgecv.remote.build import bench_build_on_device
@@ -121,7 +125,7 @@ def validate(
     try:
         if json_out and str(json_out) != "-":
             ensure_writable(json_out)
-        with capture_native(Path(tempfile.gettempdir()) / "edgecv-validate.log") as native:
+        with private_log("validate") as native_file, capture_native(native_file) as native:
             res = api.validate(artifact, data, labels=labels, label_offset=label_offset, resize=resize,
                                threads=threads, top_k=top_k, input_size=_input_size(input_size),
                                annotations=annotations, warn=_warn, native=native)
@@ -166,6 +170,8 @@ def bench(
     identity: Optional[Path] = typer.Option(None, "--identity", help="--host: SSH private key (default: ssh-agent, ~/.ssh)"),
     known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="--host: known_hosts file read besides "
                                                "~/.ssh/known_hosts (unknown hosts are refused)"),
+    remote_timeout: float = typer.Option(600.0, "--remote-timeout", help="--host: seconds one command on the device "
+                                         "may take before it counts as hung (exit 5)"),
     serving: Optional[str] = typer.Option(None, "--serving", help="load-test a running TF Serving REST endpoint "
                                           "(http://HOST:8501/v1/models/NAME; edgecv serve's or TF Serving's) at "
                                           "each --concurrency, --runs requests and --seconds at most per level"),
@@ -189,12 +195,12 @@ def bench(
     try:
         if json_out and str(json_out) != "-":  # before measuring: results must not be lost after the table
             ensure_writable(json_out)
-        with capture_native(Path(tempfile.gettempdir()) / "edgecv-bench.log") as native:  # the runtime's start-up lines
+        with private_log("bench") as native_file, capture_native(native_file) as native:  # the runtime's start-up lines
             res = api.bench(artifact, data, random=random_inputs, threads=threads, batch=batch, labels=labels,
                             resize=resize, annotations=annotations, int8_semantics=int8_semantics, runs=runs,
                             seconds=seconds, input_size=_input_size(input_size), host=host,
                             remote_python=remote_python, identity=identity, known_hosts=known_hosts, warn=_warn,
-                            log=console.print, native=native).to_json()
+                            log=console.print, native=native, remote_timeout=remote_timeout).to_json()
     except EdgecvError as e:
         _fail(e)
     show = console if str(json_out) == "-" else out  # `--json -`: stdout holds the JSON alone
@@ -338,7 +344,7 @@ def diagnose(
 
     try:
         require_extra("build", "`edgecv diagnose` (TFLite's quantization debugger)")
-        with capture_native(Path(tempfile.gettempdir()) / "edgecv-diagnose.log"):
+        with private_log("diagnose") as native_file, capture_native(native_file):
             d = diagnose_artifact(artifact, samples)
     except EdgecvError as e:
         _fail(e)

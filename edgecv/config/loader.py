@@ -112,14 +112,30 @@ Yaml12Loader.add_constructor(_INT, lambda loader, node: int(loader.construct_sca
                              else int(loader.construct_scalar(node), 10))
 
 
-def yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=Yaml12Loader)
+def yaml_compose_load(text: str, where: str = "YAML") -> tuple[Any, Optional[yaml.Node]]:
+    """(data, node) of one YAML document, its expansion checked against edgecv's limits before
+    any value is built (a YAML alias bomb is refused, not expanded)."""
+    from edgecv.limits import check_yaml_node
+
+    loader = Yaml12Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        check_yaml_node(node, where)
+        return loader.construct_document(node), node
+    finally:
+        loader.dispose()
+
+
+def yaml_load(text: str, where: str = "YAML") -> Any:
+    return yaml_compose_load(text, where)[0]
 
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml_load(text)
-    except yaml.YAMLError:
+        return yaml_load(text, f"--set value {text[:40]!r}")
+    except (yaml.YAMLError, RecursionError):
         return text
 
 
@@ -142,6 +158,8 @@ def apply_overrides(data: dict, overrides: Iterable[str], file: Path) -> dict:
 
 
 def _read_yaml(path: Path) -> tuple[dict, Any]:
+    from edgecv.limits import MAX_YAML_BYTES, decode_utf8, read_limited
+
     if path.is_dir():
         inside = sorted(p.name for p in path.glob("*.y*ml"))
         hint = (f": give the file inside it, e.g. {path / ('edgecv.yaml' if 'edgecv.yaml' in inside else inside[0])}"
@@ -149,12 +167,16 @@ def _read_yaml(path: Path) -> tuple[dict, Any]:
         raise ConfigError(f"{path} is a folder{hint}")
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
-    text = path.read_text()
     try:
-        data = yaml_load(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        text = decode_utf8(read_limited(path, MAX_YAML_BYTES, "file"), path, "file")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror or e})") from None
+    try:
+        data, node = yaml_compose_load(text, str(path))
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply to be an edgecv file") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

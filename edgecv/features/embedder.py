@@ -54,16 +54,18 @@ def _resize_policy(path: Path, given: Optional[str]) -> str:
     return "center_crop"
 
 
-def load_embedder(path: Path | str, resize: Optional[str] = None, threads: Optional[int] = None) -> Embedder:
+def load_embedder(path: Path | str, resize: Optional[str] = None, threads: Optional[int] = None,
+                  unsafe: bool = False) -> Embedder:
     """An artifact edgecv can run (format from the file), or a Keras task model folder (with
-    model.json, as a build's cache keeps it) / a .keras or .h5 file."""
+    model.json, as a build's cache keeps it) / a .keras or .h5 file, read by edgecv's safe loader
+    (a Lambda layer is refused unless `unsafe`: --unsafe-deserialization)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such artifact or model; give a .tflite, .onnx, SavedModel folder or a "
                           "Keras model folder (model.json) from an embedding build")
     sha = tree_sha256(path)
     if (path.is_dir() and (path / "model.json").is_file()) or path.suffix in (".keras", ".h5"):
-        return _keras_embedder(path, sha, resize)
+        return _keras_embedder(path, sha, resize, unsafe)
     from edgecv.runtimes import load_runtime
 
     try:
@@ -73,15 +75,15 @@ def load_embedder(path: Path | str, resize: Optional[str] = None, threads: Optio
     return Embedder(path, sha, tuple(rt.input_size), _resize_policy(path, resize), rt.predict, rt.close)
 
 
-def _keras_embedder(path: Path, sha: str, resize: Optional[str]) -> Embedder:
+def _keras_embedder(path: Path, sha: str, resize: Optional[str], unsafe: bool = False) -> Embedder:
     if path.is_dir():
         from edgecv.models.build import TaskModel
 
-        model = TaskModel.load(path)
+        model = TaskModel.load(path, unsafe=unsafe)  # the folder's own model.json does not decide
         return Embedder(path, sha, tuple(model.input_size), resize or "center_crop", model.predict)
-    from edgecv._keras import keras
+    from edgecv.models.user_model import load_user_model
 
-    km = keras.models.load_model(path, compile=False)
+    km = load_user_model(path, unsafe=unsafe)
     h, w = km.input_shape[1:3]
 
     def predict(images):

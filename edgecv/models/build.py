@@ -92,24 +92,27 @@ class TaskModel:
         (folder / "model.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
-    def load(cls, folder: Path) -> "TaskModel":
-        meta = json.loads((folder / "model.json").read_text())
+    def load(cls, folder: Path, unsafe: Optional[bool] = None) -> "TaskModel":
+        """`unsafe`: whether Lambda layers may load; None takes model.json's word (a build's own
+        cache entry, written for a recipe that said so), a command given a folder passes its flag."""
+        from edgecv.models.user_model import load_keras
         from edgecv.tasks import get_task
+
+        meta = json.loads((folder / "model.json").read_text())
 
         get_task(meta["task"], meta.get("task_options", {})).register_keras_objects()  # a head's own layers
         scope = meta.get("load_scope")
+        unsafe = bool(meta.get("unsafe_deserialization", False)) if unsafe is None else unsafe
         if scope:
             import importlib
 
-            module, func = scope.split(":")
-            with getattr(importlib.import_module(module), func)():
-                model = keras.models.load_model(folder / "model.h5", compile=False)
+            module, _, func = str(scope).partition(":")
+            if not module.startswith("edgecv.") or not func.isidentifier():  # model.json names only edgecv's own
+                raise ConfigError(f"{folder / 'model.json'}: load_scope {scope!r} is not one of edgecv's own: "
+                                  "the cache entry was not written by edgecv; remove it (edgecv clean --all)")
+            model = load_keras(folder / "model.h5", unsafe=unsafe, scope=getattr(importlib.import_module(module), func))
         else:
-            from edgecv.models.user_model import custom_object_scope
-
-            unsafe = meta.get("unsafe_deserialization", False)
-            with custom_object_scope(meta.get("custom_objects")):
-                model = keras.models.load_model(folder / "model.keras", compile=False, safe_mode=not unsafe)
+            model = load_keras(folder / "model.keras", meta.get("custom_objects"), unsafe)
         params = meta.get("normalization_params")
         norm = Normalization.from_json(params) if params else normalization(meta["normalization"])
         return cls(model, meta["task"], meta["info"], tuple(meta["input_size"]), norm, meta["backbone"],

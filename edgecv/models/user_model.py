@@ -63,11 +63,22 @@ def model_digest(path: Path) -> str:
 
 def read_config(path: Path) -> Optional[dict]:
     """The model's Keras config ({class_name, config}) read from the file without building it;
-    None when the file has none (a SavedModel not written by Keras)."""
+    None when the file has none (a SavedModel not written by Keras). A damaged file is a ConfigError."""
+    try:
+        return _read_config(path)
+    except ConfigError:
+        raise
+    except (OSError, KeyError, ValueError, RecursionError, zipfile.BadZipFile) as e:  # ValueError: bad JSON too
+        raise ConfigError(f"model {path} cannot be read as a Keras model ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else e!r}): is the file damaged or of another kind? "
+                          "Save it again from Keras with model.save('model.keras')") from None
+
+
+def _read_config(path: Path) -> Optional[dict]:
     fmt = model_format(path)
     if fmt == "keras":
         with zipfile.ZipFile(path) as z:
-            return json.loads(z.read("config.json"))
+            return _config_dict(json.loads(z.read("config.json")))
     if fmt == "h5":
         import h5py
 
@@ -77,7 +88,7 @@ def read_config(path: Path) -> Optional[dict]:
             raise ConfigError(f"model {path}: this h5 file holds weights only (no model_config). For a "
                               "keras-applications file name its architecture: --architecture MobileNetV2 (recipe: "
                               "model.architecture); otherwise save the whole model with model.save('model.keras')")
-        return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        return _config_dict(json.loads(raw.decode() if isinstance(raw, bytes) else raw))
     meta = Path(path) / "keras_metadata.pb"
     if not meta.is_file():
         return None
@@ -87,7 +98,13 @@ def read_config(path: Path) -> Optional[dict]:
     saved = saved_metadata_pb2.SavedMetadata()
     saved.ParseFromString(meta.read_bytes())
     root = next((n for n in saved.nodes if n.node_path == "root"), None)
-    return json.loads(root.metadata) if root is not None else None
+    return _config_dict(json.loads(root.metadata)) if root is not None else None
+
+
+def _config_dict(config) -> dict:
+    if not isinstance(config, dict):
+        raise ValueError(f"its model config is a {type(config).__name__}, not a mapping")
+    return config
 
 
 def iter_layers(config: dict) -> Iterator[dict]:
@@ -109,9 +126,23 @@ def first_layer(config: Optional[dict]) -> Optional[str]:
     return None
 
 
+LAMBDA_CLASSES = ("Lambda", "__lambda__")  # a Lambda layer; a lambda function anywhere (.keras format)
+
+
 def lambda_layers(config: Optional[dict]) -> list[str]:
-    return [str((l.get("config") or {}).get("name") or l.get("name")) for l in iter_layers(config or {})
-            if l.get("class_name") == "Lambda"]
+    """Names of every Lambda layer or serialized lambda anywhere in the config, wrappers included
+    (TimeDistributed, Bidirectional and nested models hold theirs outside `layers`)."""
+    found, stack = [], [config or {}]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            if node.get("class_name") in LAMBDA_CLASSES:
+                cfg = node.get("config") if isinstance(node.get("config"), dict) else {}
+                found.append(str(cfg.get("name") or node.get("name") or node.get("class_name")))
+            stack.extend(node.values())
+    return found
 
 
 def check_safe(path: Path, config: Optional[dict], unsafe: bool) -> None:
@@ -185,34 +216,45 @@ def _from_applications(path: str, architecture: str, alpha: Optional[float]):
                           f"{f' (alpha {alpha})' if alpha is not None else ''}: {str(e).splitlines()[0]}") from None
 
 
+def load_keras(path: Path, module_path: Optional[str] = None, unsafe: bool = False, scope=None):
+    """The one way edgecv reads a Keras model file (a user's model, a cached task model, `embed`'s
+    model): its config is read first and a Lambda layer (its code would run on loading) or a layer
+    class nobody defined is refused by name unless `unsafe`; then Keras loads it in safe mode. A
+    file Keras cannot read is a ConfigError (exit 2), never a crash. `scope`: a context manager
+    factory that makes edgecv's own wrapped layers known (the QAT pass's)."""
+    from edgecv._keras import keras
+
+    path = Path(path)
+    config = read_config(path)
+    check_safe(path, config, unsafe)
+    with (scope() if scope is not None else custom_object_scope(module_path)):
+        unknown = unknown_layers(config, custom_objects(module_path))
+        if unknown:
+            raise ConfigError(f"model {path} uses layer(s) Keras does not know: {', '.join(unknown)}. Pass the module "
+                              f"that defines them with {CUSTOM_OPTION}")
+        try:
+            return keras.models.load_model(path, compile=False, safe_mode=not unsafe)
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError) as e:
+            msg = str(e)
+            unknown = _UNKNOWN.search(msg)
+            if unknown:
+                raise ConfigError(f"model {path} uses a custom {unknown.group(1)} {unknown.group(2)!r} that Keras "
+                                  f"does not know: pass the module that defines it with {CUSTOM_OPTION}") from None
+            if "Lambda" in msg or "safe_mode" in msg or "lambda" in msg:
+                raise UnsafeModelError(f"model {path}: Keras' safe mode refused it ({msg.splitlines()[0]}). Load it "
+                                       f"with {UNSAFE_FLAG} only if you trust where the file came from") from None
+            first = msg.splitlines()[0] if msg else repr(e)
+            raise ConfigError(f"model {path} could not be loaded by Keras ({type(e).__name__}: {first})") from None
+        except (OSError, zipfile.BadZipFile) as e:
+            raise ConfigError(f"model {path} could not be read: {e}") from None
+
+
 @lru_cache(maxsize=4)
 def _load(path: str, digest: str, module_path: Optional[str], unsafe: bool, architecture: Optional[str],
           alpha: Optional[float]):
-    from edgecv._keras import keras
-
     if architecture:
         return _from_applications(path, architecture, alpha)
-    config = read_config(Path(path))
-    check_safe(Path(path), config, unsafe)
-    unknown = unknown_layers(config, custom_objects(module_path))
-    if unknown:
-        raise ConfigError(f"model {path} uses layer(s) Keras does not know: {', '.join(unknown)}. Pass the module "
-                          f"that defines them with {CUSTOM_OPTION}")
-    try:
-        with custom_object_scope(module_path):
-            return keras.models.load_model(path, compile=False, safe_mode=not unsafe)
-    except (ValueError, TypeError) as e:
-        msg = str(e)
-        unknown = _UNKNOWN.search(msg)
-        if unknown:
-            raise ConfigError(f"model {path} uses a custom {unknown.group(1)} {unknown.group(2)!r} that Keras does "
-                              f"not know: pass the module that defines it with {CUSTOM_OPTION}") from None
-        if "Lambda" in msg or "safe_mode" in msg:
-            raise UnsafeModelError(f"model {path}: Keras' safe mode refused it ({msg.splitlines()[0]}). Load it with "
-                                   f"{UNSAFE_FLAG} only if you trust where the file came from") from None
-        raise ConfigError(f"model {path} could not be loaded by Keras: {msg.splitlines()[0] if msg else e!r}") from None
-    except OSError as e:
-        raise ConfigError(f"model {path} could not be read: {e}") from None
+    return load_keras(Path(path), module_path, unsafe)
 
 
 def load_user_model(path: Path, module_path: Optional[str] = None, unsafe: bool = False,

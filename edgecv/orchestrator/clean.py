@@ -7,6 +7,7 @@ and the staging folders killed builds left: `edgecv clean -o ~` removes nothing.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -63,6 +64,10 @@ def prune_cache(out_root: Path, everything: bool = False) -> tuple[int, int, int
         for staging in out_root.glob(f".*{STAGING_SUFFIX}"):
             freed += _remove(staging)
             removed += 1
+        if cache.is_symlink():  # is_dir() follows it: never prune another tool's folder through a link
+            raise InputError(f"{cache} is a symbolic link (to {os.readlink(cache)}): edgecv clean deletes only "
+                             f"inside {out_root}, never through a link; nothing removed from the cache. Remove the "
+                             "link (the next build makes a real .cache folder)")
         if not cache.is_dir():
             return removed, kept, freed
         used = set() if everything else keys_in_use(out_root)

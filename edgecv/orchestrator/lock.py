@@ -17,14 +17,25 @@ class BuildLocked(EdgecvError):
 
 
 class BuildLock:
+    """The command line takes it before opening the build's log (a second build refused here must
+    not have truncated the running build's build.log) and hands it to `Build.run(held=...)`."""
+
     def __init__(self, out_root: Path, wait_seconds: float = 0.0):
         self.path = ensure_dir(Path(out_root)) / ".lock"
         self.wait_seconds = wait_seconds
         self._fd = None
 
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def covers(self, out_root: Path) -> bool:
+        """Held, and for this build folder."""
+        return self.held and os.path.realpath(self.path) == os.path.realpath(Path(out_root) / ".lock")
+
     def __enter__(self) -> "BuildLock":
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as e:  # a read-only or foreign --out folder
             raise explain_write_error(self.path.parent, e) from None
         deadline = time.monotonic() + self.wait_seconds

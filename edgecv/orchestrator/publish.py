@@ -32,17 +32,49 @@ def mark_build_folder(out_root: Path) -> None:
                           "folders here may be deleted by `edgecv clean`\n")
 
 
+def check_target_folder(out_root: Path, target: str) -> None:
+    """Refuse a target folder that is a symbolic link (`out/TARGET -> served/current`): the swap
+    replaces the link itself, and building through it would write in the linked folder in place."""
+    final = Path(out_root) / target
+    if final.is_symlink():
+        raise InputError(f"{final} is a symbolic link (to {os.readlink(final)}): edgecv swaps a target folder in whole "
+                         "with one rename and never writes through a link. Remove the link, build, then point the "
+                         f"served path at the build: ln -sfn {Path(out_root).absolute() / target} SERVED_PATH (or "
+                         "build into another --out)")
+
+
+def check_build_links(out_root: Path, targets) -> None:
+    """Before a build writes anything: neither the cache nor a target folder may be a symbolic link
+    (the build would write into, and `edgecv clean` prune, a folder outside the build folder)."""
+    cache = Path(out_root) / ".cache"
+    if cache.is_symlink():
+        raise InputError(f"{cache} is a symbolic link (to {os.readlink(cache)}): edgecv writes its cache only inside "
+                         f"the build folder, never through a link. Remove the link, or give a build folder on the disk "
+                         "you wanted the cache on (--out)")
+    for target in targets:
+        check_target_folder(out_root, target)
+
+
+def _unlink_if_link(path: Path) -> None:
+    """A staging or previous folder name taken by a link is removed (the link, not where it points)."""
+    if path.is_symlink():
+        path.unlink()
+
+
 def start(out_root: Path, target: str) -> Path:
     """A fresh, empty staging folder for `target`, marked incomplete. Refuses to plan replacing a
-    folder that edgecv did not write."""
+    folder that edgecv did not write, or a target folder that is a symbolic link."""
+    check_target_folder(out_root, target)
     final = Path(out_root) / target
     if final.exists() and not (final / MANIFEST).is_file() and any(final.iterdir()):
         raise InputError(f"{final} exists and was not written by edgecv (no {MANIFEST}): the build would replace "
                          "it; move it away or choose another --out folder")
     previous = final.with_name(f".{target}.previous")
+    _unlink_if_link(previous)
     if previous.is_dir() and not final.exists():  # killed between commit's two renames: put it back
         os.replace(previous, final)
     staging = staging_path(out_root, target)
+    _unlink_if_link(staging)
     shutil.rmtree(staging, ignore_errors=True)  # left by a killed build
     ensure_dir(staging)
     atomic_write_text(staging / INCOMPLETE, "a build is writing this folder\n")

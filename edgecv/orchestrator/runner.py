@@ -339,10 +339,13 @@ class Build:
             entry.notes.append("the converters' and runtimes' own output is in build.log beside this report")
         return entry
 
-    def run(self, wait_seconds: float = 0.0) -> BuildResult:
+    def run(self, wait_seconds: float = 0.0, held: Optional[BuildLock] = None) -> BuildResult:
+        """`held`: the folder's lock, already taken by the caller (the command line takes it before
+        opening build.log); otherwise the build takes it."""
         ensure_dir(self.out_root)
-        with BuildLock(self.out_root, wait_seconds):
+        with nullcontext() if held is not None and held.covers(self.out_root) else BuildLock(self.out_root, wait_seconds):
             publish.mark_build_folder(self.out_root)
+            publish.check_build_links(self.out_root, [t.name for t in self.targets])  # before any training
             with self.log_scope():
                 index = self._index = index_stage.run(self)
                 self.index, self.info = index, index.info

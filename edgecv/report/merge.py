@@ -74,10 +74,9 @@ def merge_device_results(report: Report, results: list[dict]) -> list[str]:
 
 
 def merge_files(report_path: Path, result_paths: list[Path]) -> list[str]:
-    results = [read_json(Path(p), "--merge") for p in result_paths]
-    for p, res in zip(result_paths, results):
-        if not isinstance(res, dict) or not isinstance(res.get("artifact"), dict):
-            raise InputError(f"--merge {p} is not an `edgecv bench --json` result")
+    from edgecv.report.bench_result import check_bench_result
+
+    results = [check_bench_result(read_json(Path(p), "--merge"), Path(p)) for p in result_paths]
     return merge_results(report_path, results)
 
 

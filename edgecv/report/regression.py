@@ -34,7 +34,7 @@ def read_report(path: Path, option: str, like: Optional[Report] = None) -> Repor
         raise InputError(f"{option} {path} is not an edgecv report.json (no target and artifacts)")
     try:
         report = load_report(raw)
-    except (ValidationError, ValueError, KeyError) as e:
+    except (ValidationError, ValueError, KeyError, TypeError, AttributeError) as e:  # a field of another type
         first = str(e).splitlines()[:3]
         raise InputError(f"{option} {path} is not a valid edgecv report.json: {' '.join(first)}") from None
     if not report.artifacts:

@@ -30,6 +30,29 @@ def describe_device() -> dict:
     return env
 
 
+MAX_BATCH = 4096
+MAX_THREADS = 1024
+
+
+def check_bench_options(threads: Optional[int] = None, batches: Sequence[int] = (), runs: int = 1,
+                        seconds: float = 0.0) -> None:
+    """--threads, --batch, --runs and --seconds as a measurement can use them: a batch of -1 would
+    time nothing and report a negative throughput."""
+    from edgecv.errors import InputError
+
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise InputError(f"--threads {threads}: give a number of CPU threads from 1 to {MAX_THREADS} (or leave it out "
+                         "for the runtime's default)")
+    bad = [b for b in batches if not 1 <= b <= MAX_BATCH]
+    if bad or not batches:
+        raise InputError(f"--batch {', '.join(map(str, bad)) or '(none)'}: a batch size is a whole number from 1 to "
+                         f"{MAX_BATCH}")
+    if runs < 1:
+        raise InputError(f"--runs {runs}: time at least 1 run")
+    if not 0 <= seconds < float("inf"):
+        raise InputError(f"--seconds {seconds}: give 0 or more seconds")
+
+
 def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Optional[int], batches: Sequence[int],
           labels_file: Optional[Path] = None, resize_policy: Optional[str] = None, min_runs: int = 50,
           min_seconds: float = 2.0, seed: int = 0, runtime_options: Optional[dict] = None,
@@ -43,6 +66,8 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
     from edgecv.runtimes.base import detect_format
     from edgecv.validate.device import artifact_task, evaluation_set, ran_here
     from edgecv.validate.evaluate import EvaluationSet, evaluate_artifact
+
+    check_bench_options(threads, batches, min_runs, min_seconds)
 
     fmt = detect_format(artifact)
     if data is None and not random_inputs:

@@ -131,13 +131,14 @@ def validate_folder(artifact, data, *, labels=None, label_offset: Optional[int] 
                     annotations=None, warn=None, native=None) -> FolderEval:
     """`edgecv validate` as a function (edgecv.api.validate, and the package edgecv.validate called):
     the artifact's task metrics on the folder, native libraries' output kept out of the terminal."""
-    import tempfile
-
     from rich.console import Console
 
     from edgecv.build_folder import check_before_use, sidecar_input_size
-    from edgecv.terminal import native_output
+    from edgecv.terminal import native_output, private_log
 
+    from edgecv.validate.bench import check_bench_options
+
+    check_bench_options(threads, [1])
     artifact, data = Path(artifact), Path(data)
     if not artifact.exists():
         raise InputError(f"{artifact}: no such file or folder")
@@ -147,7 +148,7 @@ def validate_folder(artifact, data, *, labels=None, label_offset: Optional[int] 
         size = input_size or sidecar_input_size(artifact)
         options = {"labels": None if labels is None else Path(labels), "label_offset": label_offset,
                    "resize": resize, "top_k": top_k, "warn": warn}
-        with native_output(Path(tempfile.gettempdir()) / "edgecv-validate.log", Console(stderr=True), native):
+        with private_log("validate") as native_file, native_output(native_file, Console(stderr=True), native):
             _, report = validate_on_device(artifact, data, None if annotations is None else Path(annotations),
                                            options, threads, size)
         return FolderEval(**report)
