@@ -2,7 +2,7 @@
 
   python benchmarks/int8_flowers_diagnosis.py BUILD_DIR --out /work/exp/ptq/diagnosis-seed0.json
 
-Prints (1) the per-op error ranking of TFLite's QuantizationDebugger (edgecv.quantization.diagnose)
+Prints (1) the per-op error ranking of TFLite's QuantizationDebugger (edgecv.formats.tflite.diagnose)
 with and without bias correction, including each op's mean error (the output shift bias correction
 targets); (2) the int8 output shift that weight rounding alone causes per layer (|c E[conv(x, Q(W)-W)]|,
 largest channel); (3) per-channel weight ranges of the depthwise layers after BN folding;
@@ -61,7 +61,7 @@ def main():
     ap.add_argument("--samples", type=int, default=32)
     args = ap.parse_args()
     from edgecv._keras import keras
-    from edgecv.quantization.diagnose import diagnose
+    from edgecv.formats.tflite.diagnose import diagnose
 
     model, images, labels, calib, train, resize, _ = load_build(args.build)
     km = model.keras_model

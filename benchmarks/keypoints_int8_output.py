@@ -34,7 +34,7 @@ def main() -> None:
     from edgecv.data.images import load_batch
     from edgecv.models.build import TaskModel
     from edgecv.orchestrator.keys import index_key, train_key
-    from edgecv.quantization.tflite import make_converter
+    from edgecv.formats.tflite.convert import make_converter
 
     recipe = load_recipe(a.recipe)
     task = recipe.make_task()

@@ -3,7 +3,7 @@
 The reference runs the graph's own arithmetic in float64 numpy (QuantizeLinear: divide, round half
 to even, saturate to int8; DequantizeLinear: scale back; Conv/MatMul in float64, where every
 int8 x int8 product and their sum are exact, as TensorRT's int32 accumulation is). Each preset of
-`edgecv.runtimes.onnx_session.INT8_SEMANTICS` then runs the same file through edgecv's ONNX
+`edgecv.formats.onnx.session.INT8_SEMANTICS` then runs the same file through edgecv's ONNX
 runtime: accuracy, top-1 agreement and max |probability error| against that reference, and the
 batch-1 latency of each preset side by side (medians of interleaved rounds).
 
@@ -140,7 +140,7 @@ def int8_activation_mismatch(model, path_dir: Path, images: np.ndarray, presets)
     import onnx
     from onnx import TensorProto, helper
 
-    from edgecv.runtimes.onnx import OnnxRuntime
+    from edgecv.formats.onnx.runtime import OnnxRuntime
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
@@ -190,9 +190,9 @@ def load_eval_set(build: Path, target: str):
 def main(argv=None) -> int:
     import onnx
 
-    from edgecv.runtimes.onnx import OnnxRuntime
-    from edgecv.runtimes.onnx_session import INT8_SEMANTICS
-    from edgecv.report.environment import cpu_isa_flags
+    from edgecv.formats.onnx.runtime import OnnxRuntime
+    from edgecv.formats.onnx.session import INT8_SEMANTICS
+    from edgecv.environment import cpu_isa_flags
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("build", type=Path)

@@ -117,7 +117,7 @@ def logits_model(keras_model):
 
 def convert(keras_model, calibration, output_dtype="uint8", output_names=("probabilities",)):
     from edgecv._keras import tf
-    from edgecv.quantization.tflite import make_converter
+    from edgecv.formats.tflite.convert import make_converter
 
     conv = make_converter(keras_model, "int8", "uint8", False, calibration, list(output_names))
     conv.inference_output_type = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}[output_dtype]

@@ -19,7 +19,7 @@ def __getattr__(name: str):
         return importlib.import_module("edgecv.validate")
     where = {**dict.fromkeys(_API, "edgecv.api"), **dict.fromkeys(_RESULTS, "edgecv.results"),
              **dict.fromkeys(_ERRORS, "edgecv.errors"), "BuildResult": "edgecv.orchestrator.runner",
-             "FolderEval": "edgecv.validate.folder"}.get(name)
+             "FolderEval": "edgecv.validate.device"}.get(name)
     if where is None:
         raise AttributeError(f"module 'edgecv' has no attribute {name!r}")
     return getattr(importlib.import_module(where), name)

@@ -22,11 +22,11 @@ Nothing here imports TensorFlow until a function is called.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
 
 from edgecv.errors import BuildFailed, EdgecvError, GateFailure, InputError
+from edgecv.terminal import native_output
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgecv.orchestrator.runner import Build, BuildResult
     from edgecv.results import BenchResult
     from edgecv.terminal import NativeOutput
-    from edgecv.validate.folder import FolderEval
+    from edgecv.validate.device import FolderEval
 
 PathLike = Union[str, Path]
 FORMATS = ("tflite", "onnx", "coreml", "savedmodel", "tensorrt")
@@ -47,28 +47,6 @@ def _console(console: Optional["Console"]) -> "Console":
     from rich.console import Console
 
     return console if console is not None else Console(stderr=True)
-
-
-@contextmanager
-def native_output(log: Path, console: "Console", native: Optional["NativeOutput"] = None,
-                  verbose: bool = False) -> Iterator["NativeOutput"]:
-    """Native libraries' output into `log` while `console` keeps the terminal (or the notebook).
-    A caller that already routes it (the command line) passes its own `native`."""
-    if native is not None:
-        yield native
-        return
-    from edgecv.files import ensure_dir
-    from edgecv.terminal import NativeOutput
-
-    ensure_dir(Path(log).parent)
-    own = NativeOutput(verbose).start(Path(log))
-    before = getattr(console, "_file", None)  # None: follow sys.stderr, as a console made without a file does
-    console.file = own.terminal_err
-    try:
-        yield own
-    finally:
-        own.stop()
-        console.file = before
 
 
 def _list(names) -> list:
@@ -181,7 +159,7 @@ def prepare_export(model: PathLike, targets: Sequence[str] = (), *, data: PathLi
                    gates: bool = True, force: Sequence[str] = (), console: Optional["Console"] = None,
                    native: Optional["NativeOutput"] = None) -> "Build":
     """The build `export()` runs, checked but not started."""
-    from edgecv.cli.export import export_recipe, recipe_of
+    from edgecv.config.export_recipe import export_recipe, recipe_of
     from edgecv.config import load_target
     from edgecv.models.check import check_model_config
     from edgecv.orchestrator.plan import check_plan
@@ -278,37 +256,18 @@ def validate(artifact: PathLike, data: PathLike, *, labels: Optional[PathLike] =
              label_offset: Optional[int] = None, resize: Optional[str] = None, threads: Optional[int] = None,
              top_k: int = 3, input_size=None, annotations: Optional[PathLike] = None,
              warn=None, native: Optional["NativeOutput"] = None) -> "FolderEval":
-    """Evaluate a classifier artifact (edgecv's or a third party's .tflite, .onnx, SavedModel) on an
-    image folder: `edgecv validate ARTIFACT --data DIR`. Returns a `FolderEval`: `.accuracy` (percent,
-    with class sub-folders), `.images`, `.truths` (each image's class folder), `.predictions` (top-k
-    `(label, score)`). With `annotations` (a keypoint artifact), a `KeypointEval` with `.metrics`."""
-    from edgecv.build_folder import check_before_use, sidecar_input_size
-    from edgecv.runtimes import load_runtime
-    from edgecv.terminal import private_log
-    from edgecv.validate.bench import check_bench_options
-    from edgecv.validate.folder import default_labels, evaluate_folder, read_labels
+    """Evaluate an artifact (edgecv's or a third party's .tflite, .onnx, SavedModel) on an image folder
+    with its task's metrics: `edgecv validate ARTIFACT --data DIR`. The task is the one
+    preprocessing.json beside it names (a third party's file: a classifier, or keypoints with
+    `annotations`). Returns a `FolderEval` whose attributes are what `--json` writes: a classifier's
+    `.accuracy` (percent, with class sub-folders), `.images`, `.truths` (each image's class folder),
+    `.correct`, `.predictions` (top-k `(label, score)`); a keypoint artifact's `.metrics` (NME ...),
+    `.points`."""
+    from edgecv.validate.device import validate_folder
 
-    check_bench_options(threads, [1])
-    artifact, data, warn = Path(artifact), Path(data), warn or _warn_to_stderr
-    if not artifact.exists():
-        raise InputError(f"{artifact}: no such file or folder")
-    try:
-        if annotations is not None:
-            from edgecv.validate.keypoint_folder import evaluate_keypoints, keypoint_sidecar
-
-            with load_runtime(artifact, threads=threads) as rt:
-                return evaluate_keypoints(rt, data, Path(annotations), keypoint_sidecar(artifact), resize)
-        check_before_use(artifact, warn)
-        labels = Path(labels) if labels is not None else default_labels(artifact)
-        names = read_labels(labels) if labels else None
-        size = _input_size(input_size) or sidecar_input_size(artifact)
-        from rich.console import Console
-
-        with private_log("validate") as native_file, native_output(native_file, Console(stderr=True), native), \
-                load_runtime(artifact, threads=threads, input_size=size) as rt:
-            return evaluate_folder(rt, data, names, resize or "center_crop", label_offset, top_k, warn=warn)
-    except ValueError as e:  # e.g. an unknown file type: a message, not a traceback
-        raise InputError(str(e)) from None
+    return validate_folder(artifact, data, labels=labels, label_offset=label_offset, resize=resize, threads=threads,
+                           top_k=top_k, input_size=_input_size(input_size), annotations=annotations,
+                           warn=warn or _warn_to_stderr, native=native)
 
 
 def bench(artifact: PathLike, data: Optional[PathLike] = None, *, random: bool = False,

@@ -6,10 +6,12 @@ A build killed at any moment leaves either the old file or the new one, never ha
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -175,3 +177,14 @@ def unusable_name(path: Path) -> Optional[str]:
             return f"broken symbolic link (to {os.readlink(path)})"
         return f"cannot be read: {e.strerror}"
     return None
+
+
+@lru_cache(maxsize=32)
+def file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def file_key(path: Path) -> str:
+    """A file's sha256, cached per path, size and modification time (a stage key's input)."""
+    st = Path(path).stat()
+    return file_sha256(str(path), st.st_size, st.st_mtime_ns)

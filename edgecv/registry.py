@@ -8,7 +8,7 @@ TFLite model on a device without TensorFlow, and the CLI start without loading e
 from __future__ import annotations
 
 import importlib
-from typing import Generic, TypeVar
+from typing import Dict, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -41,3 +41,15 @@ class LazyRegistry(Generic[T]):
             if name not in self.classes:
                 raise ImportError(f"{module} defines no {self.kind} named {name!r}")
         return self.classes[name]
+
+
+# One row per artifact format: its folder, edgecv/formats/<name>/, holds `export` (the Exporter:
+# options, export-key fields, runtime settings) and `runtime` (the Runtime: file suffixes, loading,
+# predicting), and what else the format needs (convert, checks, diagnose ...).
+FORMAT_PACKAGES: Dict[str, str] = {
+    "tflite": "edgecv.formats.tflite",
+    "savedmodel": "edgecv.formats.savedmodel",
+    "coreml": "edgecv.formats.coreml",
+    "onnx": "edgecv.formats.onnx",
+    "tensorrt": "edgecv.formats.tensorrt",
+}

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 2
+SCHEMA1_OUTPUT = "probabilities"  # schema 1 knew one task (classification) and its one output
 
 
 class Model(BaseModel):
@@ -76,7 +77,7 @@ class Validation(Model):
 
 
 class SessionOptions(Model):
-    """onnxruntime: the int8 arithmetic an ONNX artifact ran with (edgecv/runtimes/onnx_session.py).
+    """onnxruntime: the int8 arithmetic an ONNX artifact ran with (edgecv/formats/onnx/session.py).
     The same file can score differently under onnxruntime's fused int8 kernels on two CPUs, so the
     report says which arithmetic produced its numbers."""
 
@@ -238,9 +239,7 @@ def upgrade_report(raw: dict) -> dict:
         agr = a.pop("agreement", None) or {}
         if agr:
             a["agreement"] = {"top1_agreement": agr.get("top1_agreement")}
-            from edgecv.tasks.classification import OUTPUT  # schema 1 knew one task and one output
-
-            a["outputs"] = {OUTPUT: {"shape": [], **{k: agr[k] for k in ("max_abs_error", "mean_abs_error",
+            a["outputs"] = {SCHEMA1_OUTPUT: {"shape": [], **{k: agr[k] for k in ("max_abs_error", "mean_abs_error",
                                                                          "cosine_similarity", "snr_db")}}}
         arts.append(a)
     out["artifacts"] = arts

@@ -207,3 +207,24 @@ def log_tail(path: Optional[Path], lines: int = 5) -> list[str]:
         return []
     text = Path(path).read_text(errors="replace").splitlines()
     return [line for line in text if line.strip()][-lines:]
+
+
+@contextmanager
+def native_output(log: Path, console: "Console", native: Optional["NativeOutput"] = None,
+                  verbose: bool = False) -> Iterator["NativeOutput"]:
+    """Native libraries' output into `log` while `console` keeps the terminal (or the notebook).
+    A caller that already routes it (the command line) passes its own `native`."""
+    if native is not None:
+        yield native
+        return
+    from edgecv.files import ensure_dir
+
+    ensure_dir(Path(log).parent)
+    own = NativeOutput(verbose).start(Path(log))
+    before = getattr(console, "_file", None)  # None: follow sys.stderr, as a console made without a file does
+    console.file = own.terminal_err
+    try:
+        yield own
+    finally:
+        own.stop()
+        console.file = before

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from edgecv.data.index import DataIndex, Sample
-from edgecv.tasks.base import ColumnSpec, GateSpec, MetricSpec, OutputSpec, Task, drop_gate
+from edgecv.tasks.base import ColumnSpec, DeviceSet, GateSpec, MetricSpec, OutputSpec, Task, drop_gate
 
 POSITION_ERROR = MetricSpec("position_error", False, "", "mean |predicted - true| spot position, fraction of the image",
                             ".4f", 0.01)
@@ -60,6 +60,21 @@ class SpotTask(Task):
                    for r in rows]
         n_val = int(len(samples) * recipe.data.val_fraction)
         return DataIndex({"outputs": ["position", "intensity"]}, samples[n_val:], samples[:n_val])
+
+    def read_device_set(self, data, annotations, info, options) -> DeviceSet:
+        """`edgecv validate/bench ARTIFACT --data IMAGES --annotations spots.csv` (labels: x, y, intensity)."""
+        if annotations is None:
+            return DeviceSet([str(p) for p in sorted(Path(data).glob("*.png"))], None, info,
+                             options.get("resize") or "resize")
+        with Path(annotations).open() as f:
+            rows = list(csv.DictReader(f))
+        return DeviceSet([str(Path(data) / r["file"]) for r in rows],
+                         [[float(r["x"]), float(r["y"]), float(r["intensity"])] for r in rows], info,
+                         options.get("resize") or "resize")
+
+    def device_info(self, folder) -> dict:
+        names = (Path(folder) / "outputs.txt").read_text().split() if folder else ["position", "intensity"]
+        return {"outputs": names}
 
     def targets(self, samples, info) -> np.ndarray:
         return np.array([s.target for s in samples], np.float32)

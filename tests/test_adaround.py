@@ -6,7 +6,7 @@ import pytest
 
 from test_ptq import calibration, int8_logits, skewed_conv_net, spec
 
-from edgecv.exporters.tflite import TFLiteExporter, ptq_options
+from edgecv.formats.tflite.export import TFLiteExporter, ptq_options
 from edgecv.quantization.adaround import _as_groups, _patch_rows, learn_rounding, learn_rounding_for_layer
 from edgecv.quantization.bias_correction import correct_bias
 
@@ -110,7 +110,7 @@ def test_the_onnx_qdq_quantizer_stores_exactly_the_chosen_integers():
     import onnx
     from onnx import numpy_helper
 
-    from edgecv.exporters.onnx import keras_to_onnx
+    from edgecv.formats.onnx.export import keras_to_onnx
     from edgecv.quantization.qdq import QdqOptions, quantize_qdq
 
     model = with_varied_batch_norms(skewed_conv_net())
@@ -165,7 +165,7 @@ def test_adaround_is_an_option_and_the_artifact_says_it_was_applied(tiny_model, 
 def test_export_keys_follow_the_resolved_rounding_settings():
     """A changed default rebuilds an int8 artifact; spelling the default out does not."""
     from edgecv.config.target import ArtifactSpec
-    from edgecv.exporters.onnx import OnnxOptions
+    from edgecv.formats.onnx.export import OnnxOptions
     from edgecv.orchestrator.keys import export_key
     from edgecv.quantization.ptq import PTQConfig
 

@@ -35,7 +35,7 @@ def test_import_is_light_and_lists_the_api():
 
 
 def test_validate_stays_callable_once_its_package_is_imported():
-    import edgecv.validate.folder  # noqa: F401  (binds the package edgecv.validate)
+    import edgecv.validate.device  # noqa: F401  (binds the package edgecv.validate)
 
     assert callable(edgecv.validate)
     with pytest.raises(InputError, match="no such file"):

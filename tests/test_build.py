@@ -71,7 +71,7 @@ def test_too_tight_gate_fails_with_exit_code_1_and_a_clear_message(pi_build, tin
 
 def test_one_failing_artifact_does_not_hide_the_others(pi_build, tiny_recipe_path, tmp_path, monkeypatch):
     out, _ = pi_build
-    import edgecv.exporters.tflite as tfl
+    import edgecv.formats.tflite.export as tfl
 
     real = tfl.convert
 

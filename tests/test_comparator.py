@@ -10,7 +10,7 @@ from edgecv.tasks import get_task
 from edgecv.tasks.classification import classification_metrics
 from edgecv.validate.comparator import compare, output_agreement
 from edgecv.validate.gates import check_gates, not_applicable
-from edgecv.validate.latency import measure_latency
+from edgecv.runtimes.latency import measure_latency
 
 REF = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7], [0.6, 0.3, 0.1]])
 LABELS = np.array([0, 1, 2, 1])  # the reference gets 3 of 4 right

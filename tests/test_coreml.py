@@ -19,7 +19,7 @@ from edgecv.config.target import ArtifactSpec  # noqa: E402
 from edgecv.errors import ConfigError  # noqa: E402
 from edgecv.exporters import ExportContext, get_exporter  # noqa: E402
 from edgecv.models.backbones import CAFFE_MEAN_BGR, normalization  # noqa: E402
-from edgecv.validate.coreml_checks import (  # noqa: E402
+from edgecv.formats.coreml.checks import (  # noqa: E402
     Expected,
     ImagePreprocessing,
     inspect_mlpackage,
@@ -248,7 +248,7 @@ def test_plan_rejects_int8_precision_for_coreml():
 def test_shipped_targets_are_valid_coreml_plans(name):
     from edgecv.orchestrator.runner import check_plan
     from edgecv.config import load_target
-    from edgecv.exporters.coreml import coreml_options
+    from edgecv.formats.coreml.export import coreml_options
 
     target = load_target(name)
     check_plan([target])

@@ -4,8 +4,8 @@ import importlib.util
 
 import pytest
 
-from edgecv.runtimes import tensorrt as trt_runtime
-from edgecv.runtimes import cuda_ctypes
+from edgecv.formats.tensorrt import runtime as trt_runtime
+from edgecv.formats.tensorrt import cuda_ctypes
 from edgecv.runtimes.base import RuntimeUnavailable
 
 

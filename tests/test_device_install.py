@@ -14,10 +14,10 @@ import pytest
 from conftest import REPO
 
 BUILD_STACK = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "tf2onnx", "onnx", "coremltools")
-DEVICE_MODULES = ("edgecv.cli.main", "edgecv.cli.engine", "edgecv.validate.bench", "edgecv.validate.folder",
-                  "edgecv.validate.comparator", "edgecv.validate.gates", "edgecv.exporters.tensorrt_bundle",
-                  "edgecv.runtimes.tflite", "edgecv.runtimes.onnx", "edgecv.runtimes.tensorrt",
-                  "edgecv.runtimes.tensorrt_engine", "edgecv.report.merge", "edgecv.report.outputs",
+DEVICE_MODULES = ("edgecv.cli.main", "edgecv.cli.engine", "edgecv.validate.bench", "edgecv.validate.device",
+                  "edgecv.validate.comparator", "edgecv.validate.gates", "edgecv.formats.tensorrt.bundle",
+                  "edgecv.formats.tflite.runtime", "edgecv.formats.onnx.runtime", "edgecv.formats.tensorrt.runtime",
+                  "edgecv.formats.tensorrt.engine", "edgecv.report.merge", "edgecv.report.outputs",
                   "edgecv.report.html", "edgecv.results", "edgecv.tasks", "edgecv.config")
 
 BLOCKER = textwrap.dedent(f"""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgecv.report.environment import cpu_isa_flags, describe_environment, parse_cpuinfo_flags, parse_sysctl_flags
+from edgecv.environment import cpu_isa_flags, describe_environment, parse_cpuinfo_flags, parse_sysctl_flags
 from edgecv.report.identity import isa_line
 
 # An AVX-512 Xeon without VNNI (Skylake-SP): onnxruntime's u8s8 int8 kernels can saturate here

@@ -456,7 +456,7 @@ def test_validate_shifts_labels_only_when_told(built, project, tmp_path, lines, 
 
 def test_the_imagenet_labels_file_with_background_is_the_only_automatic_offset():
     from edgecv.errors import DataError
-    from edgecv.validate.folder import label_offset
+    from edgecv.tasks.classification_folder import label_offset
 
     assert label_offset(1001, 1000, None) == 1 and label_offset(10, 10, None) == 0
     with pytest.raises(DataError, match="11 lines but the model has 10 outputs"):

@@ -144,7 +144,7 @@ def test_interval_gates_are_known_and_every_target_file_still_loads():
     assert {"accuracy_drop_max_significant", "accuracy_drop_max_confident", "accuracy_min_significant",
             "nme_max_significant", "nme_increase_max_confident"} <= known_gate_names()
     assert "top1_agreement_min_significant" not in known_gate_names()  # no per-sample agreement yet
-    from edgecv.quantization.accuracy_aware import quality_gates
+    from edgecv.formats.accuracy_aware import quality_gates
 
     assert "accuracy_drop_max_significant" in quality_gates(get_task("classification"))  # a search aims for it
     for name, path in list_targets():

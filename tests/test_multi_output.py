@@ -105,7 +105,7 @@ def test_comparator_reads_both_outputs(two_output_model, images, tmp_path):
 def test_coreml_outputs_are_the_task_outputs_not_a_classifier(two_output_model, tmp_path):
     """A task without classifier labels gets one multi-array output per task output, by name."""
     pytest.importorskip("coremltools")
-    from edgecv.validate.coreml_checks import load_package
+    from edgecv.formats.coreml.checks import load_package
 
     spec = ArtifactSpec(name="ml", format="coreml", precision="fp32", options={"minimum_deployment_target": "iOS16"})
     art = get_exporter("coreml")().export(two_output_model, spec, tmp_path,

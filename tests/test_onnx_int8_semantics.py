@@ -21,7 +21,7 @@ pytest.importorskip("onnxruntime")
 
 from edgecv.results import ArtifactResult  # noqa: E402
 from edgecv.runtimes import load_runtime  # noqa: E402
-from edgecv.runtimes.onnx_session import has_qdq_nodes  # noqa: E402
+from edgecv.formats.onnx.session import has_qdq_nodes  # noqa: E402
 
 S_X, S_Y = 2.0, 8.0            # pixel 254 -> int8 127: uint8 255 after onnxruntime's s8 -> u8 shift
 W_SCALE = 0.01

@@ -22,8 +22,8 @@ def _run(name, model, ctx, **cfg):
 
 
 def _int8_tflite(task_model, calibration, tmp_path, name="m.tflite"):
-    from edgecv.exporters.tflite import convert
-    from edgecv.validate.tflite_checks import inspect_tflite
+    from edgecv.formats.tflite.export import convert
+    from edgecv.formats.tflite.checks import inspect_tflite
 
     path = tmp_path / name
     path.write_bytes(convert(task_model.keras_model, "int8", "uint8", False, calibration,
@@ -148,7 +148,7 @@ def test_qat_quantizes_depthwise_kernels_per_channel(tmp_path):
     """Folded batch norm leaves depthwise channels at very different scales: one scale for all (what
     tfmot does) wipes out the small ones; per channel (what TFLite stores) keeps them."""
     from edgecv._keras import keras
-    from edgecv.exporters.tflite import convert
+    from edgecv.formats.tflite.export import convert
     from edgecv.passes.qat import calibrate_ranges, quantize_model
 
     inp = keras.Input((16, 16, 3), name="image")
@@ -220,7 +220,7 @@ class _Recorder:
 
 
 def test_accuracy_aware_stops_as_soon_as_the_gate_passes():
-    from edgecv.quantization.accuracy_aware import search
+    from edgecv.formats.accuracy_aware import search
 
     rec = _Recorder({"a", "b"})
     res = search(["a", "b", "c", "d"], rec.build, rec.evaluate, max_steps=8)
@@ -232,7 +232,7 @@ def test_accuracy_aware_stops_as_soon_as_the_gate_passes():
 
 
 def test_accuracy_aware_keeps_all_int8_when_it_already_passes():
-    from edgecv.quantization.accuracy_aware import search
+    from edgecv.formats.accuracy_aware import search
 
     rec = _Recorder(set())
     res = search(["a", "b"], rec.build, rec.evaluate, max_steps=8)
@@ -240,7 +240,7 @@ def test_accuracy_aware_keeps_all_int8_when_it_already_passes():
 
 
 def test_accuracy_aware_gives_up_after_its_budget():
-    from edgecv.quantization.accuracy_aware import search
+    from edgecv.formats.accuracy_aware import search
 
     rec = _Recorder({"z"})  # never reached
     res = search(["a", "b", "c", "d", "e"], rec.build, rec.evaluate, max_steps=3, layers_per_step=1)
@@ -254,7 +254,7 @@ def test_accuracy_aware_gives_up_after_its_budget():
 
 def test_accuracy_aware_skips_layers_that_fail_to_convert():
     from edgecv.errors import ConversionError
-    from edgecv.quantization.accuracy_aware import search
+    from edgecv.formats.accuracy_aware import search
 
     rec = _Recorder({"c"})
 
@@ -269,9 +269,9 @@ def test_accuracy_aware_skips_layers_that_fail_to_convert():
 
 
 def test_diagnose_ranks_layers_and_keeps_denylisted_ones_float(tiny_model, tiny_calibration, tmp_path):
-    from edgecv.exporters.tflite import convert
-    from edgecv.quantization.diagnose import diagnose
-    from edgecv.validate.tflite_checks import inspect_tflite
+    from edgecv.formats.tflite.export import convert
+    from edgecv.formats.tflite.diagnose import diagnose
+    from edgecv.formats.tflite.checks import inspect_tflite
 
     diag = diagnose(tiny_model.keras_model, tiny_calibration[0], debug_samples=8)
     errs = [e.rmse_over_scale for e in diag.layers]
@@ -294,7 +294,7 @@ def test_tflite_exporter_accuracy_aware_option(tiny_model, tiny_calibration, tmp
     read from each candidate file, so the loop must stop at the step that makes the second."""
     from edgecv.config.target import ArtifactSpec
     from edgecv.exporters import ExportContext, get_exporter
-    from edgecv.validate.tflite_checks import inspect_tflite
+    from edgecv.formats.tflite.checks import inspect_tflite
 
     seen = []
 
@@ -323,7 +323,7 @@ def test_onnx_exporter_accuracy_aware_option(tiny_model, tiny_calibration, tmp_p
     pytest.importorskip("onnxruntime")
     from edgecv.config.target import ArtifactSpec
     from edgecv.exporters import ExportContext, get_exporter
-    from edgecv.exporters.onnx import inspect_onnx
+    from edgecv.formats.onnx.export import inspect_onnx
 
     int8_weighted = []
 

@@ -5,7 +5,7 @@ import pytest
 
 from edgecv.config.target import ArtifactSpec
 from edgecv.errors import ConfigError
-from edgecv.exporters.tflite import TFLiteExporter, ptq_options
+from edgecv.formats.tflite.export import TFLiteExporter, ptq_options
 from edgecv.quantization.bias_correction import correct_bias, quantize_per_channel
 
 
@@ -62,7 +62,7 @@ def calibration(n=24, seed=1):
 def int8_logits(model, batches, images):
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgecv.quantization.tflite import convert
+    from edgecv.formats.tflite.convert import convert
 
     flat = convert(model, "int8", "uint8", False, batches, ["logits"], output_dtype="float32")
     interp = Interpreter(model_content=flat)

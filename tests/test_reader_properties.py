@@ -116,7 +116,7 @@ def dumps(doc) -> str:
 @FAST
 @given(st.data())
 def test_any_report_is_read_or_refused_with_exit_2(data):
-    from edgecv.validate.regression import read_report
+    from edgecv.report.regression import read_report
 
     doc = mutated(REPORT, data)
     content = data.draw(st.sampled_from(["json", "bytes"]))

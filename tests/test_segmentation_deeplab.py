@@ -15,7 +15,7 @@ def test_deeplab_class_map_scores_camvid_cars():
     from edgecv.data.images import load_batch
     from edgecv.data.segmentation import read_segmentation
     from edgecv.metrics.segmentation import AgreementAccumulator, ConfusionAccumulator, resize_class_map
-    from edgecv.runtimes.tflite import TFLiteRuntime
+    from edgecv.formats.tflite.runtime import TFLiteRuntime
 
     model = shared_path("models", "deeplabv3_mnv2_pascal_quant.tflite")
     ds = read_segmentation(shared_path("datasets", "camvid", "val", "images"),

@@ -289,8 +289,8 @@ def test_candidates_are_quantized_without_learned_rounding():
     """Learned rounding changes no latency and costs minutes per large backbone: select leaves it
     to the build of the pick, for the target's format and for the TFLite fallback."""
     from edgecv.config.target import ArtifactSpec
-    from edgecv.exporters.onnx import OnnxOptions
-    from edgecv.exporters.tflite import ptq_options
+    from edgecv.formats.onnx.export import OnnxOptions
+    from edgecv.formats.tflite.export import ptq_options
     from edgecv.selection.measure import timing_spec
 
     class Target:

@@ -43,7 +43,7 @@ def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
 def test_graph_resize_matches_pillow(policy, hw):
     from edgecv._keras import tf
     from edgecv.data.images import decode_rgb, resize
-    from edgecv.exporters.encoded_images import decode_in_graph, resize_in_graph
+    from edgecv.formats.savedmodel.encoded_images import decode_in_graph, resize_in_graph
 
     data = jpeg(photo(*hw))
     pil = resize(decode_rgb(data), (64, 48), policy)

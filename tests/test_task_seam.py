@@ -90,3 +90,45 @@ def test_reference_stores_every_output_and_the_targets(spot_build):
     ref = np.load(out / "reference.npz")
     assert {"output:position", "output:intensity", "targets"} <= set(ref.files)
     assert ref["output:position"].shape[1] == 2 and ref["targets"].shape[1] == 3
+
+
+def test_validate_and_bench_give_the_tests_only_tasks_metrics(spot_build, tmp_path):
+    """`edgecv validate` and `bench --data` take the task from preprocessing.json and read the
+    evaluation set through its hooks: on the build's validation images they give the report's numbers."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from edgecv.cli.main import app
+
+    out, _ = spot_build
+    r = report(out, "spot-int8")
+    a = r["artifacts"][0]
+    images = r["data"]["eval_images"]
+    root = out.parent
+    with (root / "spots.csv").open() as f:
+        rows = {row["file"]: row for row in csv.DictReader(f)}
+    ann = tmp_path / "val.csv"
+    with ann.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "x", "y", "intensity"])
+        for p in images:
+            row = rows[p.rsplit("/", 1)[-1]]
+            w.writerow([row["file"], row["x"], row["y"], row["intensity"]])
+    artifact = out / "spot-int8" / a["path"]
+    js = tmp_path / "validate.json"
+    res = CliRunner().invoke(app, ["validate", str(artifact), "--data", str(root / "images"), "--annotations",
+                                   str(ann), "--json", str(js)])
+    assert res.exit_code == 0, res.output
+    got = json.loads(js.read_text())
+    assert got["images"] == images
+    for name in ("position_error", "intensity_error"):
+        assert got["metrics"][name] == pytest.approx(a["metrics"][name], abs=1e-5), name
+        assert name in res.output
+    bj = tmp_path / "bench.json"
+    res = CliRunner().invoke(app, ["bench", str(artifact), "--data", str(root / "images"), "--annotations", str(ann),
+                                   "--runs", "3", "--seconds", "0", "--json", str(bj)])
+    assert res.exit_code == 0, res.output
+    bench = json.loads(bj.read_text())
+    assert bench["metrics"]["position_error"] == pytest.approx(a["metrics"]["position_error"], abs=1e-5)
+    assert bench["latency"]["p50_ms"] > 0 and bench["accuracy"] is None

@@ -18,8 +18,8 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tf2onnx")
 
-from edgecv.exporters.tensorrt import TensorRTOptions  # noqa: E402
-from edgecv.runtimes.tensorrt_engine import tensorrt_status  # noqa: E402
+from edgecv.formats.tensorrt.export import TensorRTOptions  # noqa: E402
+from edgecv.formats.tensorrt.engine import tensorrt_status  # noqa: E402
 
 TARGET = {
     "description": "test Jetson: onnx, int8 QDQ, int8 and fp16 engines",
@@ -177,11 +177,11 @@ def test_engine_validate_compares_and_gates_with_the_bundle_task(direct_bundle, 
 
     from typer.testing import CliRunner
 
-    import edgecv.exporters.tensorrt_bundle as tb
+    import edgecv.formats.tensorrt.bundle as tb
     import edgecv.runtimes as runtimes
     from edgecv.cli.main import app
     from edgecv.results import ArtifactResult
-    from edgecv.runtimes.onnx import OnnxRuntime
+    from edgecv.formats.onnx.runtime import OnnxRuntime
 
     bundle, _ = direct_bundle
     data = json.loads((bundle / "bundle.json").read_text())
@@ -255,7 +255,7 @@ def test_engine_build_and_run(jetson_build, tiny_val):
     can, reason = _can_build()
     if not can:
         pytest.skip(reason)
-    from edgecv.exporters.tensorrt_bundle import build_bundle
+    from edgecv.formats.tensorrt.bundle import build_bundle
     from edgecv.runtimes import load_runtime
 
     out_dir, report, _ = jetson_build

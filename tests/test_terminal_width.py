@@ -22,8 +22,9 @@ def typed_names() -> dict:
     """What each listing must show whole: the words a user copies into a target file or a command."""
     from edgecv.config import list_targets
     from edgecv.passes.base import PASS_MODULES, get_pass
-    from edgecv.tasks import all_task_classes
-    from edgecv.validate.gates import known_gate_names
+    from edgecv.tasks import task_class
+    from edgecv.tasks.base import TASK_MODULES
+    from edgecv.tasks.gates import GENERIC_GATES, task_gates
 
     settings = []
     for name in PASS_MODULES:
@@ -33,8 +34,12 @@ def typed_names() -> dict:
             continue
         settings += [f"{k}={'required' if f.is_required() else repr(f.get_default(call_default_factory=True))}"
                      for k, f in cls.config.model_fields.items() if k != "name"]
-    metrics = [m.name for cls in all_task_classes() for m in cls.metrics + cls.agreement_metrics]
-    return {"targets": [n for n, _ in list_targets()], "tasks": metrics + sorted(known_gate_names()),
+    # the built-in tasks: the `edgecv tasks` subprocess does not see a task another test registered
+    # in this process (tests/seam_task.py)
+    builtin = [task_class(name) for name in TASK_MODULES]
+    metrics = [m.name for cls in builtin for m in cls.metrics + cls.agreement_metrics]
+    gates = {g.name for g in GENERIC_GATES} | {g.name for cls in builtin for g in task_gates(cls)}
+    return {"targets": [n for n, _ in list_targets()], "tasks": metrics + sorted(gates),
             "passes -v": sorted(PASS_MODULES) + settings}
 
 

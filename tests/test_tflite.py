@@ -7,9 +7,9 @@ from edgecv.config.target import ArtifactSpec
 from edgecv.errors import ConversionError
 from edgecv.exporters import ExportContext, get_exporter
 from edgecv.runtimes import load_runtime
-from edgecv.runtimes.tflite import pixels_to_input
+from edgecv.formats.tflite.runtime import pixels_to_input
 from edgecv.validate.comparator import compare
-from edgecv.validate.tflite_checks import inspect_tflite
+from edgecv.formats.tflite.checks import inspect_tflite
 
 
 def export(tiny_model, tiny_calibration, tmp_path, **spec):

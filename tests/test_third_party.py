@@ -26,6 +26,6 @@ def test_google_int8_mobilenet_predicts_plausible_classes(tmp_path):
 
 @pytest.mark.parametrize("given,expected", [(None, 1), (0, 0)])
 def test_label_offset_auto_for_a_leading_background_line(given, expected):
-    from edgecv.validate.folder import label_offset
+    from edgecv.tasks.classification_folder import label_offset
 
     assert label_offset(1001, 1000, given) == expected

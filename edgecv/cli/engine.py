@@ -53,7 +53,7 @@ def _table(report: dict, task) -> Table:
 
 
 def _run(bundle: Path, only: List[str], build: bool, validate: bool, batch: int, json_out: Optional[Path]) -> None:
-    from edgecv.exporters.tensorrt_bundle import build_bundle, bundle_task, read_bundle
+    from edgecv.formats.tensorrt.bundle import build_bundle, bundle_task, read_bundle
 
     try:
         report = build_bundle(bundle, only, build=build, validate=validate, latency_batch=batch,

@@ -7,64 +7,12 @@ stands for a one-artifact target made in memory (`edgecv.api.format_target`).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 import typer
 
 TASK_CHOICES = "classification | keypoints | embedding | generic"
-
-
-def export_recipe(model: Path, data: Path, task: str, preprocess: Optional[str], architecture: Optional[str],
-                  labels: Optional[Path],
-                  label_offset: Optional[int], calibration_data: Optional[Path], input_size: Optional[Tuple[int, int]],
-                  resize: str, name: Optional[str], custom_objects: Optional[str], unsafe: bool) -> dict:
-    """The recipe the one-shot command stands for, as YAML-shaped data."""
-    model = model.resolve()
-    recipe: dict = {
-        "name": name or re.sub(r"[^A-Za-z0-9_.-]", "_", model.stem if model.is_file() else model.name),
-        "task": task,
-        "model": {"path": str(model)},
-        "input": {"resize": resize},
-        # with calibration images of their own, every --data image validates
-        "data": {"train": str(calibration_data.resolve()), "val": str(data.resolve())} if calibration_data
-        else {"root": str(data.resolve())},
-    }
-    m = recipe["model"]
-    if preprocess is not None:
-        m["preprocess"] = preprocess
-    if architecture is not None:
-        m["architecture"] = architecture
-    if labels is not None:
-        m["labels"] = str(labels.resolve())
-    if label_offset is not None:
-        m["label_offset"] = label_offset
-    if custom_objects:
-        m["custom_objects"] = custom_objects
-    if unsafe:
-        m["unsafe_deserialization"] = True
-    if input_size:
-        recipe["input"]["size"] = list(input_size)
-    return recipe
-
-
-def recipe_of(data: dict, overrides: List[str]):
-    """Validate the in-memory recipe (after --set) as a recipe file would be."""
-    from pydantic import ValidationError
-
-    from edgecv.config.loader import apply_overrides, format_validation_error
-    from edgecv.config.recipe import Recipe
-    from edgecv.errors import ConfigError
-
-    data = apply_overrides(data, overrides, Path("edgecv export"))
-    try:
-        recipe = Recipe.model_validate({**data, "base_dir": Path.cwd()})
-    except ValidationError as e:
-        raise ConfigError(format_validation_error(e, Recipe, Path("edgecv export options"), None)) from None
-    return recipe, hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def export_model(
@@ -113,7 +61,8 @@ def export_model(
     """Export, validate and gate a model you trained elsewhere for the target(s), or as one --format with no
     target file; no training."""
     from edgecv import api
-    from edgecv.cli.main import _build_log_of, _fail, build_log, console, finish, print_plan
+    from edgecv.cli.app import _build_log_of, build_log, console, finish, print_plan
+    from edgecv.cli.app import fail as _fail
     from edgecv.errors import EdgecvError, InputError
 
     try:

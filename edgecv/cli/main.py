@@ -3,101 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from edgecv.cli.conventions import HELP_OPTIONS, emit_json, version_callback
-from edgecv.cli.errors import App, handle_sigterm, set_debug
+from edgecv.cli.app import _build_log_of, app, build_log, capture_native, console, finish, out, print_plan
+from edgecv.cli.app import fail as _fail
+from edgecv.cli.app import parse_input_size as _input_size
+from edgecv.cli.app import warn as _warn
+from edgecv.cli.conventions import emit_json
 from edgecv.errors import EdgecvError, InputError
-from edgecv.terminal import NativeOutput, log_tail, private_log
-
-app = App(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
-          context_settings=HELP_OPTIONS,
-          help="Fine-tune a vision model and build validated, optimized artifacts for edge targets.")
-# Wide enough for --wide tables when output goes to a file or CI log (rich assumes 80 there),
-# unless COLUMNS says how wide
-console = Console(stderr=True, width=None if sys.stderr.isatty() or "COLUMNS" in os.environ else 160)
-out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
-
-
-@app.callback()
-def main_options(
-    version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
-                                 help="print edgecv's version and exit"),
-    debug: bool = typer.Option(False, "--debug", help="show the traceback of an error (for bug reports)"),
-):
-    """Fine-tune a vision model and build validated, optimized artifacts for edge targets."""
-    set_debug(debug)
-    handle_sigterm()
-
-
-def _fail(e: EdgecvError, log: Optional[Path] = None) -> None:
-    console.print(f"[red]error:[/] {escape(str(e))}")
-    if log_tail(log):
-        console.print(f"[dim]TensorFlow's and the converters' own output: {log} (or run again with -v)[/]")
-    raise typer.Exit(e.exit_code)
-
-
-def _warn(message: str) -> None:
-    console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
-
-
-def _input_size(text: Optional[str]) -> Optional[tuple[int, int]]:
-    """`--input-size 224` or `224x160` (height x width)."""
-    if text is None:
-        return None
-    try:
-        parts = [int(v) for v in text.lower().replace(",", "x").split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 2) or min(parts) < 1:
-        raise InputError(f"--input-size {text!r}: give HEIGHTxWIDTH (e.g. 224x224) or one number for a square")
-    return (parts[0], parts[-1])
-
-
-@contextmanager
-def capture_native(log: Path, verbose: bool = False):
-    """Native libraries' output into `log` while edgecv's consoles keep the terminal."""
-    from edgecv.files import ensure_dir
-
-    ensure_dir(Path(log).parent)  # an unwritable --out is a clear error, not a traceback
-    native = NativeOutput(verbose).start(log)
-    console.file, out.file = native.terminal_err, native.terminal_out
-    try:
-        yield native
-    finally:
-        native.stop()
-        console.file = out.file = None
-
-
-@contextmanager
-def build_log(out_dir: Path, verbose: bool, dry_run: bool, wait: float = 0.0):
-    """(native output, the build lock) with `<out>/build.log` opened only once the lock is held: a
-    build refused by the lock (or a --dry-run beside a running build, which logs privately and
-    takes no lock) never truncates the running one's log. Pass the lock on: `api.run(held=lock)`."""
-    from edgecv.orchestrator.lock import BuildLock
-
-    if dry_run:
-        with private_log("plan") as log, capture_native(log, verbose) as native:
-            yield native, None
-        return
-    with BuildLock(out_dir, wait) as lock, capture_native(out_dir / "build.log", verbose) as native:
-        yield native, lock
-
-
-def _build_log_of(e: EdgecvError, out_dir: Path) -> Optional[Path]:
-    from edgecv.orchestrator.lock import BuildLocked
-
-    return None if isinstance(e, BuildLocked) else out_dir / "build.log"
+from edgecv.terminal import private_log
 
 
 @app.command()
@@ -160,63 +81,6 @@ def build(
     raise typer.Exit(code)
 
 
-def finish(result, wide: bool = False) -> int:
-    """Print each target's table (stdout), what the build ran and each outcome (stderr); return
-    the build's exit code."""
-    from edgecv.report.table import print_summary
-
-    for o in result.outcomes:
-        if o.report is not None:
-            print_summary(o.report, out, wide=wide, notes=console)
-    ran = {s.stage for s in result.stages if not s.hit}
-    console.print(f"[dim]stages run: {', '.join(sorted(ran)) or 'none (everything cached)'}[/]")
-    console.print(f"[dim]{result.cache_summary()}[/]")
-    for o in result.outcomes:
-        if o.report is None and o.status == "ok":  # a training worker (TF_CONFIG): the chief reports
-            console.print(f"{o.target}: " + "; ".join(o.messages))
-        elif o.report is None:
-            console.print(f"[red]{o.target}: failed[/]")
-        if o.status == "gates_failed" and o.report is not None:  # the failures are in the notes above
-            for line in gate_next_steps(o.report, o.report_path.parent if o.report_path else None):
-                console.print(line, highlight=False)
-        elif o.status != "ok":
-            for m in o.messages:
-                console.print(f"  [red]{m}[/]")
-        if o.log is not None:
-            console.print(f"  converters' and runtimes' output: {o.log} (or run again with -v)")
-        if o.report_path and o.report is not None:
-            console.print(f"[dim]{o.target}: {o.report_path.parent}/report.html[/]")
-    return result.exit_code
-
-
-def gate_next_steps(report, folder: Optional[Path]) -> list[str]:
-    """What to try when gates failed: find the int8 layers at fault, keep them in float, or report only."""
-    from edgecv.config.loader import targets_building
-
-    failing = [a for a in report.artifacts if a.failed_gates]
-    lines = ["[bold]next steps[/] (a gate failed; exit code 1):"]
-    int8_tflite = [a for a in failing if a.precision == "int8" and a.format == "tflite" and a.path]
-    for a in int8_tflite:
-        path = (folder / a.path) if folder else Path(a.path)
-        lines.append(f"  edgecv diagnose {escape(str(path))}   # which layers lose accuracy in int8")
-    for fmt in sorted({a.format for a in failing if a.precision == "int8"}):
-        aware = [n for n in targets_building(fmt) if n.endswith("accuracy-aware")]
-        if aware:
-            lines.append(f"  edgecv build -t {aware[0]} ...   # int8 that keeps its worst layers in float "
-                         "until the accuracy gate passes (options: {accuracy_aware: ...} on your artifact)")
-    lines.append("  --no-gates   # report the gates without failing the build")
-    return lines
-
-
-def print_plan(rows) -> None:
-    t = Table(title="build plan")
-    for col in ("stage", "target", "artifact", "key", "status"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(r.stage, r.target or "", r.artifact or "", r.key[:12], "[green]cached[/]" if r.hit else "[yellow]run[/]")
-    out.print(t)
-
-
 @app.command()
 def clean(
     out_dir: Path = typer.Option(Path("build"), "--out", "-o", help="build folder whose cache to prune"),
@@ -252,68 +116,29 @@ def validate(
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW for a model that accepts any size "
                                              "(default: preprocessing.json beside it)"),
 ):
-    """Evaluate any classifier artifact on an image folder (third-party TFLite models included), or a
-    keypoint artifact on images with --annotations (NME, failure rate, error per keypoint)."""
+    """Evaluate an artifact on an image folder with its task's metrics: a classifier (third-party TFLite
+    models included) on class sub-folders, a keypoint artifact with --annotations (NME, failure rate,
+    error per keypoint), any task preprocessing.json names."""
     from edgecv import api
     from edgecv.files import ensure_writable
-
-    if annotations is not None:
-        from edgecv.cli.keypoints import validate_keypoints
-
-        return validate_keypoints(artifact, data, annotations, resize, threads, json_out, out, _fail)
+    from edgecv.validate.device import artifact_task
 
     try:
         if json_out and str(json_out) != "-":
             ensure_writable(json_out)
         with private_log("validate") as native_file, capture_native(native_file) as native:
             res = api.validate(artifact, data, labels=labels, label_offset=label_offset, resize=resize,
-                               threads=threads, top_k=top_k, input_size=_input_size(input_size), warn=_warn,
-                               native=native)
+                               threads=threads, top_k=top_k, input_size=_input_size(input_size),
+                               annotations=annotations, warn=_warn, native=native)
+        task = artifact_task(artifact, annotations)[0]
     except EdgecvError as e:
         _fail(e)
-    for p, why in res.skipped:
-        console.print(f"[yellow]skipped unreadable image[/] {p}: {why}")
     if str(json_out) == "-":  # stdout holds the JSON alone
-        emit_json(json_out, res.__dict__)
+        emit_json(json_out, vars(res))
         return
-    if per_image:
-        print_per_image(artifact, data, res, top_k)
-    print_validation_summary(artifact, data, res)
+    task.print_device_report(vars(res), artifact, data, out, console, {"per_image": per_image, "top_k": top_k})
     if json_out:
-        emit_json(json_out, res.__dict__)
-
-
-def print_per_image(artifact: Path, data: Path, res, top_k: int) -> None:
-    """Every image with its true label (its class folder), the top-1 prediction and ✓/✗, then the top-k."""
-    labelled = res.correct is not None
-    t = Table(title=f"{artifact.name} on {data} (label offset {res.offset})", box=box.SIMPLE_HEAD, pad_edge=False,
-              title_justify="left")
-    t.add_column("image", overflow="fold")
-    if labelled:
-        for col in ("true label", "prediction", ""):
-            t.add_column(col, overflow="fold")
-    t.add_column(f"top-{top_k} (score)", overflow="fold")
-    for i, (img, preds) in enumerate(zip(res.images, res.predictions)):
-        row = [f"{Path(img).parent.name}/{Path(img).name}" if labelled else Path(img).name]
-        if labelled:
-            ok = res.correct[i]
-            row += [res.truths[i], preds[0][0] if preds else "-", "[green]✓ right[/]" if ok else "[red]✗ wrong[/]"]
-        t.add_row(*row, ", ".join(f"{n} {s:.2f}" for n, s in preds))
-    out.print(t)
-
-
-def print_validation_summary(artifact: Path, data: Path, res) -> None:
-    """What `validate` found, in a few lines: accuracy with class folders, else the classes it saw most."""
-    from collections import Counter
-
-    out.print(f"{artifact.name} on {len(res.images)} images from {data} (label offset {res.offset})")
-    if res.accuracy is not None:
-        top5 = "" if res.top5_accuracy is None else f", top-5 {res.top5_accuracy:.2f}%"
-        out.print(f"top-1 accuracy {res.accuracy:.2f}%{top5}")
-    else:
-        seen = Counter(preds[0][0] for preds in res.predictions if preds)
-        out.print("most frequent top-1: " + ", ".join(f"{name} ×{n}" for name, n in seen.most_common(5)))
-        console.print("[dim]every image's predictions: --per-image (or --json FILE)[/]")
+        emit_json(json_out, vars(res))
 
 
 @app.command()
@@ -366,7 +191,7 @@ def bench(
     from edgecv import api
     from edgecv.files import ensure_writable
     from edgecv.report.outputs import FPS_MEANING, fps
-    from edgecv.validate.latency import NOISY_P99_OVER_P50, noisy
+    from edgecv.runtimes.latency import NOISY_P99_OVER_P50, noisy
 
     try:
         if json_out and str(json_out) != "-":  # before measuring: results must not be lost after the table
@@ -411,8 +236,10 @@ def bench(
     if res["accuracy"]:
         top5 = "" if res["accuracy"]["top5"] is None else f", top-5 {res['accuracy']['top5']:.2f}%"
         show.print(f"accuracy top-1 {res['accuracy']['top1']:.2f}%{top5} on {res['accuracy']['images']} images")
-    if "nme" in res["metrics"]:
-        show.print(f"NME {res['metrics']['nme']:.4f}, failure rate {res['metrics']['failure_rate']:.3f}")
+    elif res["metrics"]:
+        from edgecv.validate.device import artifact_task, metrics_text
+
+        show.print(metrics_text(artifact_task(artifact, annotations)[0], res["metrics"]))
     if json_out:
         emit_json(json_out, res)
         if str(json_out) != "-":
@@ -445,7 +272,7 @@ def report(
     try:
         if not merge:
             from edgecv.report.table import print_summary
-            from edgecv.validate.regression import read_report
+            from edgecv.report.regression import read_report
 
             print_summary(read_report(report_json, "report"), out, wide=wide, notes=console)
             raise typer.Exit(0)
@@ -484,7 +311,7 @@ def gate(
     could not be compared (missing in either report; see --allow-missing)."""
     from edgecv.build_folder import check_before_use
     from edgecv.files import atomic_write_bytes
-    from edgecv.validate.regression import Tolerances, compare_reports, read_report
+    from edgecv.report.regression import Tolerances, compare_reports, read_report
 
     if judge not in ("value", "significant", "confident") or not 0.5 < confidence < 1:
         _fail(InputError(f"--judge {judge} --confidence {confidence}: judge is value, significant or confident; "
@@ -520,7 +347,7 @@ def diagnose(
 ):
     """Rank an int8 TFLite artifact's layers by quantization error, worst first (why it misses a gate)."""
     from edgecv.extras import require_extra
-    from edgecv.validate.diagnose_build import diagnose_artifact
+    from edgecv.orchestrator.diagnose import diagnose_artifact
 
     try:
         require_extra("build", "`edgecv diagnose` (TFLite's quantization debugger)")

@@ -50,7 +50,8 @@ def select(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="also show TensorFlow's and the converters' output"),
 ):
     """Compare backbones for a target: linear-probe accuracy vs int8 latency, the Pareto front, and the pick under the budget."""
-    from edgecv.cli.main import _fail, capture_native, console, out
+    from edgecv.cli.app import capture_native, console, out
+    from edgecv.cli.app import fail as _fail
     from edgecv.extras import require_extra
 
     try:

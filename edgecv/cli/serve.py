@@ -42,7 +42,7 @@ def serve(
 ):
     """Serve an artifact behind TF Serving's REST API (and gRPC PredictionService with the build extra) until
     SIGTERM or Ctrl-C."""
-    from edgecv.cli.main import _input_size
+    from edgecv.cli.app import parse_input_size as _input_size
     from edgecv.extras import missing_modules
     from edgecv.serving.server import ServeOptions
 

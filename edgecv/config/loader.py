@@ -223,10 +223,11 @@ def find_target(name: str, recipe_dir: Optional[Path] = None) -> Path:
         if p.is_file():
             return p
     known = sorted({p.stem for d in target_search_dirs(recipe_dir) if d.is_dir() for p in d.glob("*.yaml")})
-    from edgecv.exporters.base import EXPORTER_MODULES, FORMAT_ALIASES
+    from edgecv.config.target import FORMAT_ALIASES
+    from edgecv.registry import FORMAT_PACKAGES
 
     fmt = FORMAT_ALIASES.get(name, name)
-    if fmt in EXPORTER_MODULES:  # `-t tflite`: a format where a target was expected
+    if fmt in FORMAT_PACKAGES:  # `-t tflite`: a format where a target was expected
         building = targets_building(fmt, recipe_dir)
         raise ConfigError(f"{name!r} is an artifact format, not a target: targets that build {fmt}: "
                           f"{', '.join(building) or 'none'} (see `edgecv targets`); or, for a model of your own, "
@@ -244,7 +245,7 @@ def load_target(name_or_path: str, recipe_dir: Optional[Path] = None) -> Target:
 
 def targets_building(fmt: str, recipe_dir: Optional[Path] = None) -> list[str]:
     """Names of the known targets with an artifact of format `fmt` (aliases accepted)."""
-    from edgecv.exporters.base import FORMAT_ALIASES
+    from edgecv.config.target import FORMAT_ALIASES
 
     fmt = FORMAT_ALIASES.get(fmt, fmt)
     found = []

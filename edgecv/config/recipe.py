@@ -248,6 +248,12 @@ class Recipe(Strict):
 
         return get_task(self.task, self.task_options)
 
+    def model_facts(self) -> dict:
+        """What the index and the report need from a user's model (its outputs, input size)."""
+        from edgecv.models.user_model import model_facts
+
+        return model_facts(self)
+
     def resolve(self, path: Union[str, Path]) -> Path:
         p = Path(path).expanduser()
         return p if p.is_absolute() else (self.base_dir / p).resolve()

@@ -38,7 +38,7 @@ class Gates(Strict):
 
     @model_validator(mode="after")
     def _known_gates(self) -> "Gates":
-        from edgecv.validate.gates import known_gate_names
+        from edgecv.tasks.gates import known_gate_names
 
         known = known_gate_names()
         for name, value in (self.model_extra or {}).items():
@@ -61,7 +61,7 @@ class Gates(Strict):
         if name.startswith("_"):
             raise AttributeError(name)
         extra = self.__pydantic_extra__ or {}
-        from edgecv.validate.gates import known_gate_names
+        from edgecv.tasks.gates import known_gate_names
 
         if name in extra or name in known_gate_names():
             return extra.get(name)
@@ -84,6 +84,9 @@ class RuntimeSettings(Strict):
     options: dict = Field(default_factory=dict, description="runtime-specific settings, e.g. ONNX Runtime providers")
 
 
+FORMAT_ALIASES: Dict[str, str] = {"saved_model": "savedmodel", "engine": "tensorrt"}  # other names a target may use
+
+
 class ArtifactSpec(Strict):
     name: SafeName
     format: str = Field(..., description="exporter name: see `edgecv formats`")
@@ -99,8 +102,6 @@ class ArtifactSpec(Strict):
     @field_validator("format", mode="before")
     @classmethod
     def _known_alias(cls, value):
-        from edgecv.exporters.base import FORMAT_ALIASES
-
         return FORMAT_ALIASES.get(value, value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
@@ -130,12 +131,17 @@ class Target(Strict):
         return self
 
     def gates_for(self, artifact: ArtifactSpec, defaults: Optional[Gates] = None) -> Gates:
-        """The artifact's effective gates: the recipe's `defaults` (a task's own limits), then the
-        target's, then the artifact's own; a later one wins per gate."""
-        return merge_gates(defaults, self.gates, artifact.gates)
+        return effective_gates(defaults, self, artifact)
 
 
-def merge_gates(*layers: Optional[Gates]) -> Gates:
+def effective_gates(defaults: Optional[Gates], target: Union["Target", Gates, None],
+                    artifact: Union[ArtifactSpec, Gates, None] = None) -> Gates:
+    """The gates an artifact is judged by (edgecv's one place that resolves them): the recipe's
+    `defaults` (a task's own limits), then the target's, then the artifact's own; a later one wins
+    per gate, tolerances per output. `target` and `artifact` may be given as their Gates (a
+    report's stored target)."""
+    layers = [defaults, target.gates if isinstance(target, Target) else target,
+              artifact.gates if isinstance(artifact, ArtifactSpec) else artifact]
     merged: dict = {}
     tolerances: dict = {}
     for g in layers:

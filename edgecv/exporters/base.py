@@ -1,6 +1,7 @@
 """Exporter interface: a task model plus an artifact spec in, an artifact file out.
 
-Adding a format means one exporter module here and one runtime module in `edgecv.runtimes`.
+A format lives in one folder, `edgecv/formats/<name>/` (its exporter, runtime, checks), and one row
+of FORMAT_PACKAGES.
 """
 
 from __future__ import annotations
@@ -12,18 +13,12 @@ from typing import Any, Callable, ClassVar, Iterator, Optional
 
 import numpy as np
 
-from edgecv.registry import LazyRegistry
+from edgecv.registry import FORMAT_PACKAGES, LazyRegistry
 
-EXPORTER_MODULES: dict[str, str] = {
-    "tflite": "edgecv.exporters.tflite",
-    "savedmodel": "edgecv.exporters.savedmodel",
-    "coreml": "edgecv.exporters.coreml",
-    "onnx": "edgecv.exporters.onnx",
-    "tensorrt": "edgecv.exporters.tensorrt",
-}
+EXPORTER_MODULES: dict[str, str] = {fmt: f"{package}.export" for fmt, package in FORMAT_PACKAGES.items()}
 EXPORTERS: LazyRegistry["Exporter"] = LazyRegistry("artifact format", EXPORTER_MODULES)
 # names users know from other exporters (Ultralytics, TensorFlow), accepted in target files
-FORMAT_ALIASES: dict[str, str] = {"saved_model": "savedmodel", "engine": "tensorrt"}
+from edgecv.config.target import FORMAT_ALIASES  # noqa: F401  (where formats are named)
 
 
 @dataclass
@@ -98,6 +93,12 @@ class Exporter(ABC):
         passes the spec with its effective gates (the target's merged with the artifact's) and the
         recipe's task (None: any known task's gates count)."""
 
+    @classmethod
+    def export_key_fields(cls, spec, options: dict) -> tuple[dict, dict]:
+        """(the artifact's options as they enter its export key, extra key fields). A format whose
+        int8 preparation has defaults declares them resolved here, so a changed default rebuilds."""
+        return options, {}
+
     @abstractmethod
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         """Write the artifact for `spec` into out_dir (atomically) and describe it."""
@@ -115,29 +116,6 @@ def parse_options(raw: Optional[dict], model: type, what: str):
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
         raise ConfigError(f"{what} options: {problems} (allowed keys: {', '.join(model.model_fields)})") from None
-
-
-def check_accuracy_aware(spec, task=None) -> None:
-    """While planning: options.accuracy_aware needs int8, valid settings and a quality gate to aim
-    for: one of the task's gates on its metrics, their deltas or its agreement."""
-    from edgecv.errors import ConfigError
-    from edgecv.quantization.accuracy_aware import AccuracyAwareConfig, quality_gates
-
-    if "accuracy_aware" not in spec.options:
-        return
-    if spec.precision != "int8":
-        raise ConfigError(f"options.accuracy_aware needs precision int8, not {spec.precision}")
-    parse_options(spec.options["accuracy_aware"], AccuracyAwareConfig, "accuracy_aware")
-    if task is None:
-        from edgecv.tasks import all_task_classes
-
-        aims = quality_gates(all_task_classes())
-    else:
-        aims = quality_gates(task)
-    stated = spec.gates.limits() if spec.gates is not None else {}
-    if not any(stated.get(g) is not None for g in aims):
-        raise ConfigError("options.accuracy_aware: the artifact has no quality gate to aim for "
-                          f"(give one of {', '.join(aims)})")
 
 
 def get_exporter(fmt: str) -> type[Exporter]:

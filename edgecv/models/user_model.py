@@ -50,7 +50,7 @@ def model_format(path: Path) -> str:
 
 def model_digest(path: Path) -> str:
     """sha256 of the model's bytes (every file of a SavedModel folder): the train stage's key."""
-    from edgecv.orchestrator.keys import file_key  # cached per path, size and mtime
+    from edgecv.files import file_key  # cached per path, size and mtime
 
     path = Path(path)
     if path.is_file():

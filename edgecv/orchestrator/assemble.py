@@ -10,7 +10,6 @@ from pathlib import Path
 import edgecv
 from edgecv.build_folder import MANIFEST, folder_files
 from edgecv.files import atomic_write_text
-from edgecv.config.target import merge_gates
 from edgecv.data.image_set import image_set_id
 from edgecv.results import ArtifactResult, Reference, Report
 from edgecv.validate.intervals import DEFAULT_CONFIDENCE, intervals_for
@@ -22,7 +21,7 @@ def target_report(b, target, index, calib, entries: list[ArtifactResult]) -> Rep
     _, targets = b.eval_set(index)
     ref_metrics = task.evaluate(task.select_outputs(ref_outputs, b.info), targets, b.info) if targets is not None else {}
     ref_scores = b.reference_scores(index)
-    ref_intervals, _ = intervals_for(task, ref_scores, None, merge_gates(b.recipe.gates, target.gates).confidence
+    ref_intervals, _ = intervals_for(task, ref_scores, None, b.gates_for(target).confidence
                                      or DEFAULT_CONFIDENCE)
     return Report(
         edgecv_version=edgecv.__version__,

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from functools import lru_cache
 from pathlib import Path
 
 import edgecv
 from edgecv.orchestrator.cache import stable_hash
 from edgecv.data.images import IMAGE_EXTENSIONS
-from edgecv.files import walk_files
-from edgecv.report.environment import library_versions
+from edgecv.files import file_key, walk_files
+from edgecv.environment import library_versions
 
 # Libraries whose version can change what a stage produces
 TRAIN_LIBS = ("tensorflow", "tf-keras")
@@ -49,14 +48,6 @@ def folder_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-@lru_cache(maxsize=32)
-def file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def file_key(path: Path) -> str:
-    st = Path(path).stat()
-    return file_sha256(str(path), st.st_size, st.st_mtime_ns)
 
 
 USER_MODEL_KEYS = ("path", "preprocess", "architecture", "labels", "label_offset", "custom_objects",
@@ -153,20 +144,10 @@ def export_key(model_key: str, spec, calib_key: str, model_name: str, searched: 
     the artifact's gates, the reference outputs, the runtime settings)."""
     fields = spec.model_dump(mode="json", exclude={"gates", "passes"})
     extra = {"searched": searched} if searched else {}
-    if spec.format == "tflite" and spec.precision == "int8":  # defaults included: a changed default rebuilds
-        from edgecv.quantization.ptq import PTQConfig
+    from edgecv.exporters import get_exporter
 
-        try:
-            extra["ptq"] = PTQConfig.model_validate(spec.options.get("ptq") or {}).model_dump(mode="json")
-            fields["options"] = {k: v for k, v in fields["options"].items() if k != "ptq"}
-        except ValueError:  # bad options: the exporter's check_spec reports them
-            extra["ptq"] = spec.options.get("ptq")
-    elif spec.format in ("onnx", "tensorrt") and spec.precision == "int8":  # the same, for the QDQ graph's
-        from edgecv.exporters.onnx import OnnxOptions  # weight preparation
-
-        resolved = ("bias_correction", "adaround", "adaround_iterations")
-        extra["ptq"] = {k: spec.options.get(k, OnnxOptions.model_fields[k].default) for k in resolved}
-        fields["options"] = {k: v for k, v in fields["options"].items() if k not in resolved}
+    fields["options"], resolved = get_exporter(spec.format).export_key_fields(spec, fields["options"])
+    extra.update(resolved)
     return stable_hash({"stage": "export", "model": model_key, "spec": fields, "calibration": calib_key,
                         "name": model_name, "versions": versions(EXPORT_LIBS), **extra})
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from edgecv.config.target import effective_gates
 from edgecv.errors import ConfigError
 from edgecv.orchestrator import keys
 
@@ -37,15 +38,16 @@ class BuildKeys:
 
 
 def runtime_settings(target, spec) -> dict:
-    """What decides how an artifact runs, for its keys: the target's runtime section and, for ONNX,
-    the int8 arithmetic edgecv picks by default (changing the default re-validates)."""
-    settings = target.runtime.model_dump(mode="json")
-    if spec.format == "onnx":
-        from edgecv.runtimes.onnx_session import DEFAULT_FOR_INTEGER_OPS, DEFAULT_FOR_QDQ, INT8_SEMANTICS
+    """What decides how an artifact runs, for its keys: the target's runtime section and the
+    defaults its format's runtime declares (ONNX: the int8 arithmetic edgecv picks)."""
+    from edgecv.registry import UnknownName
+    from edgecv.runtimes import get_runtime
 
-        settings["onnx_int8"] = {"default_for_qdq": DEFAULT_FOR_QDQ, "default_for_integer_ops": DEFAULT_FOR_INTEGER_OPS,
-                                 "presets": {name: entries for name, (entries, _) in INT8_SEMANTICS.items()}}
-    return settings
+    try:
+        declared = get_runtime(spec.format).key_settings()
+    except UnknownName:  # a format registered without a runtime of its own
+        declared = {}
+    return {**target.runtime.model_dump(mode="json"), **declared}
 
 
 def artifact_keys(recipe, k: BuildKeys, target, spec) -> dict:
@@ -56,7 +58,7 @@ def artifact_keys(recipe, k: BuildKeys, target, spec) -> dict:
         model_key = out["passes"] = keys.passes_key(k.train, spec.passes, k.calibration, recipe.resolve)
     searched = None
     if "accuracy_aware" in spec.options:  # the export itself is validated against the gates
-        searched = {"gates": target.gates_for(spec, recipe.gates).model_dump(mode="json"), "reference": k.reference,
+        searched = {"gates": effective_gates(recipe.gates, target, spec).model_dump(mode="json"), "reference": k.reference,
                     "runtime": runtime_settings(target, spec)}
     out["export"] = keys.export_key(model_key, spec, k.calibration, recipe.name, searched)
     out["validate"] = keys.validate_key(out["export"], k.reference, runtime_settings(target, spec))
@@ -91,7 +93,7 @@ def check_plan(targets, task=None, recipe_gates=None) -> None:
                 problems.append(f"target {t.name}, artifact {a.name}: format {a.format} supports precision "
                                 f"{', '.join(exp.precisions)}, not {a.precision}")
             try:  # the spec as the exporter will be held to it: with its effective gates
-                exp.check_spec(a.model_copy(update={"gates": t.gates_for(a, recipe_gates)}), task)
+                exp.check_spec(a.model_copy(update={"gates": effective_gates(recipe_gates, t, a)}), task)
             except ConfigError as e:
                 problems.append(f"target {t.name}, artifact {a.name}: {e}")
             for i, raw in enumerate(a.passes):

@@ -25,6 +25,7 @@ import numpy as np
 from rich.console import Console
 
 from edgecv.config import Recipe, Target, load_recipe, load_target
+from edgecv.config.target import effective_gates
 from edgecv.report.merge import carry_device_results
 from edgecv.data.calibration import CalibrationSet, select_calibration
 from edgecv.data.images import load_batch
@@ -44,15 +45,13 @@ from edgecv.orchestrator.stages import passes as passes_stage
 from edgecv.orchestrator.stages import reference as reference_stage
 from edgecv.orchestrator.stages import train as train_stage
 from edgecv.orchestrator.stages import validate as validate_stage
-from edgecv.report.environment import describe_environment
+from edgecv.environment import describe_environment
 from edgecv.report.outputs import write_reports
 from edgecv.progress import steps as progress_steps
 from edgecv.results import ArtifactResult, Report
 from edgecv.terminal import NativeOutput
 from edgecv.sidecars import preprocessing, write_sidecars
 from edgecv.train.cluster import cluster_role
-from edgecv.validate.gates import check_gates, not_applicable
-from edgecv.validate.intervals import attach_intervals
 
 __all__ = ["Build", "BuildResult", "TargetOutcome", "StageRecord", "STAGES", "check_plan", "load_build", "run_build"]
 
@@ -160,6 +159,10 @@ class Build:
 
     def plan(self) -> list[StageRecord]:
         return plan_rows(self.recipe, self.keys, self.targets, lambda s, k: self.hit(s, k) is not None)
+
+    def gates_for(self, target: Target, spec=None):
+        """The artifact's effective gates (the task's defaults in the recipe, the target's, its own)."""
+        return effective_gates(self.recipe.gates, target, spec)
 
     def artifact_keys(self, target: Target, spec) -> dict:
         return artifact_keys(self.recipe, self.keys, target, spec)
@@ -282,20 +285,9 @@ class Build:
         entry.update({"path": meta["path"], "sha256": tree_sha256(path), "checks": meta["checks"],
                       "artifact_metadata": meta["metadata"], "input_size": list(input_size),
                       "quantization": (meta["metadata"].get("ptq") or {}).get("applied", [])})
-        entry.update(validate_stage.run(self, spec, target, akeys, path, meta["runtime_format"], index, input_size))
-        if "size_bytes" not in entry:
-            from edgecv.validate.measure import sizes
-
-            entry.update(sizes(path))
-        result = ArtifactResult.model_validate(entry)
+        result = validate_stage.run(self, spec, target, akeys, path, meta["runtime_format"], index, input_size, entry)
         for name, why in ((meta["metadata"].get("ptq") or {}).get("not_applied") or {}).items():
             result.notes.append(f"int8 {name} not applied: {why}")
-        gates = target.gates_for(spec, self.recipe.gates)
-        attach_intervals(result, self.task, self.reference_scores(index), gates.confidence)
-        result.gates = check_gates(result, gates.limits(), self.task, gates.tolerances)
-        skipped = not_applicable(gates.limits(), self.task)
-        if skipped:
-            result.notes.append(f"gates not applicable to task {self.task.name}: {', '.join(skipped)}")
         return result
 
     def build_target(self, target: Target, index: DataIndex, calib: CalibrationSet) -> TargetOutcome:

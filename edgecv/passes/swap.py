@@ -107,7 +107,7 @@ class SwapConfig(PassConfig):
 
 
 def keras_latency_ms(model: keras.Model, image: np.ndarray) -> float:
-    from edgecv.validate.latency import measure_latency
+    from edgecv.runtimes.latency import measure_latency
 
     x = tf.constant(image[:1].astype(np.float32))
     fn = tf.function(lambda b: model(b, training=False))

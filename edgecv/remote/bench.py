@@ -92,7 +92,7 @@ def bench_on_host(artifact: Path, host: str, data: Optional[Path], random_inputs
     """Run `edgecv bench` for `artifact` on `host` (user@host[:port]); returns the bench result.
     `timeout`: seconds any one command on the device may take before it counts as hung."""
     from edgecv.errors import InputError
-    from edgecv.validate.folder import default_labels
+    from edgecv.tasks.classification_folder import default_labels
 
     spec = HostSpec.parse(host)
     remote_command(remote_python)  # an empty --remote-python is bad input before connecting

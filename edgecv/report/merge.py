@@ -10,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
-from edgecv.config.target import Gates
+from edgecv.config.target import Gates, effective_gates
 from edgecv.data.image_set import same_image_set
 from edgecv.errors import InputError
 from edgecv.files import read_json
 from edgecv.report.outputs import report_task
 from edgecv.results import Report
-from edgecv.validate.gates import check_gates, task_gate_table
+from edgecv.validate.evaluate import judge
+from edgecv.validate.gates import task_gate_table
 
 DEVICE_FIELDS = ("created", "device", "threads", "runtime", "load_seconds", "first_inference_ms", "memory", "latency",
                  "latency_by_batch", "accuracy", "metrics", "remote", "eval_set")
@@ -104,8 +105,9 @@ def recheck_device_gates(report: Report, gates_for: Optional[Callable] = None) -
             view.intervals = {k: v for k, v in entry.intervals.items() if k not in measured}
             view.delta_intervals = {k: v for k, v in entry.delta_intervals.items() if k not in measured}
         gates = gates_for(entry) if gates_for else \
-            Gates(**{**target_gates, **{k: v for k, v in overrides.get(entry.name, {}).items() if v is not None}})
-        entry.gates = check_gates(view, gates.limits(), task, gates.tolerances, source="device")
+            effective_gates(None, Gates(**target_gates), Gates(**{k: v for k, v in overrides.get(entry.name, {}).items()
+                                                                 if v is not None}))
+        entry.gates = judge(view, task, gates, source="device", intervals=False).gates
         table = task_gate_table(task)
         for g in entry.gates:  # only numbers the device measured are the device's; the rest stay the build's
             spec = table.get(g.gate)
@@ -126,7 +128,7 @@ def merge_files(report_path: Path, result_paths: list[Path]) -> list[str]:
 def merge_results(report_path: Path, results: list[dict]) -> list[str]:
     """Merge bench results into a report file and rewrite its reports; returns gate failures."""
     from edgecv.report.outputs import write_reports
-    from edgecv.validate.regression import read_report
+    from edgecv.report.regression import read_report
 
     report = read_report(Path(report_path), "report")
     failures = merge_device_results(report, results)

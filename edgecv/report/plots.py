@@ -11,6 +11,7 @@ import itertools
 import re
 from typing import Optional
 
+from edgecv.figures import pyplot, svg
 from edgecv.report.merge import device_metrics
 from edgecv.report.outputs import as_report, device_result, report_task
 from edgecv.results import Report
@@ -18,33 +19,6 @@ from edgecv.results import Report
 HOST_COLOR, DEVICE_COLOR, LIMIT_COLOR = "#1f77b4", "#d62728", "#7f7f7f"
 MAX_MARKER_AREA = 600.0  # pt², the largest artifact; the others in proportion to their size
 MIN_MARKER_AREA = 6.0  # a 1000x smaller file stays visible
-_FIGURES = itertools.count(1)
-
-
-def pyplot():
-    """matplotlib.pyplot on the Agg backend with text kept as text in SVG, or None when missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    plt.rcParams["svg.fonttype"] = "none"  # <text> elements, not glyph paths
-    plt.rcParams["svg.hashsalt"] = "edgecv"  # the same report gives the same SVG
-    return plt
-
-
-def svg(fig, prefix: Optional[str] = None) -> str:
-    """A figure as inline SVG markup, every id (and reference to it) prefixed so that several
-    figures can share one page (default prefix: fig1, fig2 ... in this process)."""
-    prefix = prefix or f"fig{next(_FIGURES)}"
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    text = buf.getvalue()
-    text = text[text.index("<svg"):]
-    text = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}-{m.group(1)}"', text)
-    return re.sub(r'(href="#|url\(#)([^")]+)', lambda m: f"{m.group(1)}{prefix}-{m.group(2)}", text)
 
 
 def readable_log_axis(axis) -> None:

@@ -11,20 +11,14 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar, Optional
+from typing import Callable, ClassVar, Optional
 
 import numpy as np
 
-from edgecv.registry import LazyRegistry
+from edgecv.registry import FORMAT_PACKAGES, LazyRegistry
 
 # format -> module defining its Runtime subclass (imported only when that format is used)
-RUNTIME_MODULES: dict[str, str] = {
-    "tflite": "edgecv.runtimes.tflite",
-    "savedmodel": "edgecv.runtimes.savedmodel",
-    "coreml": "edgecv.runtimes.coreml",
-    "onnx": "edgecv.runtimes.onnx",
-    "tensorrt": "edgecv.runtimes.tensorrt",
-}
+RUNTIME_MODULES: dict[str, str] = {fmt: f"{package}.runtime" for fmt, package in FORMAT_PACKAGES.items()}
 RUNTIMES: LazyRegistry["Runtime"] = LazyRegistry("runtime format", RUNTIME_MODULES)
 
 
@@ -35,6 +29,12 @@ class RuntimeUnavailable(RuntimeError):
 class Runtime(ABC):
     format: ClassVar[str]
     library: ClassVar[str] = ""
+    suffixes: ClassVar[tuple[str, ...]] = ()  # the format's file (or folder) suffixes
+
+    @classmethod
+    def recognizes(cls, path: Path) -> bool:
+        """Whether `path` is an artifact of this format (by its suffix unless the format says more)."""
+        return path.suffix in cls.suffixes
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -42,6 +42,12 @@ class Runtime(ABC):
             RUNTIMES.register(cls.format, cls)
 
     fixed_batch: Optional[int] = None  # a model exported for exactly this many images per call
+
+    @classmethod
+    def key_settings(cls) -> dict:
+        """What besides the target's runtime section decides how this format's artifacts run (edgecv's
+        defaults): part of their validate key, so changing a default re-validates."""
+        return {}
 
     def __init__(self, path: Path | str, threads: Optional[int] = None, input_size: Optional[tuple] = None, **options):
         """`input_size` (height, width): what to feed a model that accepts any size."""
@@ -96,9 +102,15 @@ class Runtime(ABC):
         """images: N x H x W x 3 uint8 RGB pixels. Returns every output by its name in the artifact
         (floating outputs as float32); the task picks its outputs from these."""
 
-    def predict_all(self, images: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
-        """Every output by name over any number of images, `batch` images per call."""
-        parts = [self.predict(images[i:i + batch]) for i in range(0, len(images), batch)]
+    def predict_all(self, images: np.ndarray, batch: int = 32,
+                    progress: Optional[Callable[[float], None]] = None) -> dict[str, np.ndarray]:
+        """Every output by name over any number of images, `batch` images per call (edgecv's one
+        loop over an evaluation set); `progress(fraction)` hears each batch."""
+        parts = []
+        for i in range(0, len(images), batch):
+            parts.append(self.predict(images[i:i + batch]))
+            if progress is not None:
+                progress(min(i + batch, len(images)) / len(images))
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts else {}
 
     def describe(self) -> dict:
@@ -125,19 +137,13 @@ def as_outputs(named) -> dict[str, np.ndarray]:
 
 
 def detect_format(path: Path) -> str:
+    """The format whose runtime recognizes the file (each declares its suffixes)."""
     path = Path(path)
-    if path.suffix == ".tflite":
-        return "tflite"
-    if path.is_dir() and (path / "saved_model.pb").is_file():
-        return "savedmodel"
-    if path.is_dir():  # TF Serving layout: <model>/<version>/saved_model.pb
-        versions = sorted((p for p in path.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
-        if versions and (versions[-1] / "saved_model.pb").is_file():
-            return "savedmodel"
-    for fmt, suffixes in {"onnx": (".onnx",), "tensorrt": (".engine", ".plan"), "coreml": (".mlpackage", ".mlmodel")}.items():
-        if path.suffix in suffixes:
+    for fmt in RUNTIME_MODULES:
+        if get_runtime(fmt).recognizes(path):
             return fmt
-    raise ValueError(f"cannot tell the format of {path}: expected .tflite, .onnx, .engine, .mlpackage or a SavedModel folder")
+    known = [s for fmt in RUNTIME_MODULES for s in get_runtime(fmt).suffixes]
+    raise ValueError(f"cannot tell the format of {path}: expected {', '.join(known)} or a SavedModel folder")
 
 
 def get_runtime(fmt: str) -> type[Runtime]:

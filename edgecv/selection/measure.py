@@ -83,7 +83,7 @@ def time_candidates(items: list[Timed], threads: Optional[int], batch: int, repe
                     min_runs: int = 20, min_seconds: float = 0.5, log: Callable[[str], None] = lambda m: None) -> None:
     """Fill each item's p50 per round: `repeats` rounds over all items, order rotated per round."""
     from edgecv.runtimes import load_runtime
-    from edgecv.validate.latency import measure_latency
+    from edgecv.runtimes.latency import measure_latency
 
     runtimes = [load_runtime(t.path, t.runtime_format, threads=threads) for t in items]
     try:
@@ -104,7 +104,6 @@ def artifact_accuracy(path: Path, runtime_format: str, images: np.ndarray, label
     """Top-1 accuracy (%) of the artifact, through its runtime, on the validation images."""
     from edgecv.runtimes import load_runtime
     from edgecv.selection.probe import accuracy
-    from edgecv.validate.measure import predict_all
 
     with load_runtime(path, runtime_format, threads=threads) as rt:
-        return accuracy(predict_all(rt, images)[output], labels)
+        return accuracy(rt.predict_all(images)[output], labels)

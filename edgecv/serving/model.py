@@ -21,7 +21,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from edgecv.errors import InputError
-from edgecv.exporters.encoded_images import ENCODED_INPUT, ENCODED_SIGNATURE
+from edgecv.formats.savedmodel.encoded_images import ENCODED_INPUT, ENCODED_SIGNATURE
 
 DEFAULT_SIGNATURE = "serving_default"
 PIXELS_INPUT = "images"
@@ -153,7 +153,7 @@ class ServedModel:
         self.format = detect_format(self.path)
         self.version = 1
         if self.format == "savedmodel":
-            from edgecv.runtimes.savedmodel import savedmodel_dir
+            from edgecv.formats.savedmodel.runtime import savedmodel_dir
 
             model_dir = savedmodel_dir(self.path)
             self.version = int(model_dir.name) if model_dir.name.isdigit() else 1

@@ -15,7 +15,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from edgecv.exporters.tfserving_files import METRICS_PATH
+from edgecv.formats.savedmodel.tfserving_files import METRICS_PATH
 from edgecv.serving.model import RequestError
 from edgecv.serving.tensors import decode_request, encode_response, metadata_json
 

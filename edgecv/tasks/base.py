@@ -14,7 +14,8 @@ benchmarks artifacts can import every task.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -92,6 +93,21 @@ class ColumnSpec:
     short: bool = True  # shown in the narrow terminal table
 
 
+@dataclass
+class DeviceSet:
+    """An evaluation set read on any machine (`edgecv validate` / `bench --data`): the images, each
+    one's label as read (a class folder's name, an annotation row; None: unlabelled), the facts
+    `evaluate` needs and the resize policy. `Task.device_targets` turns the labels into targets once
+    the artifact is loaded (they may depend on its output count or input size)."""
+
+    paths: List[str]
+    labels: Optional[List[Any]] = None
+    info: dict = field(default_factory=dict)
+    resize: str = "resize"
+    skipped: List[Tuple[str, str]] = field(default_factory=list)  # (path, why not read)
+    state: dict = field(default_factory=dict)  # what the task keeps for its report (label offset ...)
+
+
 class TaskOptions(BaseModel):
     """A task's settings in the recipe (`task_options:`); a task with none accepts none."""
 
@@ -113,6 +129,10 @@ class Task(ABC):
     needs_targets: ClassVar[bool] = True  # False: unlabelled images are enough (agreement only)
     # Keras: the metric the trainer watches to keep the best weights, and its direction
     monitor: ClassVar[Tuple[str, str]] = ("val_loss", "min")
+    # an artifact without preprocessing.json (a third party's) is taken to be of this task when a
+    # device command gets: "folder" (--data alone), "annotations" (--data and --annotations)
+    device_default_for: ClassVar[Tuple[str, ...]] = ()
+    sidecar_names: ClassVar[Tuple[str, ...]] = ()  # files of `sidecars` that name the task beside an artifact
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -248,6 +268,39 @@ class Task(ABC):
             return {names[0]: next(iter(outputs.values()))}
         raise ValueError(f"the artifact's outputs {sorted(outputs)} do not include the {self.name} task's "
                          f"{names}")
+
+    # ---- evaluation on any machine (edgecv validate, bench --data) ---------------------------------
+    def device_info(self, folder: Optional[Path]) -> dict:
+        """The facts `evaluate` needs, read from the sidecar files the build wrote into `folder`
+        (the artifact's target folder; None for a third party's file)."""
+        return {}
+
+    def read_device_set(self, data: Path, annotations: Optional[Path], info: dict, options: dict) -> DeviceSet:
+        """An evaluation set from a folder of images (`data`) and, where the task needs one, an
+        annotation file. `options`: the command's own (labels, label_offset, resize, warn ...)."""
+        from edgecv.errors import InputError
+
+        raise InputError(f"task {self.name} cannot read an evaluation set on this machine: it defines no "
+                         "read_device_set")
+
+    def device_targets(self, evaluation: DeviceSet, outputs: Dict[str, np.ndarray], input_size: Tuple[int, int]):
+        """Targets of the images that were read, as `evaluate` takes them (None: unlabelled)."""
+        return None if evaluation.labels is None else np.asarray(evaluation.labels)
+
+    def device_report(self, evaluation: DeviceSet, result, outputs: Dict[str, np.ndarray], options: dict) -> dict:
+        """What `edgecv validate --json` writes: per image what the artifact said, and the metrics."""
+        return {"images": evaluation.paths, "metrics": result.metrics, "skipped": evaluation.skipped}
+
+    def print_device_report(self, report: dict, artifact: Path, data: Path, out, err, options: dict) -> None:
+        """`edgecv validate`'s lines on `out` (notes on `err`): the task's metrics by default."""
+        shown = ", ".join(f"{m.name} {report['metrics'][m.name]:{m.fmt}}{m.unit}" for m in self.metrics
+                          if isinstance(report["metrics"].get(m.name), (int, float)))
+        out.print(f"{artifact.name} on {len(report['images'])} images from {data}")
+        out.print(shown or "no targets: the artifact's outputs only (--json FILE)")
+
+    def bench_fields(self, evaluation: DeviceSet, result) -> dict:
+        """`edgecv bench --data`: the task's metrics (numbers) it measured on the device."""
+        return {"metrics": {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}}
 
     # ---- files and reports ---------------------------------------------------------------------
     def sidecars(self, info: dict) -> Dict[str, str]:

@@ -62,6 +62,8 @@ class Classification(Task):
         ColumnSpec("agreement", "top-1 agree", "agreement", "top1_agreement", ".3f"),
     )
     monitor = ("val_accuracy", "max")
+    device_default_for = ("folder",)
+    sidecar_names = ("labels.txt",)
 
     # ---- data ----------------------------------------------------------------------------------
     def read_data(self, recipe):
@@ -69,9 +71,8 @@ class Classification(Task):
 
         if recipe.model.path is not None:  # a user's classifier: its labels file names the classes
             from edgecv.data.user_labels import user_classification_index
-            from edgecv.models.user_model import model_facts
 
-            outputs = model_facts(recipe)["outputs"]
+            outputs = recipe.model_facts()["outputs"]
             if len(outputs) != 1 or len(outputs[0]["shape"]) != 2:
                 raise ConfigError(f"model {recipe.model.path}: classification needs one [N, classes] output, it has "
                                   f"{[o['shape'] for o in outputs]}; use --task generic to compare any outputs")
@@ -163,6 +164,52 @@ class Classification(Task):
         idx = top_k(scores, k)
         return idx, np.take_along_axis(scores, idx, axis=1)
 
+    # ---- evaluation on any machine ---------------------------------------------------------------
+    def read_device_set(self, data, annotations, info: dict, options: dict):
+        from edgecv.tasks.classification_folder import read_class_folder
+
+        return read_class_folder(data, options)
+
+    def device_targets(self, evaluation, outputs, input_size):
+        from edgecv.tasks.classification_folder import class_targets
+
+        return class_targets(self, evaluation, outputs)
+
+    def device_report(self, evaluation, result, outputs, options: dict) -> dict:
+        from edgecv.tasks.classification_folder import class_report
+
+        return class_report(self, evaluation, result, outputs, options.get("top_k") or 5)
+
+    def print_device_report(self, report: dict, artifact, data, out, err, options: dict) -> None:
+        """With --per-image every image's top-k; then accuracy with class folders, else the classes
+        seen most."""
+        from collections import Counter
+
+        from edgecv.tasks.classification_folder import print_per_image
+
+        for p, why in report["skipped"]:
+            err.print(f"[yellow]skipped unreadable image[/] {p}: {why}")
+        if options.get("per_image"):
+            print_per_image(report, artifact, data, out, options.get("top_k"))
+        out.print(f"{artifact.name} on {len(report['images'])} images from {data} (label offset {report['offset']})")
+        if report["accuracy"] is not None:
+            top5 = "" if report["top5_accuracy"] is None else f", top-5 {report['top5_accuracy']:.2f}%"
+            out.print(f"top-1 accuracy {report['accuracy']:.2f}%{top5}")
+        else:
+            seen = Counter(preds[0][0] for preds in report["predictions"] if preds)
+            out.print("most frequent top-1: " + ", ".join(f"{name} ×{n}" for name, n in seen.most_common(5)))
+            err.print("[dim]every image's predictions: --per-image (or --json FILE)[/]")
+
+    def bench_fields(self, evaluation, result) -> dict:
+        """`accuracy` (top-1, top-5, images, skipped) as bench results have always had it, and `metrics`."""
+        m = result.metrics
+        if m.get("accuracy") is None:
+            return {"accuracy": None, "metrics": {}}
+        return {"accuracy": {"top1": m["accuracy"], "top5": m.get("top5_accuracy"), "images": len(evaluation.paths),
+                             "skipped": len(evaluation.skipped)},
+                "metrics": {"accuracy": m["accuracy"],
+                            **({"top5_accuracy": m["top5_accuracy"]} if m.get("top5_accuracy") is not None else {})}}
+
     # ---- files and reports ---------------------------------------------------------------------
     def sidecars(self, info: dict) -> Dict[str, str]:
         return {"labels.txt": "".join(f"{c}\n" for c in info["class_names"])}
@@ -173,7 +220,7 @@ class Classification(Task):
 
 def per_class_plot(report: dict) -> Dict[str, str]:
     """Per-class recall change of each measured artifact against the float model: where int8 loses."""
-    from edgecv.report.plots import pyplot, svg
+    from edgecv.figures import pyplot, svg
 
     plt = pyplot()
     ref_recall = ((report.get("reference") or {}).get("metrics") or {}).get("per_class_recall")

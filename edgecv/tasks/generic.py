@@ -22,11 +22,10 @@ class Generic(Task):
     def read_data(self, recipe):
         from edgecv.data.unlabelled import unlabelled_index
         from edgecv.errors import ConfigError
-        from edgecv.models.user_model import model_facts
 
         if recipe.model.path is None:
             raise ConfigError("task generic judges a model you bring: give model.path (edgecv export MODEL)")
-        facts = model_facts(recipe)
+        facts = recipe.model_facts()
         return unlabelled_index(recipe.data, recipe.resolve, {"outputs": facts["outputs"],
                                                                "model_file": facts["model_file"]})
 

@@ -20,7 +20,7 @@ def _preview_image(path: str, size, policy: str):
 
 
 def keypoint_plots(report: dict) -> Dict[str, str]:
-    from edgecv.report.plots import pyplot, svg
+    from edgecv.figures import pyplot, svg
 
     plt = pyplot()
     info = report.get("task_info") or {}

@@ -172,6 +172,8 @@ class Keypoints(Task):
         ColumnSpec("px_max", "px max", "agreement", "point_error_px_max", ".2f"),
     )
     monitor = ("val_nme", "min")
+    device_default_for = ("annotations",)
+    sidecar_names = ("keypoints.json",)
 
     # ---- data ----------------------------------------------------------------------------------
     def read_data(self, recipe):
@@ -333,6 +335,32 @@ class Keypoints(Task):
 
     def agreement(self, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], info: dict) -> dict:
         return point_agreement(reference[OUTPUT], candidate[OUTPUT], info.get("input_size", (1, 1)))
+
+    # ---- evaluation on any machine ---------------------------------------------------------------
+    def device_info(self, folder) -> dict:
+        from edgecv.tasks.keypoint_folder import keypoint_sidecar
+
+        return keypoint_sidecar(folder) or {}
+
+    def read_device_set(self, data, annotations, info: dict, options: dict):
+        from edgecv.tasks.keypoint_folder import read_keypoint_set
+
+        return read_keypoint_set(self, data, annotations, info, options)
+
+    def device_targets(self, evaluation, outputs, input_size):
+        from edgecv.tasks.keypoint_folder import keypoint_targets
+
+        return keypoint_targets(evaluation, input_size)
+
+    def device_report(self, evaluation, result, outputs, options: dict) -> dict:
+        from edgecv.tasks.keypoint_folder import keypoint_report
+
+        return keypoint_report(evaluation, result, outputs)
+
+    def print_device_report(self, report: dict, artifact, data, out, err, options: dict) -> None:
+        from edgecv.tasks.keypoint_folder import print_keypoint_report
+
+        print_keypoint_report(report, artifact, data, out)
 
     # ---- files and reports ---------------------------------------------------------------------
     def sidecars(self, info: dict) -> Dict[str, str]:

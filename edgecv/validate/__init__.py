@@ -10,9 +10,9 @@ import types
 
 class _CallablePackage(types.ModuleType):
     def __call__(self, *args, **kwargs):
-        from edgecv.api import validate
+        from edgecv.validate.device import validate_folder  # what edgecv.api.validate runs
 
-        return validate(*args, **kwargs)
+        return validate_folder(*args, **kwargs)
 
 
 sys.modules[__name__].__class__ = _CallablePackage

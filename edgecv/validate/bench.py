@@ -15,8 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 import edgecv
-from edgecv.report.environment import describe_environment
-from edgecv.validate.measure import measure_artifact
+from edgecv.environment import describe_environment
 
 BENCH_SCHEMA = "edgecv.bench/1"
 
@@ -59,61 +58,56 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
           min_seconds: float = 2.0, seed: int = 0, runtime_options: Optional[dict] = None,
           annotations: Optional[Path] = None, input_size: Optional[tuple] = None, warn=None) -> dict:
     """`input_size`: for a model that accepts any size (else the size preprocessing.json beside it
-    records); `annotations`: keypoint annotations for --data (gives NME)."""
+    records); `annotations`: the annotation file of --data for a task that needs one (keypoints).
+    With --data, the artifact's task metrics on it come from the one evaluation kernel."""
     from edgecv.build_folder import sidecar_input_size
     from edgecv.errors import InputError
+    from edgecv.files import tree_sha256
     from edgecv.runtimes.base import detect_format
-    from edgecv.validate.folder import default_labels, evaluate_folder, read_labels
-    from edgecv.validate.keypoint_folder import keypoint_inputs, keypoint_sidecar
+    from edgecv.validate.device import artifact_task, evaluation_set, ran_here
+    from edgecv.validate.evaluate import EvaluationSet, evaluate_artifact
 
     check_bench_options(threads, batches, min_runs, min_seconds)
-    keypoint_info = keypoint_sidecar(artifact)
-    if annotations is not None or keypoint_info is not None:  # a keypoint artifact: NME instead of accuracy
-        policy = resize_policy or (keypoint_info or {}).get("resize") or "resize"
-    else:
-        resize_policy = resize_policy or "center_crop"
 
     fmt = detect_format(artifact)
     if data is None and not random_inputs:
         raise InputError("give --data DIR (images, or class sub-folders for accuracy) or --random")
-    found: dict = {}
     options = {**(runtime_options or {}), "input_size": input_size or sidecar_input_size(artifact)}
 
-    def latency_inputs(rt) -> np.ndarray:
-        """Runs once the artifact is loaded (so load time is the cold start): accuracy, then inputs."""
+    def check_batches(rt) -> None:
         other = [b for b in batches if rt.fixed_batch and b != rt.fixed_batch]
         if other:
             raise InputError(f"{artifact.name} has a fixed batch size of {rt.fixed_batch}: run with --batch "
                              f"{rt.fixed_batch} (not {', '.join(map(str, other))})")
-        h, w = rt.input_size
-        if data is None:
+
+    task, held = None, {}
+    if data is None:
+        evaluation = EvaluationSet(None)
+
+        def latency_inputs(rt) -> np.ndarray:
+            check_batches(rt)
+            h, w = rt.input_size
             return np.random.default_rng(seed).integers(0, 256, (16, h, w, 3), dtype=np.uint8)
-        from edgecv.data.images import load_batch
+    else:
+        task, info = artifact_task(artifact, annotations)
+        evaluation, held = evaluation_set(task, lambda: task.read_device_set(Path(data), annotations, info, {
+            "artifact": artifact, "labels": labels_file, "resize": resize_policy, "warn": warn}), data,
+            check=check_batches)
+        loaded = {}
+        load = evaluation.images
+        evaluation.images = lambda rt: loaded.setdefault("images", load(rt))
 
-        if annotations is not None or keypoint_info is not None:
-            return keypoint_inputs(rt, data, annotations, keypoint_info, policy, found)
-        names = read_labels(labels_file or default_labels(artifact)) if (labels_file or default_labels(artifact)) else None
-        ev = evaluate_folder(rt, data, names, resize_policy, warn=warn)
-        found["eval"] = ev
-        return load_batch(ev.images[:32], (h, w), resize_policy)
+        def latency_inputs(rt) -> np.ndarray:  # the first images of --data
+            return loaded["images"][:32]
 
-    m = measure_artifact(artifact, fmt, None, threads, batches, options, latency_images=latency_inputs,
-                         min_runs=min_runs, min_seconds=min_seconds)
-    m.pop("_outputs", None)
-    ev = found.get("eval")
-    accuracy, metrics = None, {}
-    if ev is not None and ev.accuracy is not None:
-        accuracy = {"top1": ev.accuracy, "top5": ev.top5_accuracy, "images": len(ev.images),
-                    "skipped": len(ev.skipped or [])}
-        metrics = {"accuracy": ev.accuracy, **({"top5_accuracy": ev.top5_accuracy} if ev.top5_accuracy is not None else {})}
-    if "keypoints" in found:
-        metrics = {k: v for k, v in found["keypoints"].metrics.items() if isinstance(v, (int, float))}
+    # loads the artifact (its load time is the cold start), evaluates it on --data, then times it
+    result = evaluate_artifact(artifact, task, evaluation, fmt=fmt, threads=threads, batches=batches,
+                               runtime_options=options, latency_images=latency_inputs, min_runs=min_runs,
+                               min_seconds=min_seconds)
+    ran_here(result)
+    m = result.model_dump(mode="json")
+    measured = task.bench_fields(held["set"], result) if task is not None and result.metrics else {}
     from edgecv.data.image_set import image_set_id
-
-    measured_on = ev.images if ev is not None and accuracy is not None else \
-        found["keypoints"].images if "keypoints" in found else None
-    from edgecv.files import tree_sha256
-
     return {
         "schema": BENCH_SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -125,8 +119,8 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
         "threads": threads, "runtime": m["runtime"], "session_options": m.get("session_options"),
         "load_seconds": m["load_seconds"],
         "first_inference_ms": m.get("first_inference_ms"), "memory": m["memory"],
-        "latency": m["latency"], "latency_by_batch": m["latency_by_batch"], "accuracy": accuracy,
-        "metrics": metrics,
+        "latency": m["latency"], "latency_by_batch": m["latency_by_batch"], "accuracy": measured.get("accuracy"),
+        "metrics": measured.get("metrics", {}),
         # which images the metrics are of (by content): a merge judges them only on the build's own split
-        "eval_set": image_set_id(measured_on) if measured_on else None,
+        "eval_set": image_set_id(held["set"].paths) if measured and held.get("set") is not None else None,
     }

@@ -12,22 +12,11 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from edgecv.validate.latency import measure_latency
+from edgecv.runtimes.latency import measure_latency
 from edgecv.validate.memory import peak_memory
 
 EVAL_BATCH = 32
 LATENCY_SAMPLES_KEPT = 2000
-
-
-def predict_all(runtime, images: np.ndarray, batch: int = EVAL_BATCH,
-                progress: Optional[Callable[[float], None]] = None) -> dict[str, np.ndarray]:
-    """Every named output of the runtime over all images, in batches."""
-    parts = []
-    for i in range(0, len(images), batch):
-        parts.append(runtime.predict(images[i:i + batch]))
-        if progress is not None:
-            progress(min(i + batch, len(images)) / len(images))
-    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts else {}
 
 
 def first_inference_ms(runtime) -> float:
@@ -50,13 +39,15 @@ def sizes(path: Path) -> dict:
     return {"size_bytes": raw, "gzip_bytes": gz}
 
 
-def measure_artifact(path: Path, fmt: Optional[str], images: Optional[np.ndarray], threads: Optional[int],
+def measure_artifact(path: Path, fmt: Optional[str], images: Union[None, np.ndarray, Callable], threads: Optional[int],
                      batches: Sequence[int] = (1,), runtime_options: Optional[dict] = None,
                      latency_images: Union[None, np.ndarray, Callable] = None, min_runs: int = 30, min_seconds: float = 1.0,
-                     progress: Optional[Callable[[float, str], None]] = None) -> dict:
+                     progress: Optional[Callable[[float, str], None]] = None, timing: bool = True) -> dict:
     """Load, predict on `images` (if given), time each batch size. Returns a JSON-able dict plus
     the named outputs under `_outputs` (the caller compares them and drops them).
-    `progress(fraction, what)` hears each part: outputs on the images, then each batch size's runs."""
+    `progress(fraction, what)` hears each part: outputs on the images, then each batch size's runs.
+    Without `timing` (a search's candidates): outputs only, no first inference, memory or size.
+    `images` and `latency_images` may be functions of the loaded runtime (images at its input size)."""
     from edgecv.runtimes import load_runtime
 
     def part(index: int, parts: int, what: str):
@@ -64,10 +55,13 @@ def measure_artifact(path: Path, fmt: Optional[str], images: Optional[np.ndarray
 
     with peak_memory() as mem:
         with load_runtime(path, fmt, threads=threads, **(runtime_options or {})) as rt:
-            first_ms = first_inference_ms(rt)
+            first_ms = first_inference_ms(rt) if timing else None
+            if callable(images):  # read at the loaded artifact's input size (after its cold start)
+                images = images(rt)
             has_images = images is not None and len(images) > 0
             parts = len(batches) + has_images
-            outputs = predict_all(rt, images, progress=part(0, parts, f"{len(images)} images")) if has_images else None
+            outputs = rt.predict_all(images, EVAL_BATCH, progress=part(0, parts, f"{len(images)} images")) \
+                if has_images else None
             # latency inputs: given, prepared from the loaded runtime (bench), or the evaluation images
             lat_imgs = (latency_images(rt) if callable(latency_images) else
                         latency_images if latency_images is not None else images[:16])
@@ -82,6 +76,10 @@ def measure_artifact(path: Path, fmt: Optional[str], images: Optional[np.ndarray
                       "input_dtype": rt.input_dtype}
             if described.get("session_options") is not None:  # onnxruntime: the int8 arithmetic used
                 result["session_options"] = described["session_options"]
+    result["_outputs"] = outputs
+    if not timing:
+        result.pop("first_inference_ms")
+        return result
     result.update({"latency": latency[0] if latency else None, "latency_by_batch": latency, "memory": mem,
-                   **sizes(path), "_outputs": outputs})
+                   **sizes(path)})
     return result

@@ -29,7 +29,7 @@ def run(b, spec, target, akeys: dict, index, calib, sidecar_dir: Path = None) ->
                             validation={"images": images, "targets": targets, "reference": reference},
                             sidecar_dir=sidecar_dir or b.out_root / target.name,
                             preprocessing=b.preprocessing(index, model.input_size),
-                            calibration_set=calib, gates=target.gates_for(spec, b.recipe.gates),
+                            calibration_set=calib, gates=b.gates_for(target, spec),
                             evaluate=candidate_evaluator(b, spec, target, images, targets, reference),
                             log=lambda m: b.console.print(f"    {m}"))
         with b.cache.put("export", key) as tmp, \

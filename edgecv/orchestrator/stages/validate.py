@@ -7,42 +7,31 @@ import json
 import time
 from pathlib import Path
 
+from typing import Optional
+
 from edgecv.results import ArtifactResult
-from edgecv.validate.comparator import compare
-from edgecv.validate.gates import check_gates
-
-
-def quality_limits(task, gates) -> dict:
-    """The artifact's gates on the task's metrics, deltas and agreement (what a search tries to meet)."""
-    from edgecv.quantization.accuracy_aware import quality_gates
-
-    quality = set(quality_gates(task))
-    return {k: v for k, v in gates.limits().items() if k in quality}
+from edgecv.validate.evaluate import EvaluationSet, evaluate_artifact
 
 
 def candidate_evaluator(b, spec, target, images, targets, reference):
     """What an exporter that searches (accuracy-aware int8) calls on each candidate file: the
-    build's own validation (images, runtime settings, comparator), checked against the artifact's
-    quality gates only."""
-    gates = target.gates_for(spec, b.recipe.gates)
-    limits = quality_limits(b.task, gates)
+    build's own evaluation (images, reference, runtime settings), judged on the artifact's quality
+    gates only."""
+    from edgecv.formats.accuracy_aware import quality_gates
+
+    gates = b.gates_for(target, spec)
+    evaluation = EvaluationSet(images, targets, b.info, reference)
+    quality = set(quality_gates(b.task))
 
     def evaluate(path: Path, latency: bool = False) -> dict:
-        from edgecv.runtimes import load_runtime
-        from edgecv.validate.latency import measure_latency
-        from edgecv.validate.measure import predict_all
-
-        with load_runtime(path, None, threads=target.runtime.threads, **target.runtime.options) as rt:
-            cmp = compare(b.task, b.info, predict_all(rt, images), targets, reference,
-                          **({"confidence": gates.confidence} if gates.confidence else {}))
-            lat = measure_latency(rt.predict, images[:16], batch=1) if latency else None
-        result = ArtifactResult(name=spec.name, format=spec.format, precision=spec.precision, status="ok",
-                                **cmp.to_result_fields())
-        checked = check_gates(result, limits, b.task)
+        result = evaluate_artifact(path, b.task, evaluation, gates=gates, only_gates=quality, timing=latency,
+                                   entry={"name": spec.name, "format": spec.format, "precision": spec.precision},
+                                   threads=target.runtime.threads, runtime_options=target.runtime.options)
         q = b.task.quality_metric
-        return {"passed": all(g.passed for g in checked), "metrics": cmp.metrics, "deltas": cmp.deltas,
-                "agreement": cmp.agreement, "quality": {q: cmp.metrics.get(q)} if q else {},
-                "gates": [g.message for g in checked], "latency_p50_ms": lat.p50_ms if lat else None}
+        return {"passed": all(g.passed for g in result.gates), "metrics": result.metrics, "deltas": result.deltas,
+                "agreement": result.agreement, "quality": {q: result.metrics.get(q)} if q else {},
+                "gates": [g.message for g in result.gates],
+                "latency_p50_ms": result.latency["p50_ms"] if latency and result.latency else None}
 
     return evaluate
 
@@ -59,38 +48,31 @@ def headline(task, metrics: dict, latency) -> str:
     return ", ".join(parts)
 
 
-def run(b, spec, target, akeys: dict, artifact_path: Path, runtime_format: str, index, input_size=None) -> dict:
-    """The validation fields of the artifact's result (cached as validation.json)."""
-    from edgecv.runtimes import RuntimeUnavailable
-    from edgecv.validate.measure import measure_artifact
-
+def run(b, spec, target, akeys: dict, artifact_path: Path, runtime_format: str, index, input_size=None,
+        entry: Optional[dict] = None) -> ArtifactResult:
+    """The artifact judged on the build's evaluation set: its measured fields cached as
+    validation.json (a rebuild re-judges them at the current gates without running it again)."""
     key = akeys["validate"]
     t0 = time.perf_counter()
     hit = b.hit("validate", key)
-    if hit is not None:
-        result = json.loads((hit / "validation.json").read_text())
-    else:
-        images, targets = b.eval_set(index, input_size)
-        reference = b.reference(index)
-        gates = target.gates_for(spec, b.recipe.gates)
-        with b.steps.step(f"{spec.name}: validating on {len(images)} images, timing") as step:
-            try:
-                m = measure_artifact(artifact_path, runtime_format, images, target.runtime.threads,
-                                     target.runtime.batches, target.runtime.options,
-                                     progress=lambda f, what: step.update(f, what))
-            except RuntimeUnavailable as e:  # e.g. Core ML predicts on macOS only: structural checks only
-                result = {"validation": {"numeric": False, "reason": str(e)}}
-                step.result = "structural checks only here"
-            else:
-                outputs = m.pop("_outputs")
-                rtols = {name: t.rtol for name, t in gates.tolerances.items()}
-                cmp = compare(b.task, b.info, outputs, targets, reference, rtols)
-                fields = ArtifactResult(name=spec.name, format=spec.format, precision=spec.precision, status="ok",
-                                        **cmp.to_result_fields()).model_dump(mode="json", include=set(
-                                            cmp.to_result_fields()))
-                result = {"validation": {"numeric": True, "runtime_settings": m.get("runtime")}, **fields, **m}
-                step.result = headline(b.task, cmp.metrics, m.get("latency"))
+
+    def cached(measure) -> dict:
+        if hit is not None:
+            return json.loads((hit / "validation.json").read_text())
+        with b.steps.step(f"{spec.name}: validating on {len(evaluation.images)} images, timing") as step:
+            result = measure(progress=lambda f, what: step.update(f, what))
+            step.result = (headline(b.task, result.get("metrics") or {}, result.get("latency"))
+                           if result["validation"]["numeric"] else "structural checks only here")
         with b.cache.put("validate", key) as tmp:
             (tmp / "validation.json").write_text(json.dumps(result, default=float))
+        return result
+
+    # a cached validation is judged again without decoding an image or running the artifact
+    images, targets = b.eval_set(index, input_size) if hit is None else (None, None)
+    evaluation = EvaluationSet(images, targets, b.info, None if hit is not None else b.reference(index),
+                               b.reference_scores(index))
+    result = evaluate_artifact(artifact_path, b.task, evaluation, entry=entry, gates=b.gates_for(target, spec),
+                               cached=cached, fmt=runtime_format, threads=target.runtime.threads,
+                               runtime_options=target.runtime.options, batches=target.runtime.batches)
     b.record("validate", key, hit is not None, t0, target.name, spec.name)
     return result

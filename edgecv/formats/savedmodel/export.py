@@ -4,10 +4,10 @@ laid out <name>/<version>/ with the files that run it on real TF Serving beside 
 The `serving_default` signature takes uint8 pixels at the model's input size and returns what the
 task serves (`Task.serving_outputs`: its named outputs plus what a client wants ready-made, e.g.
 class ids); `serving_encoded` takes JPEG/PNG bytes (`{"b64": ...}` over REST) and decodes and
-resizes them in the graph by the preprocessing contract (edgecv.exporters.encoded_images). The
+resizes them in the graph by the preprocessing contract (edgecv.formats.savedmodel.encoded_images). The
 task's sidecar files (`Task.sidecars`, e.g. labels.txt) travel inside as assets; the warm-up
 requests in assets.extra; models.config, batching and monitoring configs, a Dockerfile, a run
-script and Kubernetes/KServe manifests beside (edgecv.exporters.tfserving_files).
+script and Kubernetes/KServe manifests beside (edgecv.formats.savedmodel.tfserving_files).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgecv.errors import ConversionError
 from edgecv.exporters.base import Artifact, ExportContext, Exporter, parse_options
-from edgecv.exporters.encoded_images import ENCODED_INPUT, ENCODED_SIGNATURE, encoded_to_pixels
-from edgecv.exporters.tfserving_files import BatchingOptions, DeployOptions, models_config  # noqa: F401
+from edgecv.formats.savedmodel.encoded_images import ENCODED_INPUT, ENCODED_SIGNATURE, encoded_to_pixels
+from edgecv.formats.savedmodel.tfserving_files import BatchingOptions, DeployOptions, models_config  # noqa: F401
 from edgecv.files import atomic_path, atomic_write_text
 
 
@@ -84,7 +84,7 @@ class SavedModelExporter(Exporter):
 
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         from edgecv._keras import tf
-        from edgecv.exporters.tfserving_files import write_deployment_files
+        from edgecv.formats.savedmodel.tfserving_files import write_deployment_files
 
         opts = parse_options(spec.options, SavedModelOptions, "savedmodel artifact")
         task = model.make_task()
@@ -127,7 +127,7 @@ class SavedModelExporter(Exporter):
         import numpy as np
 
         try:
-            from edgecv.exporters.tfserving_files import write_warmup
+            from edgecv.formats.savedmodel.tfserving_files import write_warmup
             import tensorflow_serving.apis  # noqa: F401
         except ImportError:
             log("warm-up requests skipped: pip install tensorflow-serving-api (the build extra has it)")

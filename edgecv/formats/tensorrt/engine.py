@@ -29,7 +29,7 @@ class TensorRTUnavailable(EdgecvError):
 def tensorrt_status():
     """(tensorrt module, "") when TensorRT can create a builder on a GPU here, else (None, reason)."""
     from edgecv.runtimes.base import RuntimeUnavailable
-    from edgecv.runtimes.tensorrt import cuda_device, import_cudart, import_tensorrt
+    from edgecv.formats.tensorrt.runtime import cuda_device, import_cudart, import_tensorrt
 
     try:
         trt = import_tensorrt()
@@ -61,7 +61,7 @@ def build_engine(trt, onnx_path: Path, engine_path: Path, precision: str, batch:
                  log: Callable[[str], None] = print) -> dict:
     """Parse the ONNX, build a strongly typed engine with one optimization profile, save the plan,
     the timing cache (reused by the next build) and the metadata sidecar. Returns the sidecar."""
-    from edgecv.runtimes.tensorrt import cuda_device, import_cudart
+    from edgecv.formats.tensorrt.runtime import cuda_device, import_cudart
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)

@@ -1,6 +1,6 @@
 """TFLite exporter: fp32, fp16 weights, and full-integer int8 calibrated on the training split.
 
-Converter settings live in `edgecv.quantization.tflite`; the model's outputs keep the task's names
+Converter settings live in `edgecv.formats.tflite.convert`; the model's outputs keep the task's names
 (the `serving_default` signature maps each to its tensor).
 """
 
@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecv.errors import ConversionError
-from edgecv.exporters.base import Artifact, ExportContext, Exporter, check_accuracy_aware, parse_options
+from edgecv.exporters.base import Artifact, ExportContext, Exporter, parse_options
+from edgecv.formats.accuracy_aware import check_accuracy_aware
 from edgecv.files import atomic_write_bytes
-from edgecv.quantization.tflite import convert
-from edgecv.validate.tflite_checks import inspect_tflite
+from edgecv.formats.tflite.convert import convert
+from edgecv.formats.tflite.checks import inspect_tflite
 
 
 class TFLiteExporter(Exporter):
@@ -24,6 +25,20 @@ class TFLiteExporter(Exporter):
     def check_spec(cls, spec, task=None) -> None:
         check_accuracy_aware(spec, task)
         ptq_options(spec)
+
+    @classmethod
+    def export_key_fields(cls, spec, options: dict) -> tuple[dict, dict]:
+        """int8: the weight preparation (options.ptq) with its defaults filled in."""
+        if spec.precision != "int8":
+            return options, {}
+        from edgecv.quantization.ptq import PTQConfig
+
+        try:
+            ptq = PTQConfig.model_validate(spec.options.get("ptq") or {}).model_dump(mode="json")
+            options = {k: v for k, v in options.items() if k != "ptq"}
+        except ValueError:  # bad options: check_spec reports them
+            ptq = spec.options.get("ptq")
+        return options, {"ptq": ptq}
 
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         io_dtype = spec.resolved_io_dtype
@@ -37,7 +52,7 @@ class TFLiteExporter(Exporter):
 
             keras_model, ptq = prepare(keras_model, ctx.calibration, cfg, log=ctx.log)
         if "accuracy_aware" in spec.options and spec.precision == "int8":
-            from edgecv.quantization.accuracy_aware import AccuracyAwareConfig, accuracy_aware_tflite
+            from edgecv.formats.accuracy_aware import AccuracyAwareConfig, accuracy_aware_tflite
 
             aim = AccuracyAwareConfig.model_validate(spec.options["accuracy_aware"] or {})
             flat, report = accuracy_aware_tflite(model.with_keras(keras_model), spec, ctx, out_dir, aim, log=ctx.log,

@@ -20,6 +20,16 @@ def savedmodel_dir(path: Path) -> Path:
 
 class SavedModelRuntime(Runtime):
     format = "savedmodel"
+
+    @classmethod
+    def recognizes(cls, path: Path) -> bool:
+        """A SavedModel folder, or TF Serving's layout <model>/<version>/saved_model.pb."""
+        if path.is_dir() and (path / "saved_model.pb").is_file():
+            return True
+        if path.is_dir():
+            versions = sorted((p for p in path.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+            return bool(versions) and (versions[-1] / "saved_model.pb").is_file()
+        return False
     library = "tensorflow"
 
     def _load(self) -> None:

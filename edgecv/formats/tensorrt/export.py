@@ -4,7 +4,7 @@ An engine runs only on the GPU model and TensorRT version that built it, and Ten
 deprecated (11 removed) implicit int8 calibration and the FP16/INT8 builder flags: networks are
 strongly typed and precision comes from the ONNX graph. So this exporter writes the engine's
 source ONNX (int8 QDQ or fp16, with the task's named outputs) into a self-contained device bundle
-(`tensorrt_bundle`) and builds the engine there (`edgecv.runtimes.tensorrt_engine`) when TensorRT
+(`tensorrt_bundle`) and builds the engine there (`edgecv.formats.tensorrt.engine`) when TensorRT
 can create a builder on a GPU here. Where it cannot (a CI runner, a laptop), the artifact is
 reported `not_built` with the reason and the command that finishes it on the device:
 `edgecv engine build <bundle>`, which builds every engine with the same code, validates it on
@@ -20,7 +20,7 @@ from pydantic import Field, field_validator
 
 from edgecv.errors import ConversionError
 from edgecv.exporters.base import Artifact, ExportContext, Exporter, NotBuiltHere, parse_options
-from edgecv.exporters.onnx import OnnxOptions
+from edgecv.formats.onnx.export import OnnxOptions
 
 
 class TensorRTOptions(OnnxOptions):
@@ -58,10 +58,16 @@ class TensorRTExporter(Exporter):
     def check_spec(cls, spec, task=None) -> None:
         parse_options(spec.options, TensorRTOptions, "tensorrt artifact")
 
+    @classmethod
+    def export_key_fields(cls, spec, options: dict) -> tuple[dict, dict]:
+        from edgecv.formats.onnx.export import qdq_key_fields
+
+        return qdq_key_fields(spec, options)
+
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
-        from edgecv.exporters.onnx import INPUT_NAME, _ensure_onnx, export_onnx_bytes, inspect_onnx, model_fingerprint
-        from edgecv.exporters.tensorrt_bundle import write_bundle
-        from edgecv.runtimes.tensorrt_engine import build_engine, tensorrt_status
+        from edgecv.formats.onnx.export import INPUT_NAME, _ensure_onnx, export_onnx_bytes, inspect_onnx, model_fingerprint
+        from edgecv.formats.tensorrt.bundle import write_bundle
+        from edgecv.formats.tensorrt.engine import build_engine, tensorrt_status
 
         _ensure_onnx()
         opts = parse_options(spec.options, TensorRTOptions, "tensorrt artifact")

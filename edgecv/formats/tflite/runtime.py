@@ -40,6 +40,7 @@ def import_interpreter(runtime):
 
 class TFLiteRuntime(Runtime):
     format = "tflite"
+    suffixes = (".tflite",)
     library = "ai_edge_litert"
 
     def _load(self) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 import edgecv
 from edgecv.errors import EdgecvError, InputError
 from edgecv.files import atomic_write_bytes, atomic_write_text, ensure_dir
-from edgecv.runtimes.tensorrt_engine import TensorRTUnavailable, build_engine, file_sha256, now, tensorrt_status
+from edgecv.formats.tensorrt.engine import TensorRTUnavailable, build_engine, file_sha256, now, tensorrt_status
 
 BUNDLE_SCHEMA = "edgecv.device-bundle/2"
 REPORT_SCHEMA = "edgecv.device-report/2"
@@ -37,7 +37,6 @@ BUNDLE_FILE = "bundle.json"
 VALIDATION_FILE = "validation.npz"
 REFERENCE_PREFIX = "reference."  # validation.npz: reference.<output name>
 TARGETS_KEY = "targets"  # validation.npz: targets, or targets.<key> for a task whose targets are a dict
-EVAL_BATCH = 32
 
 
 def read_bundle(bundle: Path) -> dict:
@@ -290,7 +289,7 @@ def build_bundle(bundle: Path, only: list[str] = (), build: bool = True, validat
             side = engine_path.with_name(engine_path.name + ".json")
             result.artifact_metadata = json.loads(side.read_text()) if side.is_file() else {}
             if validate:
-                validate_engine(result, engine_path, bundle, data, task, latency_batch)
+                result = validate_engine(result, engine_path, bundle, data, task, latency_batch)
         except EdgecvError as err:
             result.status, result.error = "failed", str(err)
         except Exception as err:  # a TensorRT or CUDA error: record it, go on with the next engine
@@ -310,30 +309,21 @@ def build_bundle(bundle: Path, only: list[str] = (), build: bool = True, validat
     return report
 
 
-def validate_engine(result, engine_path: Path, bundle: Path, data: dict, task, latency_batch: int = 1) -> None:
-    """Fill `result` (an ArtifactResult) as the build does for its artifacts: the task's metrics
-    against the targets, deltas and agreement with the float model, every output's error, latency,
-    then the engine's gates."""
+def validate_engine(result, engine_path: Path, bundle: Path, data: dict, task, latency_batch: int = 1):
+    """`result` (an ArtifactResult) filled as the build does for its artifacts (the one evaluation
+    kernel): the task's metrics against the targets, deltas and agreement with the float model,
+    every output's error, latency, then the engine's gates."""
     from edgecv.results import Validation
-    from edgecv.runtimes import load_runtime
-    from edgecv.validate.comparator import compare
-    from edgecv.validate.gates import check_gates
-    from edgecv.validate.latency import measure_latency
+    from edgecv.validate.evaluate import EvaluationSet, StoredGates, evaluate_artifact
 
     if not data.get("validation"):
         result.validation = Validation(numeric=False, reason="the bundle holds no validation images")
-        return
+        return result
     e = data["engines"][result.name]
-    info = data["info"]
     images, targets, reference = load_validation(bundle, data)
-    rtols = {k: t.get("rtol", 0.0) for k, t in (e.get("tolerances") or {}).items()}
-    with load_runtime(engine_path, "tensorrt") as rt:
-        cmp = compare(task, info, rt.predict_all(images, EVAL_BATCH), targets, reference, rtols,
-                      **({"confidence": e["confidence"]} if e.get("confidence") else {}))
-        result.latency = measure_latency(rt.predict, images[:16], batch=latency_batch).to_json()
-        result.runtime = rt.describe()
-    result.validation = Validation(numeric=True)
-    result.validation_images = int(len(images))
-    for name, value in cmp.to_result_fields().items():
-        setattr(result, name, list(value) if name == "notes" else value)
-    result.gates = check_gates(result, e.get("gates") or {}, task, e.get("tolerances") or None, source="device")
+    gates = StoredGates(e.get("gates") or {}, e.get("tolerances") or {}, e.get("confidence"))
+    judged = evaluate_artifact(engine_path, task, EvaluationSet(images, targets, data["info"], reference),
+                               entry=result.model_dump(exclude_none=True), gates=gates, gate_source="device",
+                               fmt="tensorrt", batches=(latency_batch,))
+    judged.validation_images = int(len(images))
+    return judged

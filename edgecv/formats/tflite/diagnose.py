@@ -9,7 +9,7 @@ layers to keep in float.
 
 `Diagnosis.quantized(float_tensors)` re-quantizes the calibrated model with the named ops kept in
 float (`QuantizationDebugOptions(denylisted_nodes=...)`) without calibrating again; the
-accuracy-aware int8 search (`edgecv.quantization.accuracy_aware`) builds on it.
+accuracy-aware int8 search (`edgecv.formats.accuracy_aware`) builds on it.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Diagnosis:
     def quantized(self, float_tensors: list[str] = ()) -> bytes:
         """The int8 model with these ops kept in float (input/output type per io_dtype)."""
         from edgecv._keras import tf
-        from edgecv.quantization.tflite import io_tf_dtype
+        from edgecv.formats.tflite.convert import io_tf_dtype
         from tensorflow.lite.python.util import modify_model_io_type
 
         with warnings.catch_warnings():
@@ -94,7 +94,7 @@ def diagnose(keras_model, calibration: Callable[[], Iterator[np.ndarray]], debug
     `debug_samples` calibration images (training split: no evaluation image is used). The
     re-quantized models (`Diagnosis.quantized`) keep `output_names` (the task's)."""
     from edgecv._keras import tf
-    from edgecv.quantization.tflite import make_converter
+    from edgecv.formats.tflite.convert import make_converter
 
     converter = make_converter(keras_model, "int8", io_dtype, True, calibration, output_names)
 

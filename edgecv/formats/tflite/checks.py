@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from edgecv.quantization.tflite import EXPECTED_INPUT_QUANT
+from edgecv.formats.tflite.convert import EXPECTED_INPUT_QUANT
 
 # Boundary ops that legitimately touch float when the model's own input/output is float
 _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}

@@ -1,7 +1,7 @@
 """The few CUDA runtime calls the TensorRT runtime makes, through ctypes on libcudart.
 
 JetPack 5 (CUDA 11.4, Python 3.8) has no usable cuda-python wheel, but every JetPack has
-libcudart. This mirrors the subset of cuda-python's `cudart` API that `edgecv.runtimes.tensorrt`
+libcudart. This mirrors the subset of cuda-python's `cudart` API that `edgecv.formats.tensorrt.runtime`
 uses, with the same calling convention (each call returns `(error, *values)`), so the runtime
 works with either.
 """

@@ -22,7 +22,8 @@ import numpy as np
 from pydantic import Field
 
 from edgecv.errors import ConversionError
-from edgecv.exporters.base import Artifact, ExportContext, Exporter, check_accuracy_aware, parse_options
+from edgecv.exporters.base import Artifact, ExportContext, Exporter, parse_options
+from edgecv.formats.accuracy_aware import check_accuracy_aware
 from edgecv.files import atomic_write_bytes
 from edgecv.quantization.qdq import WEIGHTED_OPS, QdqOptions, match_nodes, quantize_qdq, with_model_float_layers
 
@@ -94,7 +95,7 @@ def _convert_saved_model(keras_model, opset: int, output_names: list[str]) -> by
     from tf2onnx.convert import _convert_common  # what `python -m tf2onnx.convert --saved-model` runs
 
     from edgecv._keras import tf
-    from edgecv.quantization.tflite import serving_function
+    from edgecv.formats.tflite.convert import serving_function
 
     module = tf.Module()
     module.model = keras_model
@@ -341,6 +342,15 @@ def onnx_metadata(model, opts: OnnxOptions) -> dict:
             "pixels": "float32 NHWC 0..255, dynamic batch"}
 
 
+def qdq_key_fields(spec, options: dict) -> tuple[dict, dict]:
+    """int8 (ONNX and the TensorRT bundle's QDQ graph): the weight preparation with its defaults."""
+    if spec.precision != "int8":
+        return options, {}
+    resolved = ("bias_correction", "adaround", "adaround_iterations")
+    ptq = {k: spec.options.get(k, OnnxOptions.model_fields[k].default) for k in resolved}
+    return {k: v for k, v in options.items() if k not in resolved}, {"ptq": ptq}
+
+
 class OnnxExporter(Exporter):
     format = "onnx"
     precisions = ("fp32", "fp16", "int8")
@@ -351,14 +361,18 @@ class OnnxExporter(Exporter):
         parse_options({k: v for k, v in spec.options.items() if k != "accuracy_aware"}, OnnxOptions, "onnx artifact")
         check_accuracy_aware(spec, task)
 
+    @classmethod
+    def export_key_fields(cls, spec, options: dict) -> tuple[dict, dict]:
+        return qdq_key_fields(spec, options)
+
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         _ensure_onnx()
-        # accuracy_aware (int8): keep the worst layers float until the gate passes (edgecv.quantization.accuracy_aware)
+        # accuracy_aware (int8): keep the worst layers float until the gate passes (edgecv.formats.accuracy_aware)
         opts = parse_options({k: v for k, v in spec.options.items() if k != "accuracy_aware"}, OnnxOptions, "onnx artifact")
         if "accuracy_aware" in spec.options and spec.precision == "int8":
             import onnxruntime
 
-            from edgecv.quantization.accuracy_aware import AccuracyAwareConfig, accuracy_aware_onnx
+            from edgecv.formats.accuracy_aware import AccuracyAwareConfig, accuracy_aware_onnx
 
             cfg = AccuracyAwareConfig.model_validate(spec.options["accuracy_aware"] or {})
             opts = with_model_float_layers(opts, model.keras_model)

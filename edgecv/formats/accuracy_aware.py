@@ -22,7 +22,7 @@ final check: keeping layers float can only make those worse.
 
 The loop itself (`search`) knows nothing about formats or tasks: it takes the ranked layer names,
 a function that builds a candidate with some layers kept float, and the evaluate callback. TFLite
-ranks ops with the QuantizationDebugger (`edgecv.quantization.diagnose`) and re-quantizes with a
+ranks ops with the QuantizationDebugger (`edgecv.formats.tflite.diagnose`) and re-quantizes with a
 denylist without calibrating again. QDQ ONNX (`format: onnx`, precision int8) uses the same
 ranking on the same Keras layers and re-runs onnxruntime's quantize_static with those layers in
 `exclude_nodes`.
@@ -152,7 +152,7 @@ def _io_problem(model: bytes, io_dtype: str, output_dtype: Optional[str] = None)
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgecv.quantization.tflite import EXPECTED_INPUT_QUANT
+    from edgecv.formats.tflite.convert import EXPECTED_INPUT_QUANT
 
     interp = Interpreter(model_content=model)
     inp = interp.get_input_details()[0]
@@ -198,7 +198,7 @@ def accuracy_aware_tflite(model, spec, ctx, out_dir: Path, cfg: AccuracyAwareCon
                           output_dtype: Optional[str] = None) -> tuple[bytes, dict]:
     """Run the loop for a TFLite int8 artifact of a task model; returns the chosen model and the
     report section."""
-    from edgecv.quantization.diagnose import diagnose
+    from edgecv.formats.tflite.diagnose import diagnose
 
     _needs(ctx, "int8 TFLite")
     t0 = time.perf_counter()
@@ -237,7 +237,7 @@ def accuracy_aware_onnx(model, fp32: bytes, opts, spec, ctx, out_dir: Path, cfg:
     quantization info, report)."""
     import onnx
 
-    from edgecv.quantization.diagnose import diagnose
+    from edgecv.formats.tflite.diagnose import diagnose
     from edgecv.quantization.qdq import quantize_qdq
 
     _needs(ctx, "int8 QDQ ONNX")
@@ -265,3 +265,26 @@ def accuracy_aware_onnx(model, fp32: bytes, opts, spec, ctx, out_dir: Path, cfg:
               "ranking": [e.to_json() for e in diag.layers[: max(10, len(result.float_layers))]],
               "cost": cost, "seconds": time.perf_counter() - t0}
     return result.final, infos[result.final], report
+
+
+def check_accuracy_aware(spec, task=None) -> None:
+    """While planning: options.accuracy_aware needs int8, valid settings and a quality gate to aim
+    for: one of the task's gates on its metrics, their deltas or its agreement."""
+    from edgecv.errors import ConfigError
+    from edgecv.exporters.base import parse_options
+
+    if "accuracy_aware" not in spec.options:
+        return
+    if spec.precision != "int8":
+        raise ConfigError(f"options.accuracy_aware needs precision int8, not {spec.precision}")
+    parse_options(spec.options["accuracy_aware"], AccuracyAwareConfig, "accuracy_aware")
+    if task is None:
+        from edgecv.tasks import all_task_classes
+
+        aims = quality_gates(all_task_classes())
+    else:
+        aims = quality_gates(task)
+    stated = spec.gates.limits() if spec.gates is not None else {}
+    if not any(stated.get(g) is not None for g in aims):
+        raise ConfigError("options.accuracy_aware: the artifact has no quality gate to aim for "
+                          f"(give one of {', '.join(aims)})")

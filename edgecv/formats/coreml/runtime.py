@@ -6,7 +6,7 @@ class-score output for third-party classifiers); other packages' multi-array out
 their own names.
 
 Elsewhere loading raises RuntimeUnavailable: the build then records structural validation only
-(see edgecv.validate.coreml_checks) and reports every numeric gate as not measured.
+(see edgecv.formats.coreml.checks) and reports every numeric gate as not measured.
 
 Options (target `runtime.options`):
 - `compute_units`: cpu_only | cpu_and_gpu | cpu_and_ne | all (default all) for predictions;
@@ -41,6 +41,7 @@ def _compute_unit(name: str):
 
 class CoreMLRuntime(Runtime):
     format = "coreml"
+    suffixes = (".mlpackage", ".mlmodel")
     library = "coremltools"
 
     def _load(self) -> None:
@@ -53,7 +54,7 @@ class CoreMLRuntime(Runtime):
             import coremltools as ct
         except ImportError:
             raise RuntimeUnavailable("Core ML runtime missing: pip install 'edgecv[coreml]' (coremltools)") from None
-        from edgecv.validate.coreml_checks import OUTPUTS_KEY, load_package, read_labels
+        from edgecv.formats.coreml.checks import OUTPUTS_KEY, load_package, read_labels
 
         self._ct = ct
         self.compute_units = str(self.options.get("compute_units", "all")).lower()
@@ -98,7 +99,7 @@ class CoreMLRuntime(Runtime):
 
     def latency_by_compute_units(self, images: np.ndarray, units) -> dict:
         """Latency of one-image predictions under each compute unit (a fresh model load for each)."""
-        from edgecv.validate.latency import measure_latency
+        from edgecv.runtimes.latency import measure_latency
 
         result = {}
         for unit in units:

@@ -1,5 +1,5 @@
 """`edgecv diagnose`: find an int8 artifact's float model and calibration set in its build, then rank
-its layers by quantization error (see `edgecv.quantization.diagnose`).
+its layers by quantization error (see `edgecv.formats.tflite.diagnose`).
 
 An artifact alone does not hold the float model it was converted from; its build folder does:
 manifest.json names the stage key of the model (`made_from`), the cache keeps that model, and
@@ -78,7 +78,7 @@ def _check_int8_tflite(artifact: Path) -> None:
 def diagnose_artifact(artifact: Path, samples: int = 32):
     from edgecv.data.images import load_batch
     from edgecv.models.build import TaskModel
-    from edgecv.quantization.diagnose import diagnose
+    from edgecv.formats.tflite.diagnose import diagnose
 
     where = locate(artifact)
     model = TaskModel.load(where["model_dir"])

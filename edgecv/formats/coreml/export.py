@@ -33,7 +33,7 @@ from edgecv.files import atomic_path
 from edgecv.config.recipe import Strict
 from edgecv.errors import ConfigError, ConversionError
 from edgecv.exporters.base import Artifact, ExportContext, Exporter, parse_options
-from edgecv.validate.coreml_checks import (
+from edgecv.formats.coreml.checks import (
     CLASSIFIER_OUTPUTS,
     OUTPUTS_KEY,
     PREPROCESSING_KEY,
@@ -125,7 +125,7 @@ def convert(task_model, precision: str, opts: CoreMLOptions, pre: ImagePreproces
     gives classifier labels, else multi-array outputs under the task's output names."""
     import coremltools as ct
 
-    from edgecv.quantization.tflite import serving_function
+    from edgecv.formats.tflite.convert import serving_function
 
     keras_model = network_without_normalize(task_model.keras_model) if pre.folded else task_model.keras_model
     h, w = task_model.input_size

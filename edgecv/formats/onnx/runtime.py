@@ -6,7 +6,7 @@ Runtime options (target `runtime.options`):
              onnxruntime build lacks is skipped (and said so in describe()), CPU is always last.
   float_range: [lo, hi]  for third-party float models that take another pixel range.
   int8_semantics: qdq | s8s8 | u8u8 | native  what int8 arithmetic a QDQ graph gets on this CPU
-             (edgecv.runtimes.onnx_session); default qdq for a graph with Q/DQ nodes: Q/DQ as written,
+             (edgecv.formats.onnx.session); default qdq for a graph with Q/DQ nodes: Q/DQ as written,
              as TensorRT runs them, not onnxruntime's u8s8 kernels, which can overflow on x86 without VNNI.
   session_config: {key: value}  onnxruntime session config entries, applied after the preset's.
 The entries a session actually ran with are read back and recorded (describe()["session_options"]).
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs
-from edgecv.runtimes.tflite import pixels_to_input
+from edgecv.formats.tflite.runtime import pixels_to_input
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
               "tensor(int8)": np.int8, "tensor(double)": np.float64}
@@ -25,7 +25,16 @@ _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tenso
 
 class OnnxRuntime(Runtime):
     format = "onnx"
+    suffixes = (".onnx",)
     library = "onnxruntime"
+
+    @classmethod
+    def key_settings(cls) -> dict:
+        """The int8 arithmetic edgecv picks by default (a changed default re-validates)."""
+        from edgecv.formats.onnx.session import DEFAULT_FOR_INTEGER_OPS, DEFAULT_FOR_QDQ, INT8_SEMANTICS
+
+        return {"onnx_int8": {"default_for_qdq": DEFAULT_FOR_QDQ, "default_for_integer_ops": DEFAULT_FOR_INTEGER_OPS,
+                              "presets": {name: entries for name, (entries, _) in INT8_SEMANTICS.items()}}}
 
     def _load(self) -> None:
         try:
@@ -38,7 +47,7 @@ class OnnxRuntime(Runtime):
             so.intra_op_num_threads = int(self.threads)
             so.inter_op_num_threads = 1
         so.log_severity_level = 3  # errors only: no provider-fallback chatter
-        from edgecv.runtimes.onnx_session import resolve_session_config
+        from edgecv.formats.onnx.session import resolve_session_config
 
         self.session_options = resolve_session_config(self.path, self.options.get("int8_semantics"),
                                                       self.options.get("session_config"))

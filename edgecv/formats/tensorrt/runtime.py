@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 
 from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs
-from edgecv.runtimes.tflite import pixels_to_input
+from edgecv.formats.tflite.runtime import pixels_to_input
 
 
 def import_tensorrt():
@@ -39,7 +39,7 @@ def import_cudart():
         try:
             from cuda import cudart
         except ImportError:
-            from edgecv.runtimes.cuda_ctypes import CtypesCudart, load_libcudart
+            from edgecv.formats.tensorrt.cuda_ctypes import CtypesCudart, load_libcudart
 
             lib = load_libcudart()
             if lib is None:
@@ -96,6 +96,7 @@ def compatibility_problem(sidecar: Optional[dict], trt_version: str, device: dic
 
 class TensorRTRuntime(Runtime):
     format = "tensorrt"
+    suffixes = (".engine", ".plan")
     library = "tensorrt"
 
     def _load(self) -> None:
