@@ -65,7 +65,7 @@ def _check_int8_tflite(artifact: Path) -> None:
     """The file itself: a TFLite model with int8 tensors (what the debugger's re-quantization mirrors)."""
     from types import SimpleNamespace
 
-    from edgecv.runtimes.tflite import import_interpreter
+    from edgecv.formats.tflite.runtime import import_interpreter
 
     try:
         interp = import_interpreter(SimpleNamespace())(model_path=str(artifact))

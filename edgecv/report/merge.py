@@ -63,7 +63,7 @@ def carry_device_results(previous: Path, report: Report, gates_for: Optional[Cal
     """A rebuild keeps the device results merged into the target's previous report for every
     artifact whose file is the same (sha256), re-judged against the new report; returns the names."""
     from edgecv.errors import EdgecvError
-    from edgecv.validate.regression import read_report
+    from edgecv.report.regression import read_report
 
     if not Path(previous).is_file():
         return []
