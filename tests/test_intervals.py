@@ -249,8 +249,10 @@ def test_a_device_measured_metric_is_judged_on_the_device_value():
     report = _report_with_intervals()
     report.target["gates"]["accuracy_drop_max_significant"] = 0.5
     int8 = report.artifacts[0]
+    report.data["eval_set"] = {"count": N, "sha256": "f" * 64}  # the device ran the build's own images
     bench = {"schema": "edgecv.bench/1", "artifact": {"name": "int8", "sha256": int8.sha256},
-             "latency": {"p50_ms": 5.0, "p90_ms": 6.0}, "accuracy": {"top1": 100 * 140 / N}}
+             "latency": {"p50_ms": 5.0, "p90_ms": 6.0}, "accuracy": {"top1": 100 * 140 / N},
+             "eval_set": {"count": N, "sha256": "f" * 64}}
     merge_device_results(report, [bench])
     g = {g.gate: g for g in int8.gates}["accuracy_drop_max_significant"]
     assert g.source == "device" and g.passed is False and g.judged_on == "value"

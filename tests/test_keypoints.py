@@ -239,6 +239,35 @@ def test_each_exporter_keeps_the_keypoint_contract(heatmap_model, tmp_path, fmt,
         np.testing.assert_allclose(out["keypoints_px"], out["keypoints"] * SIZE, rtol=1e-5)
 
 
+def test_qdq_int8_keeps_the_soft_argmax_decode_float(heatmap_model, tmp_path):
+    """Issue 23: on int8 probabilities (steps of 1/127) a spread-out heatmap lost its small cells'
+    mass and a face point moved 16.95 px; the decode's MatMul now reads float probabilities."""
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from edgecv.config.target import ArtifactSpec
+    from edgecv.data.images import load_batch
+    from edgecv.exporters import ExportContext, get_exporter
+    from edgecv.runtimes import load_runtime
+
+    model, index = heatmap_model  # untrained: its maps are nearly flat, the hard case
+    images = load_batch([s.path for s in index.train[:24]], (SIZE, SIZE), "resize")
+    ref = model.predict(images)["keypoints"]
+    spec = ArtifactSpec(name="qdq", format="onnx", precision="int8")
+    art = get_exporter("onnx")().export(model, spec, tmp_path, ExportContext("dots", _calibration(images)))
+    graph = onnx.load(str(art.path)).graph
+    producers = {o: n for n in graph.node for o in n.output}
+    decode = [n for n in graph.node if n.op_type == "MatMul" and "keypoints" in n.name.split("/")]
+    assert decode, [n.name for n in graph.node if n.op_type == "MatMul"]
+    for n in decode:
+        assert not any(i in producers and producers[i].op_type == "DequantizeLinear" for i in n.input), n.name
+    assert any("keypoints" in name.split("/") for name in art.metadata["kept_float"])
+    with load_runtime(art.path) as rt:
+        out = rt.predict(images)["keypoints"]
+    assert np.abs(out - ref).max() * SIZE < 1.0
+
+
 def test_coreml_keeps_a_multiarray_keypoints_output(heatmap_model, tmp_path):
     pytest.importorskip("coremltools")
     from edgecv.config.target import ArtifactSpec

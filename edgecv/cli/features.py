@@ -36,6 +36,8 @@ def embed(
                                          help="center_crop | resize | pad (default: the artifact's preprocessing.json)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads the runtime may use (default: its own)"),
     restart: bool = typer.Option(False, "--restart", help="overwrite an existing file instead of resuming it"),
+    layer: Optional[str] = typer.Option(None, "--layer", help="Keras models: embed with this layer's output "
+                                        "(default: the model's; a classifier's pooled features before its softmax)"),
     unsafe: bool = typer.Option(False, "--unsafe-deserialization", help="a Keras model: load Lambda layers (this "
                                 "runs code stored in the model file: only for files you trust)"),
 ):
@@ -45,7 +47,10 @@ def embed(
 
     try:
         with native_to_log(native_log("embed"), console, out):
-            embedder = load_embedder(model, resize, threads, unsafe=unsafe)
+            embedder = load_embedder(model, resize, threads, unsafe=unsafe, layer=layer)
+            if embedder.layer:
+                console.print(f"embedding with layer {embedder.layer} of {model.name} (the features its classifier "
+                              "reads)" if layer is None else f"embedding with layer {embedder.layer} of {model.name}")
             try:
                 summary = embed_folder(embedder, data, out_path, chunk, restart, console)
             finally:

@@ -31,7 +31,8 @@ def build(
     no_gates: bool = typer.Option(False, "--no-gates", help="report gates without failing the build"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan (each stage: cached or to run) and stop"),
     force: List[str] = typer.Option([], "--force", help="re-run a stage even if cached: index, train, reference, "
-                                    "passes, export, validate or all; repeatable"),
+                                    "passes, export, validate or all; repeatable (train also re-makes everything "
+                                    "made from the model)"),
     regen_reference: bool = typer.Option(False, "--regen-reference", help="recompute the float reference outputs"),
     wait: float = typer.Option(0.0, "--wait", help="seconds to wait for another build of the same --out to finish"),
     device: Optional[str] = typer.Option(None, "--device", help="then benchmark the TFLite/ONNX artifacts on this "
@@ -303,8 +304,11 @@ def gate(
                               "pass only when it lies wholly within it (both need per-image scores of the same "
                               "images in both reports, else the value is judged and the finding says why)"),
     confidence: float = typer.Option(0.95, "--confidence", help="level of the paired intervals"),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="a metric, latency or size missing or not a "
+                                       "number in either report is listed as not compared instead of failing"),
 ):
-    """Regression gate for CI: fail (exit 1) when accuracy, latency or size regressed past the tolerances."""
+    """Regression gate for CI: fail (exit 1) when accuracy, latency or size regressed past the tolerances, or
+    could not be compared (missing in either report; see --allow-missing)."""
     from edgecv.build_folder import check_before_use
     from edgecv.files import atomic_write_bytes
     from edgecv.report.regression import Tolerances, compare_reports, read_report
@@ -321,12 +325,15 @@ def gate(
     if not baseline.exists():
         _fail(InputError(f"--baseline {baseline}: not found; accept a first one with --update-baseline"))
     tol = Tolerances(max_accuracy_drop, max_latency_growth, max_size_growth, latency_stat, judge=judge,
-                     confidence=confidence)
+                     confidence=confidence, allow_missing=allow_missing)
     findings = compare_reports(read_report(baseline, "--baseline", like=current), current, tol)
     for f in findings:
-        out.print(("[green]ok  [/] " if f.passed else "[red]FAIL[/] ") + f.message)
+        mark = "[red]FAIL[/] " if not f.passed else "[green]ok  [/] " if f.compared else "[yellow]skip[/] "
+        out.print(mark + escape(f.message))
     failed = [f for f in findings if not f.passed]
-    out.print(f"{len(findings) - len(failed)} passed, {len(failed)} failed")
+    skipped = [f for f in findings if f.passed and not f.compared]
+    out.print(f"{len(findings) - len(failed) - len(skipped)} passed, {len(failed)} failed"
+              + (f", {len(skipped)} not compared" if skipped else ""))
     raise typer.Exit(1 if failed else 0)
 
 
@@ -351,6 +358,8 @@ def diagnose(
     if str(json_out) == "-":  # stdout holds the JSON alone
         emit_json(json_out, d.to_json())
         return
+    out.print(f"{artifact.name} matches the build's manifest (sha256 {d.artifact_sha256[:12]}...): its float model "
+              f"(key {d.made_from[:12]}) re-quantized with the build's calibration images, layer by layer")
     t = Table(title=f"{artifact.name}: per-layer int8 error on {samples} calibration images (worst first)")
     for col in ("#", "op", "Keras layers", "rmse / scale", "rmse", "max abs err"):
         t.add_column(col, justify="right" if col in ("#", "rmse / scale", "rmse", "max abs err") else "left")
@@ -444,6 +453,9 @@ from edgecv.cli.features import register as register_feature_commands  # noqa: E
 
 register_feature_commands(app)
 from edgecv.cli.selection import select as select_backbone  # noqa: E402
+from edgecv.cli.eval_images import eval_images  # noqa: E402
+
+app.command("eval-images")(eval_images)
 
 app.command("select")(select_backbone)
 from edgecv.cli.serve import serve as serve_command  # noqa: E402

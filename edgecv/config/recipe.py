@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import List, Literal, Optional, Tuple, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from typing_extensions import Annotated
 
 from edgecv.config.selection import SelectConfig
@@ -42,7 +42,20 @@ class DataConfig(Strict):
                                         "names (e.g. keypoints: CSV or COCO JSON)")
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     seed: int = 0
+    group_by: Optional[str] = Field(
+        None, description="regular expression on each image's path under `root`: its first capture group (or the "
+        "whole match) names the image's group (a person, a video), and a group's images all land on one side of the "
+        "split; e.g. '^(.+)_\\d+\\.jpg$'")
     cache: Literal["memory", "none"] = "memory"
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_by_compiles(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None:
+            from edgecv.data.groups import compile_group_by
+
+            compile_group_by(value)
+        return value
 
     @model_validator(mode="after")
     def _one_layout(self) -> "DataConfig":
@@ -50,6 +63,9 @@ class DataConfig(Strict):
             raise ValueError("give either `root` (split automatically) or `train` and `val`, not both")
         if self.root is None and (self.train is None or self.val is None):
             raise ValueError("give `root` (one folder, split by val_fraction) or both `train` and `val`")
+        if self.group_by is not None and self.root is None:
+            raise ValueError("group_by groups the images of `root` for its split; with `train` and `val` given "
+                             "nothing is split: remove group_by")
         return self
 
 

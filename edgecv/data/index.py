@@ -150,7 +150,12 @@ def scan_folder(root: Path, classes: Optional[list[str]] = None) -> tuple[list[s
     return names, files, skipped
 
 
-def stratified_split(files: dict[str, list[Path]], val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+def stratified_split(files: dict[str, list[Path]], val_fraction: float, seed: int, group_by: Optional[str] = None,
+                     root: Optional[Path] = None) -> tuple[list[Sample], list[Sample]]:
+    """Per class, val_fraction of its images (seeded) for validation; with `group_by`, whole groups of
+    the whole data (edgecv.data.groups), so the split is not stratified by class."""
+    if group_by is not None:
+        return _grouped_stratified_split(files, val_fraction, seed, group_by, root)
     rng = random.Random(seed)
     train, val = [], []
     for label, name in enumerate(sorted(files)):
@@ -162,11 +167,20 @@ def stratified_split(files: dict[str, list[Path]], val_fraction: float, seed: in
     return train, val
 
 
+def _grouped_stratified_split(files, val_fraction, seed, group_by, root):
+    from edgecv.data.groups import group_of, split_by_group
+
+    items = [(label, p) for label, name in enumerate(sorted(files)) for p in sorted(files[name])]
+    train, val = split_by_group(items, lambda it: group_of(it[1], root, group_by), val_fraction, seed)
+    return [Sample(str(p), label) for label, p in train], [Sample(str(p), label) for label, p in val]
+
+
 def build_index(data_cfg, resolve) -> DataIndex:
     """Index a class-folder data section; `resolve` maps recipe-relative paths to absolute ones."""
     if data_cfg.root is not None:
         classes, files, skipped = scan_folder(resolve(data_cfg.root))
-        train, val = stratified_split(files, data_cfg.val_fraction, data_cfg.seed)
+        train, val = stratified_split(files, data_cfg.val_fraction, data_cfg.seed, data_cfg.group_by,
+                                      resolve(data_cfg.root))
     else:
         classes, tfiles, skipped = scan_folder(resolve(data_cfg.train))
         _, vfiles, vskipped = scan_folder(resolve(data_cfg.val), classes)

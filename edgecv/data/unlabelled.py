@@ -27,6 +27,14 @@ def unlabelled_index(data_cfg, resolve, info: dict) -> DataIndex:
     if data_cfg.root is not None:
         paths, skipped = readable_images(resolve(data_cfg.root))
         paths = sorted(paths)
+        if getattr(data_cfg, "group_by", None) is not None:
+            from edgecv.data.groups import group_of, split_by_group
+
+            root = resolve(data_cfg.root)
+            train, val = split_by_group(paths, lambda p: group_of(p, root, data_cfg.group_by),
+                                        data_cfg.val_fraction, data_cfg.seed)
+            return DataIndex({**info, "labelled": False}, [Sample(str(p)) for p in train],
+                             [Sample(str(p)) for p in val], skipped)
         random.Random(data_cfg.seed).shuffle(paths)
         n_val = max(1, round(len(paths) * data_cfg.val_fraction))
         if n_val >= len(paths):

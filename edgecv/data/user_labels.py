@@ -56,7 +56,7 @@ def user_classification_index(recipe, n_outputs: int) -> DataIndex:
     by_name = {_norm(n): i for i, n in enumerate(names)}
     if folders and all(_norm(f) in by_name for f in folders):
         _, files, skipped = scan_folder(root)
-        train, val = stratified_split(files, d.val_fraction, d.seed)
+        train, val = stratified_split(files, d.val_fraction, d.seed, d.group_by, root)
         # stratified_split numbers the folders; the model numbers its classes
         label_of = {i: by_name[_norm(f)] for i, f in enumerate(sorted(files))}
         remap = lambda ss: [Sample(s.path, label_of[s.label]) for s in ss]  # noqa: E731

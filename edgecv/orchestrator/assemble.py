@@ -10,6 +10,7 @@ from pathlib import Path
 import edgecv
 from edgecv.build_folder import MANIFEST, folder_files
 from edgecv.files import atomic_write_text
+from edgecv.data.image_set import image_set_id
 from edgecv.results import ArtifactResult, Reference, Report
 from edgecv.validate.intervals import DEFAULT_CONFIDENCE, intervals_for
 
@@ -31,7 +32,8 @@ def target_report(b, target, index, calib, entries: list[ArtifactResult]) -> Rep
         task_info=b.info,
         data={"classes": index.classes, "train_count": len(index.train), "val_count": len(index.val),
               "skipped": [{"path": s.path, "reason": s.reason} for s in index.skipped],
-              "eval_images": [s.path for s in task.eval_samples(index)]},  # output row i is image i
+              "eval_images": [s.path for s in task.eval_samples(index)],  # output row i is image i
+              "eval_set": image_set_id(s.path for s in task.eval_samples(index))},  # device results match it
         calibration={"size": len(calib.samples), "seed": calib.seed, "source": calib.source,
                      "sha256": calib.sha256, "file_list": "calibration.txt"},
         training=b.train_info(),

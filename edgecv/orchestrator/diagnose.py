@@ -12,12 +12,15 @@ import json
 from pathlib import Path
 
 from edgecv.errors import InputError
+from edgecv.files import tree_sha256
 from edgecv.orchestrator.cache import StageCache
 
 
 def locate(artifact: Path) -> dict:
     """The manifest entry, model folder and calibration files for an artifact of an edgecv build."""
     artifact = Path(artifact).resolve()
+    if not artifact.is_file():
+        raise InputError(f"{artifact}: no such file; give an int8 .tflite of an edgecv build folder")
     target_dir = artifact.parent
     manifest_path = target_dir / "manifest.json"
     if not manifest_path.is_file():
@@ -29,6 +32,12 @@ def locate(artifact: Path) -> dict:
     entry = next((a for a in manifest["artifacts"] if a["path"] == artifact.name), None)
     if entry is None:
         raise InputError(f"{artifact.name} is not listed in {manifest_path}")
+    actual = tree_sha256(artifact)
+    if actual != entry.get("sha256"):  # the model and calibration found below made the listed file, not this one
+        raise InputError(f"{artifact.name} does not match {manifest_path.name} (sha256 {actual[:12]}..., the build "
+                         f"wrote {str(entry.get('sha256'))[:12]}...): it was changed or replaced after the build, so "
+                         "nothing here says how it was made; rebuild the target (edgecv build) and diagnose the file "
+                         "it writes")
     cache = target_dir.parent / ".cache"
     entries = StageCache(cache)  # verified: a damaged model is reported, not loaded
     model_dir = next((hit / "model" for hit in (entries.get(stage, entry["made_from"]) for stage in ("passes", "train"))
@@ -47,7 +56,23 @@ def locate(artifact: Path) -> dict:
     if art and art.get("precision") != "int8":
         raise InputError(f"{artifact.name} is {art.get('precision')}: diagnose measures int8 quantization error")
     io_dtype = (art.get("artifact_metadata") or {}).get("io_dtype", "uint8")
-    return {"model_dir": model_dir, "calibration": files, "resize": manifest["input"]["resize"], "io_dtype": io_dtype}
+    _check_int8_tflite(artifact)
+    return {"model_dir": model_dir, "calibration": files, "resize": manifest["input"]["resize"], "io_dtype": io_dtype,
+            "sha256": actual, "made_from": entry["made_from"]}
+
+
+def _check_int8_tflite(artifact: Path) -> None:
+    """The file itself: a TFLite model with int8 tensors (what the debugger's re-quantization mirrors)."""
+    from types import SimpleNamespace
+
+    from edgecv.formats.tflite.runtime import import_interpreter
+
+    try:
+        interp = import_interpreter(SimpleNamespace())(model_path=str(artifact))
+    except (ValueError, RuntimeError) as e:
+        raise InputError(f"{artifact.name} is not a TFLite model this runtime can read: {str(e)[:300]}") from None
+    if not any(d["dtype"].__name__ == "int8" for d in interp.get_tensor_details()):
+        raise InputError(f"{artifact.name} has no int8 tensor: diagnose measures int8 quantization error")
 
 
 def diagnose_artifact(artifact: Path, samples: int = 32):
@@ -62,5 +87,7 @@ def diagnose_artifact(artifact: Path, samples: int = 32):
         for f in where["calibration"]:
             yield load_batch([f], model.input_size, where["resize"])
 
-    return diagnose(model.keras_model, calibration, debug_samples=samples, io_dtype=where["io_dtype"],
-                    output_names=model.output_names)
+    d = diagnose(model.keras_model, calibration, debug_samples=samples, io_dtype=where["io_dtype"],
+                 output_names=model.output_names)
+    d.artifact_sha256, d.made_from = where["sha256"], where["made_from"]
+    return d

@@ -73,8 +73,11 @@ def index_key(recipe) -> str:
         else None
     # a user's model's outputs and labels are part of the index's info
     user_model = {"user_model": user_model_fields(recipe)} if recipe.model.path is not None else {}
+    data = d.model_dump(mode="json")
+    if data.get("group_by") is None:  # keys of recipes without it stay what they were
+        data.pop("group_by", None)
     return stable_hash({"stage": "index", "task": recipe.task, "task_options": recipe.task_options,
-                        "data": d.model_dump(mode="json"), "annotations": annotations, **user_model,
+                        "data": data, "annotations": annotations, **user_model,
                         "folders": [folder_digest(recipe.resolve(r)) for r in roots], "edgecv": edgecv.__version__})
 
 

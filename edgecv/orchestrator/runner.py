@@ -26,6 +26,7 @@ from rich.console import Console
 
 from edgecv.config import Recipe, Target, load_recipe, load_target
 from edgecv.config.target import effective_gates
+from edgecv.report.merge import carry_device_results
 from edgecv.data.calibration import CalibrationSet, select_calibration
 from edgecv.data.images import load_batch
 from edgecv.data.index import DataIndex
@@ -120,6 +121,8 @@ class Build:
         unknown = self.force - set(STAGES) - {"all"}
         if unknown:
             raise ConfigError(f"--force {', '.join(sorted(unknown))}: stages are {', '.join(STAGES)} or all")
+        if "train" in self.force:  # a retrained model: what is made from it is made again, from it
+            self.force |= {"reference", "passes", "export", "validate"}
         self.stages: list[StageRecord] = []
         self.keys = BuildKeys.of(recipe)  # from cheap facts, no work done
         self.info: dict = {}
@@ -282,7 +285,10 @@ class Build:
         entry.update({"path": meta["path"], "sha256": tree_sha256(path), "checks": meta["checks"],
                       "artifact_metadata": meta["metadata"], "input_size": list(input_size),
                       "quantization": (meta["metadata"].get("ptq") or {}).get("applied", [])})
-        return validate_stage.run(self, spec, target, akeys, path, meta["runtime_format"], index, input_size, entry)
+        result = validate_stage.run(self, spec, target, akeys, path, meta["runtime_format"], index, input_size, entry)
+        for name, why in ((meta["metadata"].get("ptq") or {}).get("not_applied") or {}).items():
+            result.notes.append(f"int8 {name} not applied: {why}")
+        return result
 
     def build_target(self, target: Target, index: DataIndex, calib: CalibrationSet) -> TargetOutcome:
         """Build the target in a staging folder and swap it in whole; on any error the previous
@@ -313,6 +319,13 @@ class Build:
         if other_sizes:
             write_sidecars(out_dir, self.task, index.info, self.preprocessing(index, artifact_sizes=other_sizes))
         report = assemble.target_report(self, target, index, calib, entries)
+        specs = {spec.name: spec for spec in target.artifacts}
+        kept = carry_device_results(final / "report.json", report,
+                                    lambda e: target.gates_for(specs[e.name], self.recipe.gates))
+        if kept:
+            self.console.print(f"  {target.name}: kept the device results of {', '.join(kept)} (the same files) "
+                               "from the previous report")
+        entries = list(report.artifacts)
         write_reports(out_dir, report)
         assemble.write_manifest(self, out_dir, target, entries)
         failed = [e for e in entries if e.status == "failed"]
@@ -374,11 +387,26 @@ class Build:
             return BuildResult(outcomes, self.stages, self.cache.rejected)
 
 
+def check_unique_target_names(targets: list[Target], given: list[str], recipe_dir: Path) -> None:
+    """Each target is built into <out>/<name>/: two targets of one name would overwrite each other."""
+    from edgecv.config.loader import find_target
+
+    by_name: dict[str, list[str]] = {}
+    for t, arg in zip(targets, given):
+        by_name.setdefault(t.name, []).append(str(find_target(arg, recipe_dir).resolve()))
+    twice = {name: paths for name, paths in by_name.items() if len(paths) > 1}
+    if twice:
+        raise ConfigError("two targets of one name would be built into the same folder and overwrite each other: "
+                          + "; ".join(f"{name} from {', '.join(paths)}" for name, paths in twice.items())
+                          + ": give each target once, or rename one (the file's name, or `name:` inside it)")
+
+
 def load_build(recipe_path: Path, target_names: list[str], out_root: Path, overrides=(),
                console: Optional[Console] = None, **kw) -> Build:
     console = console or Console(stderr=True)
     recipe = load_recipe(recipe_path, overrides)
     targets = [load_target(t, recipe.base_dir) for t in target_names]
+    check_unique_target_names(targets, target_names, recipe.base_dir)
     check_plan(targets, recipe.make_task(), recipe.gates)
     check_model_config(recipe)
     recipe_sha = hashlib.sha256(Path(recipe_path).read_bytes() + "\n".join(overrides).encode()).hexdigest()

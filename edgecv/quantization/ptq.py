@@ -32,9 +32,19 @@ class PTQConfig(BaseModel):
 
 def prepare(keras_model, calibration: Callable, cfg: PTQConfig, log: Callable[[str], None] = lambda m: None):
     """The Keras model to convert and what was applied to it (for the artifact's metadata)."""
+    from edgecv.models.inline import has_nested_model, inline_nested
+
     applied: List[str] = []
     details: dict = {}
     rounded: dict = {}
+    why_none = "no Conv2D, DepthwiseConv2D or Dense layer"
+    if (cfg.adaround or cfg.bias_correction) and has_nested_model(keras_model):  # a wrapped user model
+        flat, why = inline_nested(keras_model)
+        if flat is None:
+            why_none = why
+            log(f"int8 techniques: {why}")
+        else:
+            keras_model, details["inlined_nested_models"] = flat, True
     if cfg.adaround:
         from edgecv.quantization.adaround import learn_rounding
 
@@ -43,7 +53,7 @@ def prepare(keras_model, calibration: Callable, cfg: PTQConfig, log: Callable[[s
         if rounded:
             applied.append("adaround")
         else:
-            log(f"adaround skipped: {ada.skipped or 'no Conv2D, DepthwiseConv2D or Dense layer'}")
+            log(f"adaround skipped: {ada.skipped or why_none}")
     if cfg.bias_correction:
         from edgecv.quantization.bias_correction import correct_bias
 
@@ -63,4 +73,15 @@ def prepare(keras_model, calibration: Callable, cfg: PTQConfig, log: Callable[[s
         keras_model = set_kernels(copy_keras(keras_model), rounded)
     if cfg.output_dtype == "float32":
         applied.append("float_output")
+    wanted = [name for name in ("adaround", "bias_correction") if getattr(cfg, name)]
+    not_applied = {name: _why_not_applied(details.get(name), why_none) for name in wanted if name not in applied}
+    if not_applied:  # said in the report, never left for the reader to infer from a missing name
+        details["not_applied"] = not_applied
     return keras_model, {"applied": applied, **details}
+
+
+def _why_not_applied(detail, default: str) -> str:
+    skipped = (detail or {}).get("skipped") if isinstance(detail, dict) else None
+    if isinstance(skipped, dict) and skipped:
+        return "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:3])
+    return str(skipped) if skipped else default

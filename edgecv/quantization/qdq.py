@@ -42,6 +42,17 @@ class QdqOptions(Strict):
     calibration_batch: int = Field(16, ge=1, le=256, description="images per calibration run")
 
 
+def int8_float_layers(keras_model) -> list[str]:
+    """Layers that declare `int8_keep_float`: a decode whose inputs an int8 grid would ruin (the
+    soft-argmax's probabilities), kept float in QDQ int8 whatever the options say."""
+    return [layer.name for layer in getattr(keras_model, "layers", []) if getattr(layer, "int8_keep_float", False)]
+
+
+def with_model_float_layers(opts: "QdqOptions", keras_model) -> "QdqOptions":
+    keep = [name for name in int8_float_layers(keras_model) if name not in opts.exclude_nodes]
+    return opts.model_copy(update={"exclude_nodes": [*opts.exclude_nodes, *keep]}) if keep else opts
+
+
 def match_nodes(proto, names: list[str], op_types: list[str]) -> list[str]:
     """ONNX node names for `exclude_nodes` (an exact ONNX node name, or a Keras layer name, which
     tf2onnx keeps as a path component: model/<layer>/Conv2D) and `exclude_op_types`."""

@@ -71,7 +71,8 @@ def device_rows(report) -> list[dict]:
                 "host_p50": _num((a.latency or {}).get("p50_ms"), ".3f"), "p50": _num(lat.get("p50_ms"), ".3f"),
                 "p90": _num(lat.get("p90_ms"), ".3f"), "fps": _num(fps(lat), ".0f"),
                 "host_quality": _num(a.metrics.get(q), spec.fmt, spec.unit) if spec else "-",
-                "quality": _num(dq, spec.fmt, spec.unit) if spec else "-", "created": dev.get("created") or "-"})
+                "quality": "not judged: other images" if dev.get("metrics_judged") is False
+                else _num(dq, spec.fmt, spec.unit) if spec else "-", "created": dev.get("created") or "-"})
     return rows
 
 

@@ -198,6 +198,8 @@ def device_lines(report: Report) -> list[str]:
             host = (a.latency or {}).get("p50_ms")
             lines.append(f"{a.name}: p50 {dev['latency']['p50_ms']:.2f} ms on {device_name(dev)}"
                          + ("" if host is None else f", {host:.2f} ms on the build host"))
+        if dev and dev.get("metrics_not_judged"):
+            lines.append(f"{a.name}: {dev['metrics_not_judged']}")
     return lines
 
 

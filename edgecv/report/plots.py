@@ -12,6 +12,7 @@ import re
 from typing import Optional
 
 from edgecv.figures import pyplot, svg
+from edgecv.report.merge import device_metrics
 from edgecv.report.outputs import as_report, device_result, report_task
 from edgecv.results import Report
 
@@ -51,7 +52,7 @@ def quality_vs_latency(report: Report, plt) -> Optional[str]:
     spec = task.metric(metric)
     largest = max((a.size_bytes or 0) for a in measured) or 1
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    xs = []
+    xs, device_ys = [], []
     for a in measured:
         area = max(MIN_MARKER_AREA, MAX_MARKER_AREA * (a.size_bytes or 0) / largest)
         y = a.metrics[metric]
@@ -59,11 +60,14 @@ def quality_vs_latency(report: Report, plt) -> Optional[str]:
         ax.scatter(host_x, y, s=area, alpha=0.55, color=HOST_COLOR, edgecolors="black", linewidths=0.5, zorder=3)
         xs.append(host_x)
         dev = device_result(a)
-        if dev and dev.get("latency"):
+        dev_y = device_metrics(dev).get(metric) if dev else None  # measured on the build's own split, or none
+        if dev and dev.get("latency") and isinstance(dev_y, (int, float)):
             dev_x = dev["latency"]["p50_ms"]
-            ax.scatter(dev_x, y, s=area, facecolors="none", edgecolors=DEVICE_COLOR, linewidths=1.5, zorder=3)
-            ax.annotate("", (dev_x, y), (host_x, y), arrowprops={"arrowstyle": "->", "color": DEVICE_COLOR, "lw": 0.8})
+            ax.scatter(dev_x, dev_y, s=area, facecolors="none", edgecolors=DEVICE_COLOR, linewidths=1.5, zorder=3)
+            ax.annotate("", (dev_x, dev_y), (host_x, y), arrowprops={"arrowstyle": "->", "color": DEVICE_COLOR,
+                                                                      "lw": 0.8})
             xs.append(dev_x)
+            device_ys.append(dev_y)
     log_x = _spans_decades(xs)
     if log_x:
         ax.set_xscale("log")
@@ -75,13 +79,14 @@ def quality_vs_latency(report: Report, plt) -> Optional[str]:
     ref = report.reference.metrics.get(metric)
     if ref is not None:
         ax.axhline(ref, ls="--", lw=1, color="gray")
-    _fit_axes(ax, xs, [a.metrics[metric] for a in measured] + ([ref] if ref is not None else []), spec.unit, log_x)
+    _fit_axes(ax, xs, [a.metrics[metric] for a in measured] + device_ys + ([ref] if ref is not None else []),
+              spec.unit, log_x)
     for a in measured:  # labels after the limits are known, flipped to stay inside the axes
         _label_inside(ax, a.latency["p50_ms"], a.metrics[metric], f"{a.name} ({(a.size_bytes or 0) / 1e6:.2f} MB)")
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], marker="o", ls="", color=HOST_COLOR, alpha=0.6, label="build host")]
-    if any(device_result(a) for a in measured):
+    if device_ys:
         handles.append(Line2D([], [], marker="o", ls="", markerfacecolor="none", color=DEVICE_COLOR, label="device"))
     if ref is not None:
         handles.append(Line2D([], [], ls="--", color="gray", label=f"float reference {ref:{spec.fmt}}{spec.unit}"))

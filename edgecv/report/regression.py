@@ -4,11 +4,17 @@ Each artifact of the baseline is checked on the task's metrics (each in its own 
 tolerance: accuracy may drop 0.5 points by default), latency and size. Where both reports scored
 the same images one by one (`sample_scores` over equal `eval_images`), a metric's change also gets
 an interval paired image by image, which `--judge significant|confident` holds against the
-tolerance. Baselines written by edgecv 0.1 (report schema 1) are read through `results.upgrade_report`.
+tolerance. Baselines written by edgecv 0.1 (report schema 1) are read through `results.upgrade_report`;
+a schema version this edgecv does not know is refused.
+
+A check the gate claims but cannot make (a metric, latency or size missing or not a finite number
+in either report) is a finding that fails the gate with its reason, unless `allow_missing` lists
+it as not compared.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -16,7 +22,16 @@ from pathlib import Path
 
 from edgecv.errors import InputError
 from edgecv.files import read_json
-from edgecv.results import Report
+from edgecv.results import SCHEMA_VERSION, Report
+
+
+def check_schema_version(raw: dict, where: str) -> None:
+    """InputError unless `raw`'s schema_version is one this edgecv reads (absent: 1, edgecv 0.1)."""
+    version = raw.get("schema_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
+        raise InputError(f"{where}: report schema_version {version!r} is not one this edgecv reads (1 to "
+                         f"{SCHEMA_VERSION}): a newer edgecv may have written it; gate with that version, or rebuild "
+                         "the report with this one")
 
 
 def read_report(path: Path, option: str, like: Optional[Report] = None) -> Report:
@@ -32,6 +47,7 @@ def read_report(path: Path, option: str, like: Optional[Report] = None) -> Repor
                          "build's report with `edgecv report REPORT --merge RESULT`, then gate on that report")
     if not isinstance(raw, dict) or "artifacts" not in raw or "target" not in raw:
         raise InputError(f"{option} {path} is not an edgecv report.json (no target and artifacts)")
+    check_schema_version(raw, f"{option} {path}")
     try:
         report = load_report(raw)
     except (ValidationError, ValueError, KeyError, TypeError, AttributeError) as e:  # a field of another type
@@ -62,6 +78,7 @@ class Tolerances:
     # same images one by one
     judge: str = "value"
     confidence: float = 0.95
+    allow_missing: bool = False  # a check that cannot be made is listed as not compared instead of failing
 
     def for_metric(self, spec) -> Optional[float]:
         if spec.name in self.metric_tolerances:
@@ -79,6 +96,28 @@ class Finding:
     current: Optional[float]
     passed: bool
     message: str
+    compared: bool = True  # False: a value was missing; `passed` says whether that was allowed
+
+
+def number(value) -> Optional[float]:
+    """A finite number, or None (missing, a string, a bool, NaN or infinite)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def positive(value) -> Optional[float]:
+    """A finite number above 0 (a latency or size to grow from), or None."""
+    v = number(value)
+    return v if v is not None and v > 0 else None
+
+
+def _not_compared(name: str, check: str, bv, cv, tol: Tolerances, usable=number) -> Finding:
+    bad = [(side, v) for side, v in (("baseline", bv), ("report", cv)) if usable(v) is None]
+    why = (f"{name}: {check} not compared: missing or not a usable number in the "
+           f"{' and the '.join(side for side, _ in bad)} ({', '.join(f'{side} {v!r}' for side, v in bad)})")
+    how = "allowed by --allow-missing" if tol.allow_missing else "pass --allow-missing to accept this"
+    return Finding(name, check, number(bv), number(cv), tol.allow_missing, f"{why}; {how}", compared=False)
 
 
 def compare_reports(baseline: Report, current: Report, tol: Tolerances) -> list[Finding]:
@@ -97,17 +136,23 @@ def compare_reports(baseline: Report, current: Report, tol: Tolerances) -> list[
             continue
         for spec in metric_specs:
             bv, cv = b.metrics.get(spec.name), c.metrics.get(spec.name)
-            if not isinstance(bv, (int, float)) or not isinstance(cv, (int, float)):
+            if number(bv) is None or number(cv) is None:
+                out.append(_not_compared(name, spec.name, bv, cv, tol))
                 continue
-            out.append(_metric_finding(name, spec, bv, cv, tol, paired_change(spec, baseline, b, current, c,
-                                                                              tol.confidence)))
+            out.append(_metric_finding(name, spec, number(bv), number(cv), tol,
+                                       paired_change(spec, baseline, b, current, c, tol.confidence)))
+        check = f"latency {tol.latency_stat}"
         b_lat, c_lat = (b.latency or {}).get(tol.latency_stat), (c.latency or {}).get(tol.latency_stat)
-        if b_lat and c_lat is not None:
+        if positive(b_lat) is None or positive(c_lat) is None:
+            out.append(_not_compared(name, check, b_lat, c_lat, tol, positive))
+        else:
             growth = (c_lat / b_lat - 1) * 100
-            out.append(Finding(name, f"latency {tol.latency_stat}", b_lat, c_lat, growth <= tol.latency_growth_pct,
+            out.append(Finding(name, check, b_lat, c_lat, growth <= tol.latency_growth_pct,
                                f"{name}: latency {tol.latency_stat} {b_lat:.3f} -> {c_lat:.3f} ms ({growth:+.1f}%, "
                                f"allowed +{tol.latency_growth_pct:g}%)"))
-        if b.size_bytes and c.size_bytes is not None:
+        if positive(b.size_bytes) is None or positive(c.size_bytes) is None:
+            out.append(_not_compared(name, "size", b.size_bytes, c.size_bytes, tol, positive))
+        else:
             growth = (c.size_bytes / b.size_bytes - 1) * 100
             out.append(Finding(name, "size", b.size_bytes, c.size_bytes, growth <= tol.size_growth_pct,
                                f"{name}: size {b.size_bytes / 1e6:.3f} -> {c.size_bytes / 1e6:.3f} MB ({growth:+.1f}%, "

@@ -52,6 +52,11 @@ class SoftArgmax2D(keras.layers.Layer):
     the origin, 0.0602 about the centre; dividing by the kept mass as well gave 0.0609."""
 
     quantize_output_only = True  # the qat pass fake-quantizes its output, as TFLite int8 does
+    # QDQ int8 keeps the decode float: on a symmetric int8 grid (steps of about 1/127) the small
+    # probabilities of a spread-out map round to 0 and their mass is lost, pulling the point towards
+    # the centre (face_keypoints, jetson-orin-nano: one point of a flat-heatmap frame moved 16.95 px).
+    # The decode is one tiny MatMul, so TensorRT loses nothing measurable running it in float.
+    int8_keep_float = True
 
     def call(self, logits):
         h, w, k = logits.shape[1], logits.shape[2], logits.shape[3]

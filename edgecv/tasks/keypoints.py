@@ -187,7 +187,7 @@ class Keypoints(Task):
         ann = recipe.resolve(d.annotations)
         if d.root is not None:
             rows = read_annotations(recipe.resolve(d.root), ann)
-            train, val = seeded_split(rows.samples, d.val_fraction, d.seed)
+            train, val = seeded_split(rows.samples, d.val_fraction, d.seed, d.group_by, recipe.resolve(d.root))
             skipped, file_names = rows.skipped, rows.names
         else:
             tr, va = read_annotations(recipe.resolve(d.train), ann), read_annotations(recipe.resolve(d.val), ann)
@@ -375,9 +375,15 @@ class Keypoints(Task):
         return keypoint_plots(report)
 
 
-def seeded_split(samples: list, val_fraction: float, seed: int) -> tuple[list, list]:
-    """Shuffle by path with the seed; the first val_fraction are validation (both kept in path order)."""
+def seeded_split(samples: list, val_fraction: float, seed: int, group_by: Optional[str] = None,
+                 root=None) -> tuple[list, list]:
+    """Shuffle by path with the seed; the first val_fraction are validation (both kept in path order).
+    With `group_by`, whole groups are shuffled instead (edgecv.data.groups)."""
     order = sorted(samples, key=lambda s: s.path)
+    if group_by is not None:
+        from edgecv.data.groups import group_of, split_by_group
+
+        return split_by_group(order, lambda s: group_of(s.path, root, group_by), val_fraction, seed)
     random.Random(seed).shuffle(order)
     n_val = max(1, round(len(order) * val_fraction)) if len(order) >= 2 else 0
     return sorted(order[n_val:], key=lambda s: s.path), sorted(order[:n_val], key=lambda s: s.path)

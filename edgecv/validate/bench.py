@@ -107,6 +107,7 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
     ran_here(result)
     m = result.model_dump(mode="json")
     measured = task.bench_fields(held["set"], result) if task is not None and result.metrics else {}
+    from edgecv.data.image_set import image_set_id
     return {
         "schema": BENCH_SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -120,4 +121,6 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
         "first_inference_ms": m.get("first_inference_ms"), "memory": m["memory"],
         "latency": m["latency"], "latency_by_batch": m["latency_by_batch"], "accuracy": measured.get("accuracy"),
         "metrics": measured.get("metrics", {}),
+        # which images the metrics are of (by content): a merge judges them only on the build's own split
+        "eval_set": image_set_id(held["set"].paths) if measured and held.get("set") is not None else None,
     }

@@ -25,7 +25,7 @@ from edgecv.errors import ConversionError
 from edgecv.exporters.base import Artifact, ExportContext, Exporter, parse_options
 from edgecv.formats.accuracy_aware import check_accuracy_aware
 from edgecv.files import atomic_write_bytes
-from edgecv.quantization.qdq import WEIGHTED_OPS, QdqOptions, match_nodes, quantize_qdq
+from edgecv.quantization.qdq import WEIGHTED_OPS, QdqOptions, match_nodes, quantize_qdq, with_model_float_layers
 
 INPUT_NAME = "image"
 BATCH_DIM = "batch"
@@ -288,6 +288,8 @@ def export_onnx_bytes(model, precision: str, opts: OnnxOptions, ctx: ExportConte
     """The ONNX for `precision` plus what went into it (used by the onnx and tensorrt exporters)."""
     import onnxruntime
 
+    if precision == "int8":
+        opts = with_model_float_layers(opts, model.keras_model)
     meta = onnx_metadata(model, opts)
     if precision == "int8" and ctx.calibration is None:
         raise ConversionError("int8 QDQ ONNX needs a calibration set; none was given")
@@ -373,6 +375,7 @@ class OnnxExporter(Exporter):
             from edgecv.formats.accuracy_aware import AccuracyAwareConfig, accuracy_aware_onnx
 
             cfg = AccuracyAwareConfig.model_validate(spec.options["accuracy_aware"] or {})
+            opts = with_model_float_layers(opts, model.keras_model)
             ptq = None
             if (opts.bias_correction or opts.adaround) and ctx.calibration is not None:  # the search starts
                 fp32, ptq = _ptq_prepared_onnx(model, opts, ctx)  # from the prepared model

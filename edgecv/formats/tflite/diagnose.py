@@ -63,6 +63,8 @@ class Diagnosis:
     debugger: object = field(repr=False)
     io_dtype: str = "uint8"
     output_dtype: Optional[str] = None  # default io_dtype
+    artifact_sha256: Optional[str] = None  # `edgecv diagnose ARTIFACT`: the file checked against its manifest
+    made_from: Optional[str] = None  # and the stage key of the float model re-quantized here
 
     def worst(self, n: int) -> list[LayerError]:
         return self.layers[:n]
