@@ -17,6 +17,7 @@ from synthetic import make_image_folder
 class Data:
     def __init__(self, **kw):
         self.root, self.train, self.val, self.val_fraction, self.seed = None, None, None, 0.25, 0
+        self.group_by = None  # the recipe's data.group_by: no grouping unless a test sets one
         self.__dict__.update(kw)
 
 
