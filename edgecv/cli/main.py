@@ -130,7 +130,7 @@ def validate(
             res = api.validate(artifact, data, labels=labels, label_offset=label_offset, resize=resize,
                                threads=threads, top_k=top_k, input_size=_input_size(input_size),
                                annotations=annotations, warn=_warn, native=native)
-        task = artifact_task(artifact, annotations)[0]
+        task = artifact_task(artifact, annotations, data)[0]
     except EdgecvError as e:
         _fail(e)
     if str(json_out) == "-":  # stdout holds the JSON alone
@@ -239,7 +239,7 @@ def bench(
     elif res["metrics"]:
         from edgecv.validate.device import artifact_task, metrics_text
 
-        show.print(metrics_text(artifact_task(artifact, annotations)[0], res["metrics"]))
+        show.print(metrics_text(artifact_task(artifact, annotations, data)[0], res["metrics"]))
     if json_out:
         emit_json(json_out, res)
         if str(json_out) != "-":

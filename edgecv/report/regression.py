@@ -171,6 +171,14 @@ def paired_change(spec, baseline: Report, b, current: Report, c, confidence: flo
     images_b, images_c = baseline.data.get("eval_images"), current.data.get("eval_images")
     if not images_b or images_b != images_c:
         return None, "the reports were validated on different images"
+    if spec.per_sample == "counts":
+        from edgecv.tasks import get_task
+
+        try:
+            task = get_task(current.task.get("name", ""), current.task.get("options"))
+        except Exception:  # an unknown task or options this version does not take
+            return None, f"the report's task cannot resample {spec.name} here"
+        return task.count_interval(spec, c.sample_scores, b.sample_scores, confidence)[1], None
     return delta_interval(spec, c.sample_scores[spec.name], b.sample_scores[spec.name], confidence), None
 
 

@@ -28,6 +28,7 @@ TASK_MODULES: Dict[str, str] = {  # built-in task name -> module (imported on fi
     "embedding": "edgecv.tasks.embedding",
     "generic": "edgecv.tasks.generic",
     "keypoints": "edgecv.tasks.keypoints",
+    "segmentation": "edgecv.tasks.segmentation",
 }
 TASKS: "LazyRegistry[Task]" = LazyRegistry("task", TASK_MODULES)
 
@@ -56,7 +57,8 @@ class MetricSpec:
     fmt: str = ".4g"
     regression_tolerance: Optional[float] = None  # default allowed worsening for `edgecv gate`
     # How `Task.sample_scores` scores each sample, for confidence intervals: "share" (0 or 1; the
-    # metric is scale x their mean: accuracy), "mean" (the metric is their mean: NME), "" (none)
+    # metric is scale x their mean: accuracy), "mean" (the metric is their mean: NME), "counts" (the
+    # task recomputes the metric from per-sample counts: mIoU; `Task.count_interval`), "" (none)
     per_sample: str = ""
     scale: float = 1.0  # a share's unit: 100 for percent
 
@@ -239,6 +241,18 @@ class Task(ABC):
         its change against the float model a paired one, and let `_significant` / `_confident`
         gates judge it (edgecv.validate.intervals)."""
         return {}
+
+    def count_interval(self, spec: MetricSpec, scores: Dict[str, Sequence], reference: Optional[Dict[str, Sequence]],
+                       confidence: float) -> Tuple[Optional[Any], Optional[Any]]:
+        """(interval, paired interval of the change against `reference`) of a metric declared
+        per_sample="counts", from the stored per-sample scores (all of them, by name)."""
+        return None, None
+
+    @classmethod
+    def claims_folder(cls, data: Path) -> bool:
+        """True when `--data data` has this task's layout, so a third party's model without
+        preprocessing.json or sidecar is taken to be of this task (before `device_default_for`)."""
+        return False
 
     def agreement_with_targets(self, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], targets,
                                info: dict) -> dict:
