@@ -75,7 +75,12 @@ def accumulate(outputs: Dict[str, np.ndarray], targets: Sequence[np.ndarray], cl
     from edgecv.metrics.segmentation import ConfusionAccumulator
 
     acc = ConfusionAccumulator(class_names, ignore_index)
+    n = len(class_names)
     for label, pred in zip(targets, class_maps(outputs, [np.shape(t) for t in targets])):
+        if pred.size and int(pred.max()) >= n:
+            raise DataError(f"the model predicts class {int(pred.max())} but the class file names {n} classes "
+                            f"(0..{n - 1}): the model was trained on other classes than these labels'. Give its own "
+                            "class file (--labels FILE) and label maps in its class indices")
         acc.add(label, pred)
     return acc
 

@@ -32,19 +32,20 @@ class ClassMap(keras.layers.Layer):
     size, then argmax. In TFLite int8 both are integer ops (RESIZE_BILINEAR, ARG_MAX, CAST); an
     app gets a mask it can draw without touching the scores."""
 
-    def __init__(self, size: Sequence[int], **kw):
+    def __init__(self, size: Sequence[int], cast_dtype: str = "uint8", **kw):
         super().__init__(**kw)
         self.size = [int(size[0]), int(size[1])]
+        self.cast_dtype = cast_dtype  # a format without uint8 (Core ML) rebuilds the layer with int32
 
     def call(self, scores):
         up = tf.image.resize(scores, self.size, method="bilinear")
-        return tf.cast(tf.argmax(up, axis=-1), tf.uint8)
+        return tf.cast(tf.argmax(up, axis=-1), tf.as_dtype(self.cast_dtype))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.size[0], self.size[1])
 
     def get_config(self):
-        return {**super().get_config(), "size": self.size}
+        return {**super().get_config(), "size": self.size, "cast_dtype": self.cast_dtype}
 
 
 def _conv_bn_relu(x, filters: int, name: str, separable: bool = False):
