@@ -309,3 +309,23 @@ def test_third_party_deeplab_benches_with_data(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((tmp_path / "b.json").read_text())
     assert res["latency"]["runs"] >= 3 and res["metrics"]["miou"] > 30
+
+
+def test_report_shows_masks_side_by_side_and_per_class_iou_change(trained):
+    from edgecv.data.images import load_batch
+    from edgecv.tasks.segmentation import decode_mask
+
+    recipe, task, index, model = trained
+    images = load_batch([s.path for s in index.val], (H, W), "resize")
+    targets = task.targets(index.val, index.info)
+    ref = task.evaluate(model.predict(images), targets, index.info)
+    worse = model.predict(images)
+    worse["scores"] = worse["scores"] + np.random.default_rng(0).normal(0, 2, worse["scores"].shape).astype(np.float32)
+    cand = task.evaluate({"scores": worse["scores"]}, targets, index.info)
+    assert len(ref["preview_masks"]) == 4 and decode_mask(ref["preview_masks"][0]).shape == targets[0].shape
+    report = {"task_info": index.info, "reference": {"metrics": ref},
+              "artifacts": [{"name": "int8", "metrics": cand}]}
+    plots = task.report_plots(report)
+    assert set(plots) == {"segmentation_masks", "per_class_iou_change"}
+    assert all("<svg" in v for v in plots.values())
+    assert "ground truth" in plots["segmentation_masks"] and "int8" in plots["segmentation_masks"]
