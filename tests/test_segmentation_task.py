@@ -111,6 +111,7 @@ def test_tiny_segmenter_trains_with_the_contract_outputs(trained):
     assert same > 0.99
     metrics = task.evaluate(out, task.targets(index.val, index.info), index.info)
     assert metrics["miou"] > 40  # two epochs on coloured boxes: far above the ~25 % of all-ground
+    assert metrics["evaluated_from"] == "scores" and abs(metrics["miou_class_map"] - metrics["miou"]) < 2
 
 
 def test_evaluate_and_intervals_equal_the_metrics_module():
