@@ -2,7 +2,7 @@
 each resample draws the images with replacement and recomputes the metric from per-image counts
 weighted by how often each image was drawn. The same seed draws the same images for two models,
 so the interval of their difference is paired. Resample count, seed and the confidence check are
-those of `edgecv.validate.intervals`, so these intervals read like the other tasks'."""
+defined here and used by `edgecv.validate.intervals` too, so these intervals read like the other tasks'."""
 
 from __future__ import annotations
 
@@ -10,8 +10,19 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from statistics import NormalDist
+
 from edgecv.results import Interval
-from edgecv.validate.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, DEFAULT_CONFIDENCE, _z
+
+DEFAULT_CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 4000
+BOOTSTRAP_SEED = 0  # fixed: the same scores give the same interval on every machine and every run
+
+
+def _z(confidence: float) -> float:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95), not {confidence}")
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
 def resample_weights(n: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED):

@@ -238,9 +238,6 @@ class Segmentation(Task):
         return segmentation_dataset(images, labels, batch_size, training=training, seed=seed, augment=augment,
                                     scale=tuple(self.options.scale), flip=a.flip == "horizontal", colour=a.contrast)
 
-    def serving_outputs(self, outputs: Dict, images, info: dict) -> Dict:
-        return dict(outputs)
-
     # ---- judging -------------------------------------------------------------------------------
     def evaluate(self, outputs: Dict[str, np.ndarray], targets, info: dict) -> dict:
         if targets is None:
