@@ -330,3 +330,16 @@ def test_report_shows_masks_side_by_side_and_per_class_iou_change(trained):
     assert set(plots) == {"segmentation_masks", "per_class_iou_change"}
     assert all("<svg" in v for v in plots.values())
     assert "ground truth" in plots["segmentation_masks"] and "int8" in plots["segmentation_masks"]
+
+
+def test_camvid_example_recipe_indexes_the_shared_data():
+    from edgecv.config import load_recipe
+
+    shared_path("datasets", "camvid", "classes.txt")
+    recipe = load_recipe(REPO / "examples" / "camvid" / "edgecv.yaml")
+    task = recipe.make_task()
+    index = task.read_data(recipe)
+    assert len(index.train) == 367 and len(index.val) == 101 and not index.skipped
+    assert index.info["class_names"][:4] == ["sky", "building", "pole", "road"]
+    w = dict(zip(index.info["class_names"], index.info["class_weights"]))
+    assert w["bicyclist"] > w["road"] and w["pole"] > w["sky"]  # rare classes weigh more
