@@ -99,6 +99,13 @@ class Exporter(ABC):
         int8 preparation has defaults declares them resolved here, so a changed default rebuilds."""
         return options, {}
 
+    @classmethod
+    def int8_passes(cls, spec) -> list:
+        """The int8 weight-preparation passes this format runs for `spec` right before converting,
+        as (Pass, config) in order (edgecv.passes.int8_weights): the format's defaults, switched by
+        the artifact's options. Empty for formats and precisions without them."""
+        return []
+
     @abstractmethod
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         """Write the artifact for `spec` into out_dir (atomically) and describe it."""

@@ -103,6 +103,12 @@ def check_plan(targets, task=None, recipe_gates=None) -> None:
                     msg = e.args[0] if isinstance(e, KeyError) else str(e)
                     problems.append(f"target {t.name}, artifact {a.name}, passes[{i}]: {msg}")
                     continue
+                if cls.stage != "model":
+                    problems.append(f"target {t.name}, artifact {a.name}, passes[{i}]: {cls.name} is int8 weight "
+                                    f"preparation that the {a.format} exporter runs right before converting; switch "
+                                    f"it in the artifact's options (tflite: options.ptq.{cls.name}; onnx, tensorrt: "
+                                    f"options.{cls.name}), not in passes")
+                    continue
                 if a.precision not in cls.precisions:
                     problems.append(f"target {t.name}, artifact {a.name}: pass {cls.name} suits precision "
                                     f"{', '.join(cls.precisions)}, not {a.precision}")

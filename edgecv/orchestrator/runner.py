@@ -136,6 +136,7 @@ class Build:
         self._reference: Optional[dict] = None
         self._reference_scores: Optional[dict] = None
         self._environment: Optional[dict] = None
+        self._calibration_images: dict[tuple, list] = {}  # (set, size, policy) -> decoded 1xHxWx3 batches
 
     # ---- shared state the stages use -----------------------------------------------------------
     def hit(self, stage: str, key: str) -> Optional[Path]:
@@ -223,10 +224,15 @@ class Build:
     def calibration_batches(self, calib: CalibrationSet, size=None):
         """Calibration images at `size` (default the recipe's input size) by the recipe's resize policy."""
         size, policy = tuple(size or self.recipe.input.size), self.recipe.input.resize
+        key = (calib.sha256, size, policy)
 
         def batches():
-            for s in calib.samples:
-                yield load_batch([s.path], size, policy)
+            # decoded once per build: the int8 steps' statistics, the converter's calibration and
+            # the accuracy-aware search of every artifact read the same images
+            if key not in self._calibration_images:
+                self._calibration_images[key] = [load_batch([s.path], size, policy) for s in calib.samples]
+            for batch in self._calibration_images[key]:
+                yield batch.copy()  # a consumer may write into its batch
 
         return batches
 

@@ -319,13 +319,14 @@ def _ptq_prepared_onnx(model, opts: OnnxOptions, ctx: ExportContext) -> tuple[by
     """The fp32 ONNX of the model prepared for int8 (learned rounding, bias correction: their weight
     grid is per-channel symmetric int8 with scale max|w| / 127, as onnxruntime's symmetric QDQ
     weights are) and what was applied."""
-    from edgecv.quantization.ptq import PTQConfig, prepare
+    from edgecv.passes.int8_weights import prepare_int8
+    from edgecv.quantization.ptq import PTQConfig, int8_steps
 
     cfg = PTQConfig(bias_correction=opts.bias_correction, adaround=opts.adaround,
                     adaround_iterations=opts.adaround_iterations)
 
     def make():
-        prepared, info = prepare(model.keras_model, ctx.calibration, cfg, log=ctx.log)
+        prepared, info = prepare_int8(model.keras_model, ctx.calibration, int8_steps(opts), log=ctx.log)
         return keras_to_onnx(prepared, opts.opset, model.output_names), info
 
     if not ctx.calibration_sha256:
@@ -351,6 +352,16 @@ def qdq_key_fields(spec, options: dict) -> tuple[dict, dict]:
     return {k: v for k, v in options.items() if k not in resolved}, {"ptq": ptq}
 
 
+def qdq_int8_passes(spec) -> list:
+    """int8 (ONNX and the TensorRT bundle's QDQ graph): bias correction by default, learned rounding
+    when `adaround: true` (the options of the same names switch them)."""
+    from edgecv.quantization.ptq import int8_steps
+
+    if spec.precision != "int8":
+        return []
+    return int8_steps(OnnxOptions.model_validate({k: v for k, v in spec.options.items() if k in OnnxOptions.model_fields}))
+
+
 class OnnxExporter(Exporter):
     format = "onnx"
     precisions = ("fp32", "fp16", "int8")
@@ -364,6 +375,10 @@ class OnnxExporter(Exporter):
     @classmethod
     def export_key_fields(cls, spec, options: dict) -> tuple[dict, dict]:
         return qdq_key_fields(spec, options)
+
+    @classmethod
+    def int8_passes(cls, spec) -> list:
+        return qdq_int8_passes(spec)
 
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         _ensure_onnx()

@@ -64,6 +64,12 @@ class TensorRTExporter(Exporter):
 
         return qdq_key_fields(spec, options)
 
+    @classmethod
+    def int8_passes(cls, spec) -> list:
+        from edgecv.formats.onnx.export import qdq_int8_passes
+
+        return qdq_int8_passes(spec)
+
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         from edgecv.formats.onnx.export import INPUT_NAME, _ensure_onnx, export_onnx_bytes, inspect_onnx, model_fingerprint
         from edgecv.formats.tensorrt.bundle import write_bundle

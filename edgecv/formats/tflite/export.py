@@ -40,6 +40,14 @@ class TFLiteExporter(Exporter):
             ptq = spec.options.get("ptq")
         return options, {"ptq": ptq}
 
+    @classmethod
+    def int8_passes(cls, spec) -> list:
+        """int8: learned rounding then bias correction by default (options.ptq switches them)."""
+        from edgecv.quantization.ptq import int8_steps
+
+        cfg = ptq_options(spec)
+        return int8_steps(cfg) if cfg is not None else []
+
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         io_dtype = spec.resolved_io_dtype
         report = None
