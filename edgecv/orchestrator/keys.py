@@ -158,5 +158,13 @@ VALIDATION_FORMAT = 2
 
 
 def validate_key(exp_key: str, ref_key: str, runtime_settings: dict) -> str:
+    """What a validation reads besides the artifact's bytes (planned before anything is exported)."""
     return stable_hash({"stage": "validate", "export": exp_key, "reference": ref_key, "runtime": runtime_settings,
                         "versions": versions(EXPORT_LIBS), "format": VALIDATION_FORMAT})
+
+
+def validation_entry_key(planned: str, artifact_sha256: str) -> str:
+    """The key a validation is cached under: the planned key and the artifact's bytes. An export run
+    again (`--force export`, a converter that is not byte-stable) that writes other bytes under the
+    same export key is validated again; the same bytes keep their validation."""
+    return stable_hash({"validate": planned, "artifact_sha256": artifact_sha256})

@@ -65,14 +65,22 @@ def artifact_keys(recipe, k: BuildKeys, target, spec) -> dict:
     return out
 
 
-def plan_rows(recipe, k: BuildKeys, targets, is_cached) -> list[StageRecord]:
-    """Every stage with its key and whether the cache has it (`is_cached(stage, key)`)."""
+def plan_rows(recipe, k: BuildKeys, targets, is_cached, validation_key=lambda akeys: None) -> list[StageRecord]:
+    """Every stage with its key and whether the cache has it (`is_cached(stage, key)`). A
+    validation is cached by the artifact's bytes too: `validation_key(akeys)` gives its entry's key
+    when the export is cached (None: the export runs first, so its validation is not known cached)."""
     rows = [StageRecord(s, key, is_cached(s, key)) for s, key in
             (("index", k.index), ("train", k.train), ("reference", k.reference))]
     for t in targets:
         for spec in t.artifacts:
-            for stage, key in artifact_keys(recipe, k, t, spec).items():
-                rows.append(StageRecord(stage, key, is_cached(stage, key), target=t.name, artifact=spec.name))
+            akeys = artifact_keys(recipe, k, t, spec)
+            for stage, key in akeys.items():
+                if stage == "validate":
+                    entry = validation_key(akeys)
+                    key, cached = (entry, is_cached(stage, entry)) if entry else (key, False)
+                else:
+                    cached = is_cached(stage, key)
+                rows.append(StageRecord(stage, key, cached, target=t.name, artifact=spec.name))
     return rows
 
 

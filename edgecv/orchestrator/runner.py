@@ -13,6 +13,7 @@ this module holds what they share (recipe, task, cache, decoded images, referenc
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import time
 import traceback
@@ -35,6 +36,7 @@ from edgecv.files import OutputError, ensure_dir, explain_write_error, is_write_
 from edgecv.models.backbones import get_backbone, normalization
 from edgecv.models.check import check_model_config
 from edgecv.orchestrator import assemble, publish
+from edgecv.orchestrator.keys import validation_entry_key
 from edgecv.orchestrator.cache import StageCache
 from edgecv.orchestrator.lock import BuildLock
 from edgecv.orchestrator.plan import (STAGES, BuildKeys, StageRecord, artifact_keys, check_plan,
@@ -159,7 +161,16 @@ class Build:
         self.stages.append(StageRecord(stage, key, hit, time.perf_counter() - t0, target, artifact))
 
     def plan(self) -> list[StageRecord]:
-        return plan_rows(self.recipe, self.keys, self.targets, lambda s, k: self.hit(s, k) is not None)
+        return plan_rows(self.recipe, self.keys, self.targets, lambda s, k: self.hit(s, k) is not None,
+                         self._planned_validation_key)
+
+    def _planned_validation_key(self, akeys: dict) -> Optional[str]:
+        """The validation entry's key when the export is cached (its artifact's bytes are known)."""
+        hit = self.hit("export", akeys["export"])
+        if hit is None or not (hit / "artifact.json").is_file():
+            return None
+        path = hit / json.loads((hit / "artifact.json").read_text())["path"]
+        return validation_entry_key(akeys["validate"], tree_sha256(path))
 
     def gates_for(self, target: Target, spec=None):
         """The artifact's effective gates (the task's defaults in the recipe, the target's, its own)."""
@@ -267,8 +278,6 @@ class Build:
     def build_artifact(self, spec, target: Target, out_dir: Path, index: DataIndex, calib: CalibrationSet,
                        final_dir: Optional[Path] = None) -> ArtifactResult:
         """Build one artifact into `out_dir` (the staging folder that becomes `final_dir`)."""
-        import json
-
         final_dir = final_dir or out_dir
         akeys = self.artifact_keys(target, spec)
         entry = {"name": spec.name, "format": spec.format, "precision": spec.precision, "status": "ok", "keys": akeys}

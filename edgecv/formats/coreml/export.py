@@ -125,7 +125,7 @@ def convert(task_model, precision: str, opts: CoreMLOptions, pre: ImagePreproces
     gives classifier labels, else multi-array outputs under the task's output names."""
     import coremltools as ct
 
-    from edgecv.formats.tflite.convert import serving_function
+    from edgecv.models.signature import serving_function
 
     keras_model = network_without_normalize(task_model.keras_model) if pre.folded else task_model.keras_model
     h, w = task_model.input_size

@@ -95,7 +95,7 @@ def _convert_saved_model(keras_model, opset: int, output_names: list[str]) -> by
     from tf2onnx.convert import _convert_common  # what `python -m tf2onnx.convert --saved-model` runs
 
     from edgecv._keras import tf
-    from edgecv.formats.tflite.convert import serving_function
+    from edgecv.models.signature import serving_function
 
     module = tf.Module()
     module.model = keras_model

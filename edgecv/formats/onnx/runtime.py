@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs
-from edgecv.formats.tflite.runtime import pixels_to_input
+from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs, pixels_to_input
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
               "tensor(int8)": np.int8, "tensor(double)": np.float64}

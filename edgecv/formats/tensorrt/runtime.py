@@ -15,8 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs
-from edgecv.formats.tflite.runtime import pixels_to_input
+from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs, pixels_to_input
 
 
 def import_tensorrt():

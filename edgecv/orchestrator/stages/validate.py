@@ -9,6 +9,8 @@ from pathlib import Path
 
 from typing import Optional
 
+from edgecv.files import tree_sha256
+from edgecv.orchestrator.keys import validation_entry_key
 from edgecv.results import ArtifactResult
 from edgecv.validate.evaluate import EvaluationSet, evaluate_artifact
 
@@ -52,8 +54,8 @@ def run(b, spec, target, akeys: dict, artifact_path: Path, runtime_format: str, 
         entry: Optional[dict] = None) -> ArtifactResult:
     """The artifact judged on the build's evaluation set: its measured fields cached as
     validation.json (a rebuild re-judges them at the current gates without running it again)."""
-    key = akeys["validate"]
     t0 = time.perf_counter()
+    key = validation_entry_key(akeys["validate"], tree_sha256(artifact_path))
     hit = b.hit("validate", key)
 
     def cached(measure) -> dict:
