@@ -1,4 +1,5 @@
 """`edgecv passes`: the registered optimization passes with what they need and suit."""
+# lazy imports: a command loads only what it runs, so `edgecv --help` and light commands start fast
 
 from __future__ import annotations
 

@@ -14,6 +14,8 @@ from typing import Any, Callable, ClassVar, Iterator, Optional
 import numpy as np
 
 from edgecv.registry import FORMAT_PACKAGES, LazyRegistry
+from edgecv.errors import ConfigError
+from edgecv.files import tree_sha256
 
 EXPORTER_MODULES: dict[str, str] = {fmt: f"{package}.export" for fmt, package in FORMAT_PACKAGES.items()}
 EXPORTERS: LazyRegistry["Exporter"] = LazyRegistry("artifact format", EXPORTER_MODULES)
@@ -63,7 +65,6 @@ class Artifact:
         return p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
     def sha256(self) -> str:
-        from edgecv.files import tree_sha256
 
         return tree_sha256(self.path)
 
@@ -116,7 +117,6 @@ def parse_options(raw: Optional[dict], model: type, what: str):
     naming each wrong key and the allowed keys (raised while planning, through `check_spec`)."""
     from pydantic import ValidationError
 
-    from edgecv.errors import ConfigError
 
     try:
         return model.model_validate(raw or {})

@@ -17,6 +17,9 @@ from edgecv._keras import keras
 from edgecv.errors import ConfigError
 from edgecv.models.backbones import Normalization, normalization
 from edgecv.models.check import check_model_config
+from edgecv.tasks import get_task
+from edgecv.tasks import as_named
+from edgecv.models.user_model import load_keras
 
 NORMALIZE_LAYER = "normalize"
 
@@ -42,7 +45,6 @@ class TaskModel:
     unsafe_deserialization: bool = False
 
     def make_task(self):
-        from edgecv.tasks import get_task
 
         return get_task(self.task, self.task_options)
 
@@ -52,7 +54,6 @@ class TaskModel:
 
     def named(self, outputs) -> dict:
         """Raw Keras outputs (tensor, list or dict) by the task's output names."""
-        from edgecv.tasks import as_named
 
         return as_named(outputs, self.output_names)
 
@@ -95,8 +96,6 @@ class TaskModel:
     def load(cls, folder: Path, unsafe: Optional[bool] = None) -> "TaskModel":
         """`unsafe`: whether Lambda layers may load; None takes model.json's word (a build's own
         cache entry, written for a recipe that said so), a command given a folder passes its flag."""
-        from edgecv.models.user_model import load_keras
-        from edgecv.tasks import get_task
 
         meta = json.loads((folder / "model.json").read_text())
 

@@ -16,6 +16,8 @@ from edgecv.orchestrator.cache import stable_hash
 from edgecv.data.images import IMAGE_EXTENSIONS
 from edgecv.files import file_key, walk_files
 from edgecv.environment import library_versions
+from edgecv.models.user_model import model_digest
+from edgecv.exporters import get_exporter
 
 # Libraries whose version can change what a stage produces
 TRAIN_LIBS = ("tensorflow", "tf-keras")
@@ -56,7 +58,6 @@ USER_MODEL_KEYS = ("path", "preprocess", "architecture", "labels", "label_offset
 
 def user_model_fields(recipe) -> dict:
     """A user's model section with its files by content: the model's bytes and its labels'."""
-    from edgecv.models.user_model import model_digest
 
     m = recipe.model
     fields = m.model_dump(mode="json", exclude={"backbone", "alpha", "weights", "head"})
@@ -144,7 +145,6 @@ def export_key(model_key: str, spec, calib_key: str, model_name: str, searched: 
     the artifact's gates, the reference outputs, the runtime settings)."""
     fields = spec.model_dump(mode="json", exclude={"gates", "passes"})
     extra = {"searched": searched} if searched else {}
-    from edgecv.exporters import get_exporter
 
     fields["options"], resolved = get_exporter(spec.format).export_key_fields(spec, fields["options"])
     extra.update(resolved)

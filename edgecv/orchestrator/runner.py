@@ -54,6 +54,10 @@ from edgecv.results import ArtifactResult, Report
 from edgecv.terminal import NativeOutput
 from edgecv.sidecars import preprocessing, write_sidecars
 from edgecv.train.cluster import cluster_role
+from edgecv.config.loader import find_target
+from edgecv.models.preprocess import user_normalization
+from edgecv.models.user_model import with_input_size
+from edgecv.validate.intervals import as_stored
 
 __all__ = ["Build", "BuildResult", "TargetOutcome", "StageRecord", "STAGES", "check_plan", "load_build", "run_build"]
 
@@ -109,7 +113,6 @@ class Build:
                  gates: bool = True, recipe_sha256: str = "", force: frozenset = frozenset(),
                  regen_reference: bool = False, native: Optional[NativeOutput] = None):
         if recipe.model.path is not None:  # a user's model: input size read from it
-            from edgecv.models.user_model import with_input_size
 
             recipe = with_input_size(recipe)
         self.recipe, self.targets, self.console, self.gates = recipe, targets, console, gates
@@ -213,7 +216,6 @@ class Build:
         """The float model's per-sample scores on the evaluated samples (paired intervals and the
         report's reference); targets only, no image is decoded."""
         if self._reference_scores is None:
-            from edgecv.validate.intervals import as_stored
 
             samples = self.task.eval_samples(index)
             targets = self.task.targets(samples, index.info) if self.task.needs_targets else None
@@ -249,7 +251,6 @@ class Build:
 
     def normalization_json(self) -> dict:
         if self.recipe.model.path is not None:
-            from edgecv.models.preprocess import user_normalization
 
             return user_normalization(self.recipe.model.preprocess or self.recipe.model.architecture).to_json()
         return normalization(get_backbone(self.recipe.model.backbone).normalization).to_json()
@@ -404,7 +405,6 @@ class Build:
 
 def check_unique_target_names(targets: list[Target], given: list[str], recipe_dir: Path) -> None:
     """Each target is built into <out>/<name>/: two targets of one name would overwrite each other."""
-    from edgecv.config.loader import find_target
 
     by_name: dict[str, list[str]] = {}
     for t, arg in zip(targets, given):

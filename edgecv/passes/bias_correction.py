@@ -108,7 +108,7 @@ def statistic_points(model) -> Dict[str, set]:
 def mean_shift(layer, row_sum: np.ndarray, rows: int, error: np.ndarray) -> np.ndarray:
     """The mean output shift per output channel a kernel error causes: the layer is linear in its
     kernel, so the mean over rows of (row @ error) is (mean row) @ error, exactly."""
-    from edgecv.passes.adaround import _as_groups
+    from edgecv.passes.adaround import _as_groups  # lazy: import cycle (passes.adaround -> passes.bias_correction)
 
     mean = row_sum / max(1, rows)
     groups = _as_groups(layer, error.astype(np.float64))  # [groups, K, O]

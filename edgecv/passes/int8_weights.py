@@ -20,6 +20,7 @@ from typing import Callable, ClassVar, Dict, List, Optional, Tuple
 import numpy as np
 from edgecv.passes.base import Pass, PassConfig
 from edgecv.passes.statistics import CalibrationStatistics, copy_for_statistics, gather
+from edgecv.models.inline import has_nested_model, inline_nested
 
 NO_LAYERS = "no Conv2D, DepthwiseConv2D or Dense layer"
 
@@ -63,7 +64,6 @@ def prepare_int8(keras_model, calibration: Callable, steps: List[Tuple[Int8Pass,
                  log: Callable[[str], None] = lambda m: None):
     """The Keras model to convert after the int8 `steps` (in order) and what was applied (the
     artifact's `ptq` metadata). The calibration images are read once, for every step."""
-    from edgecv.models.inline import has_nested_model, inline_nested
 
     if not steps:
         return keras_model, {"applied": []}

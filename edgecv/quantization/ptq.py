@@ -13,6 +13,9 @@ from __future__ import annotations
 from typing import Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
+from edgecv.passes.adaround import AdaRoundConfig, AdaRoundPass
+from edgecv.passes.bias_correction import BiasCorrectionConfig, BiasCorrectionPass
+from edgecv.passes.int8_weights import prepare_int8
 
 
 class PTQConfig(BaseModel):
@@ -33,8 +36,6 @@ class PTQConfig(BaseModel):
 def int8_steps(cfg) -> list:
     """The int8 passes (edgecv.passes.int8_weights) that settings with `adaround`,
     `adaround_iterations` and `bias_correction` ask for, in the order they run."""
-    from edgecv.passes.adaround import AdaRoundConfig, AdaRoundPass
-    from edgecv.passes.bias_correction import BiasCorrectionConfig, BiasCorrectionPass
 
     steps = []
     if cfg.adaround:
@@ -46,7 +47,6 @@ def int8_steps(cfg) -> list:
 
 def prepare(keras_model, calibration: Callable, cfg: PTQConfig, log: Callable[[str], None] = lambda m: None):
     """The Keras model to convert and what was applied to it (for the artifact's metadata)."""
-    from edgecv.passes.int8_weights import prepare_int8
 
     keras_model, info = prepare_int8(keras_model, calibration, int8_steps(cfg), log=log)
     if cfg.output_dtype == "float32":

@@ -16,6 +16,7 @@ from typing import Callable, ClassVar, Optional
 import numpy as np
 
 from edgecv.registry import FORMAT_PACKAGES, LazyRegistry
+from edgecv.errors import EdgecvError, InputError
 
 # format -> module defining its Runtime subclass (imported only when that format is used)
 RUNTIME_MODULES: dict[str, str] = {fmt: f"{package}.runtime" for fmt, package in FORMAT_PACKAGES.items()}
@@ -85,7 +86,6 @@ class Runtime(ABC):
     def resolve_size(self, declared: tuple) -> tuple[int, int]:
         """The (height, width) to feed: the model's own where it declares one, else `input_size`; a
         model that accepts any size and was given none is an error, not 1x1 images."""
-        from edgecv.errors import InputError
 
         if None not in declared:
             return int(declared[0]), int(declared[1])
@@ -163,7 +163,6 @@ def get_runtime(fmt: str) -> type[Runtime]:
 
 def load_runtime(path: Path | str, fmt: Optional[str] = None, threads: Optional[int] = None, **options) -> Runtime:
     """Load an artifact; a file its runtime cannot read is an InputError that names it."""
-    from edgecv.errors import EdgecvError, InputError
 
     fmt = fmt or detect_format(Path(path))
     cls = get_runtime(fmt)

@@ -26,6 +26,10 @@ from edgecv.exporters.base import Artifact, ExportContext, Exporter, parse_optio
 from edgecv.formats.accuracy_aware import check_accuracy_aware
 from edgecv.files import atomic_write_bytes
 from edgecv.quantization.qdq import WEIGHTED_OPS, QdqOptions, match_nodes, quantize_qdq, with_model_float_layers
+from edgecv.models.signature import serving_function
+from edgecv.passes.int8_weights import prepare_int8
+from edgecv.quantization.ptq import PTQConfig, int8_steps
+from edgecv.formats.accuracy_aware import AccuracyAwareConfig, accuracy_aware_onnx
 
 INPUT_NAME = "image"
 BATCH_DIM = "batch"
@@ -95,7 +99,6 @@ def _convert_saved_model(keras_model, opset: int, output_names: list[str]) -> by
     from tf2onnx.convert import _convert_common  # what `python -m tf2onnx.convert --saved-model` runs
 
     from edgecv._keras import tf
-    from edgecv.models.signature import serving_function
 
     module = tf.Module()
     module.model = keras_model
@@ -319,8 +322,6 @@ def _ptq_prepared_onnx(model, opts: OnnxOptions, ctx: ExportContext) -> tuple[by
     """The fp32 ONNX of the model prepared for int8 (learned rounding, bias correction: their weight
     grid is per-channel symmetric int8 with scale max|w| / 127, as onnxruntime's symmetric QDQ
     weights are) and what was applied."""
-    from edgecv.passes.int8_weights import prepare_int8
-    from edgecv.quantization.ptq import PTQConfig, int8_steps
 
     cfg = PTQConfig(bias_correction=opts.bias_correction, adaround=opts.adaround,
                     adaround_iterations=opts.adaround_iterations)
@@ -355,7 +356,6 @@ def qdq_key_fields(spec, options: dict) -> tuple[dict, dict]:
 def qdq_int8_passes(spec) -> list:
     """int8 (ONNX and the TensorRT bundle's QDQ graph): bias correction by default, learned rounding
     when `adaround: true` (the options of the same names switch them)."""
-    from edgecv.quantization.ptq import int8_steps
 
     if spec.precision != "int8":
         return []
@@ -387,7 +387,6 @@ class OnnxExporter(Exporter):
         if "accuracy_aware" in spec.options and spec.precision == "int8":
             import onnxruntime
 
-            from edgecv.formats.accuracy_aware import AccuracyAwareConfig, accuracy_aware_onnx
 
             cfg = AccuracyAwareConfig.model_validate(spec.options["accuracy_aware"] or {})
             opts = with_model_float_layers(opts, model.keras_model)

@@ -13,13 +13,13 @@ from edgecv.files import tree_sha256
 from edgecv.orchestrator.keys import validation_entry_key
 from edgecv.results import ArtifactResult
 from edgecv.validate.evaluate import EvaluationSet, evaluate_artifact
+from edgecv.formats.accuracy_aware import quality_gates
 
 
 def candidate_evaluator(b, spec, target, images, targets, reference):
     """What an exporter that searches (accuracy-aware int8) calls on each candidate file: the
     build's own evaluation (images, reference, runtime settings), judged on the artifact's quality
     gates only."""
-    from edgecv.formats.accuracy_aware import quality_gates
 
     gates = b.gates_for(target, spec)
     evaluation = EvaluationSet(images, targets, b.info, reference)
