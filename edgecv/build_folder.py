@@ -88,7 +88,6 @@ def enclosing_target_folder(path: Path) -> Optional[Path]:
 def check_before_use(path: Path, warn) -> None:
     """For `validate`, `bench` and `gate`: refuse a file of an incomplete target folder, warn (via
     `warn(message)`) when its folder no longer matches its manifest; files outside a build pass."""
-
     folder = enclosing_target_folder(path)
     if folder is None:
         return

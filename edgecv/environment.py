@@ -85,7 +85,6 @@ def cpu_isa_flags() -> dict:
 
 
 def library_versions() -> dict[str, str]:
-
     out = {}
     for name in LIBRARIES:
         if name == "edgecv":  # the code running, not an editable install's metadata (stale until reinstalled)

@@ -34,7 +34,6 @@ class LazyRegistry(Generic[T]):
         if name not in self.classes:
             module = self.modules.get(name)
             if module is None:
-
                 known = ", ".join(sorted(self.modules)) or "none"
                 raise UnknownName(f"unknown {self.kind} {name!r}{did_you_mean(name, self.modules)}; known: {known}")
             importlib.import_module(module)

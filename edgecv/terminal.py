@@ -19,8 +19,8 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator, Optional
-from edgecv.files import ensure_dir
 from edgecv.errors import InputError
+from edgecv.files import ensure_dir
 
 _libc = ctypes.CDLL(None)
 
@@ -140,7 +140,6 @@ def open_log(log: Path, append: bool = False) -> int:
         return os.open(log, flags, 0o644)
     except OSError as e:
         if e.errno == errno.ELOOP:
-
             raise InputError(f"{log} is a symbolic link: edgecv does not write its log through one; remove it") from None
         raise
 

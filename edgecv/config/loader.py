@@ -13,8 +13,7 @@ from pydantic import BaseModel, ValidationError
 from edgecv.config.recipe import Recipe
 from edgecv.config.target import Target
 from edgecv.errors import ConfigError, EdgecvError, did_you_mean
-from edgecv.limits import check_yaml_node
-from edgecv.limits import MAX_YAML_BYTES, decode_utf8, read_limited
+from edgecv.limits import check_yaml_node, MAX_YAML_BYTES, decode_utf8, read_limited
 from edgecv.registry import FORMAT_PACKAGES
 
 M = TypeVar("M", bound=BaseModel)
@@ -118,7 +117,6 @@ Yaml12Loader.add_constructor(_INT, lambda loader, node: int(loader.construct_sca
 def yaml_compose_load(text: str, where: str = "YAML") -> tuple[Any, Optional[yaml.Node]]:
     """(data, node) of one YAML document, its expansion checked against edgecv's limits before
     any value is built (a YAML alias bomb is refused, not expanded)."""
-
     loader = Yaml12Loader(text)
     try:
         node = loader.get_single_node()
@@ -160,7 +158,6 @@ def apply_overrides(data: dict, overrides: Iterable[str], file: Path) -> dict:
 
 
 def _read_yaml(path: Path) -> tuple[dict, Any]:
-
     if path.is_dir():
         inside = sorted(p.name for p in path.glob("*.y*ml"))
         hint = (f": give the file inside it, e.g. {path / ('edgecv.yaml' if 'edgecv.yaml' in inside else inside[0])}"

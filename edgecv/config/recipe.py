@@ -13,10 +13,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from typing_extensions import Annotated
 
 from edgecv.config.selection import SelectConfig
-from edgecv.tasks import task_class
-from edgecv.tasks import get_task
-from edgecv.models.user_model import model_facts
 from edgecv.data.groups import compile_group_by
+from edgecv.models.user_model import model_facts
+from edgecv.tasks import task_class, get_task
 
 
 class Strict(BaseModel):
@@ -56,7 +55,6 @@ class DataConfig(Strict):
     @classmethod
     def _group_by_compiles(cls, value: Optional[str]) -> Optional[str]:
         if value is not None:
-
             compile_group_by(value)
         return value
 
@@ -211,7 +209,6 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def _task_known(self) -> "Recipe":
-
         try:
             cls = task_class(self.task)
         except KeyError as e:
@@ -246,12 +243,10 @@ class Recipe(Strict):
 
     def make_task(self):
         """The recipe's task object, with its options."""
-
         return get_task(self.task, self.task_options)
 
     def model_facts(self) -> dict:
         """What the index and the report need from a user's model (its outputs, input size)."""
-
         return model_facts(self)
 
     def resolve(self, path: Union[str, Path]) -> Path:

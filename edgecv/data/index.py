@@ -169,7 +169,6 @@ def stratified_split(files: dict[str, list[Path]], val_fraction: float, seed: in
 
 
 def _grouped_stratified_split(files, val_fraction, seed, group_by, root):
-
     items = [(label, p) for label, name in enumerate(sorted(files)) for p in sorted(files[name])]
     train, val = split_by_group(items, lambda it: group_of(it[1], root, group_by), val_fraction, seed)
     return [Sample(str(p), label) for label, p in train], [Sample(str(p), label) for label, p in val]

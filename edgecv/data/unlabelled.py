@@ -29,7 +29,6 @@ def unlabelled_index(data_cfg, resolve, info: dict) -> DataIndex:
         paths, skipped = readable_images(resolve(data_cfg.root))
         paths = sorted(paths)
         if getattr(data_cfg, "group_by", None) is not None:
-
             root = resolve(data_cfg.root)
             train, val = split_by_group(paths, lambda p: group_of(p, root, data_cfg.group_by),
                                         data_cfg.val_fraction, data_cfg.seed)

@@ -65,7 +65,6 @@ class Artifact:
         return p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
     def sha256(self) -> str:
-
         return tree_sha256(self.path)
 
 

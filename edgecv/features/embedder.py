@@ -13,8 +13,8 @@ import numpy as np
 from edgecv.errors import ConfigError
 from edgecv.features.embedding_layer import embedding_model, looks_like_probabilities
 from edgecv.files import tree_sha256
-from edgecv.runtimes import load_runtime
 from edgecv.models.user_model import load_user_model
+from edgecv.runtimes import load_runtime
 
 EMBEDDING = "embedding"
 

@@ -24,7 +24,6 @@ def _sklearn():
     try:
         import sklearn  # noqa: F401
     except ImportError:
-
         raise ConfigError("heads need scikit-learn: pip install 'edgecv[features]'") from None
 
 

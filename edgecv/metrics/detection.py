@@ -407,7 +407,6 @@ def from_postprocess(boxes: np.ndarray, classes: np.ndarray, scores: np.ndarray,
     `classes` [K], `scores` [K], `count` valid rows -> detections in pixels of the image of size
     wh = (w, h) that was fed through `policy` at `size`. `class_offset` is subtracted from the
     class ids (1 for a model whose label map keeps index 0 for the background)."""
-
     n = int(np.asarray(count).reshape(-1)[0])
     b = np.asarray(boxes, np.float64).reshape(-1, 4)[:n]
     xyxy = boxes_from_input(b[:, [1, 0, 3, 2]], wh, size, policy)

@@ -135,7 +135,6 @@ register(BackboneSpec("TinyCNN", _tiny_cnn, "tf", 32, takes_alpha=True, min_size
 def get_backbone(name: str) -> BackboneSpec:
     spec = BACKBONES.get(name.lower())
     if spec is None:
-
         known = ", ".join(s.name for s in BACKBONES.values())
         raise KeyError(f"unknown backbone {name!r}{did_you_mean(name, (s.name for s in BACKBONES.values()))}; "
                        f"known: {known}")

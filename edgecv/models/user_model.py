@@ -52,7 +52,6 @@ def model_format(path: Path) -> str:
 
 def model_digest(path: Path) -> str:
     """sha256 of the model's bytes (every file of a SavedModel folder): the train stage's key."""
-
     path = Path(path)
     if path.is_file():
         return file_key(path)

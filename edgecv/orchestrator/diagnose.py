@@ -14,9 +14,9 @@ from pathlib import Path
 from edgecv.errors import InputError
 from edgecv.files import tree_sha256
 from edgecv.orchestrator.cache import StageCache
-from edgecv.formats.tflite.runtime import import_interpreter
 from edgecv.data.images import load_batch
 from edgecv.formats.tflite.diagnose import diagnose
+from edgecv.formats.tflite.runtime import import_interpreter
 
 
 def locate(artifact: Path) -> dict:

@@ -16,8 +16,8 @@ from edgecv.orchestrator.cache import stable_hash
 from edgecv.data.images import IMAGE_EXTENSIONS
 from edgecv.files import file_key, walk_files
 from edgecv.environment import library_versions
-from edgecv.models.user_model import model_digest
 from edgecv.exporters import get_exporter
+from edgecv.models.user_model import model_digest
 
 # Libraries whose version can change what a stage produces
 TRAIN_LIBS = ("tensorflow", "tf-keras")
@@ -58,7 +58,6 @@ USER_MODEL_KEYS = ("path", "preprocess", "architecture", "labels", "label_offset
 
 def user_model_fields(recipe) -> dict:
     """A user's model section with its files by content: the model's bytes and its labels'."""
-
     m = recipe.model
     fields = m.model_dump(mode="json", exclude={"backbone", "alpha", "weights", "head"})
     fields["path"] = model_digest(recipe.resolve(m.path))

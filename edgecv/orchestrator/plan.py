@@ -9,10 +9,10 @@ from typing import Optional
 from edgecv.config.target import effective_gates
 from edgecv.errors import ConfigError
 from edgecv.orchestrator import keys
-from edgecv.registry import UnknownName
-from edgecv.runtimes import get_runtime
 from edgecv.exporters import get_exporter
 from edgecv.passes.base import parse_pass_config
+from edgecv.registry import UnknownName
+from edgecv.runtimes import get_runtime
 
 STAGES = ("index", "train", "reference", "passes", "export", "validate")
 
@@ -44,7 +44,6 @@ class BuildKeys:
 def runtime_settings(target, spec) -> dict:
     """What decides how an artifact runs, for its keys: the target's runtime section and the
     defaults its format's runtime declares (ONNX: the int8 arithmetic edgecv picks)."""
-
     try:
         declared = get_runtime(spec.format).key_settings()
     except UnknownName:  # a format registered without a runtime of its own
@@ -88,7 +87,6 @@ def plan_rows(recipe, k: BuildKeys, targets, is_cached, validation_key=lambda ak
 
 def check_plan(targets, task=None, recipe_gates=None) -> None:
     """Reject unknown formats, precisions and passes before any training starts."""
-
     problems = []
     for t in targets:
         for a in t.artifacts:
@@ -133,7 +131,6 @@ def check_plan(targets, task=None, recipe_gates=None) -> None:
 def check_untrainable_passes(targets, why: str) -> None:
     """Passes that train (prune, qat, swap) need labelled images; reject them when `why` says there
     are none."""
-
     problems = [f"target {t.name}, artifact {a.name}: pass {parse_pass_config(raw)[0].name} trains, and {why}"
                 for t in targets for a in t.artifacts for raw in a.passes
                 if parse_pass_config(raw)[0].needs & {"train_data", "teacher"}]

@@ -216,7 +216,6 @@ class Build:
         """The float model's per-sample scores on the evaluated samples (paired intervals and the
         report's reference); targets only, no image is decoded."""
         if self._reference_scores is None:
-
             samples = self.task.eval_samples(index)
             targets = self.task.targets(samples, index.info) if self.task.needs_targets else None
             self._reference_scores = {} if targets is None else as_stored(self.task.sample_scores(
@@ -251,7 +250,6 @@ class Build:
 
     def normalization_json(self) -> dict:
         if self.recipe.model.path is not None:
-
             return user_normalization(self.recipe.model.preprocess or self.recipe.model.architecture).to_json()
         return normalization(get_backbone(self.recipe.model.backbone).normalization).to_json()
 
@@ -405,7 +403,6 @@ class Build:
 
 def check_unique_target_names(targets: list[Target], given: list[str], recipe_dir: Path) -> None:
     """Each target is built into <out>/<name>/: two targets of one name would overwrite each other."""
-
     by_name: dict[str, list[str]] = {}
     for t, arg in zip(targets, given):
         by_name.setdefault(t.name, []).append(str(find_target(arg, recipe_dir).resolve()))

@@ -33,8 +33,7 @@ from pydantic import Field
 from edgecv.passes.base import PassConfig
 from edgecv.passes.int8_weights import Int8Pass, Int8State
 from edgecv.passes.statistics import GRAM, CalibrationStatistics, copy_for_statistics, gather, patch_rows
-from edgecv.passes.bias_correction import batch_norm_after
-from edgecv.passes.bias_correction import _consumers
+from edgecv.passes.bias_correction import batch_norm_after, _consumers
 
 ZETA, GAMMA = 1.1, -0.1  # the rectified sigmoid's stretch (the paper's values)
 # Largest K (inputs per output) a layer may have: each step costs K^2 x outputs, and a Gram matrix
@@ -182,7 +181,6 @@ def statistic_points(model, report: AdaRoundReport) -> Dict[str, set]:
 def _channel_weight(layer, consumers) -> np.ndarray:
     """c^2 per output channel: folding the following batch norm multiplies channel o by
     gamma_o / sqrt(var_o + eps)."""
-
     bn = batch_norm_after(layer, consumers)
     shape = tuple(layer.weights[0].shape)
     c2 = np.ones(shape[-1])
@@ -198,7 +196,6 @@ def round_from_statistics(stats: CalibrationStatistics, names, iterations: int, 
                           log: Callable[[str], None] = lambda m: None) -> Dict[str, np.ndarray]:
     """Kernels on TFLite's int8 grid (float values, by layer name) for the layers `names`, chosen on
     the Gram matrices in `stats` (of `stats.model`, which is not changed)."""
-
     model = stats.model
     consumers = _consumers(model)
     report.images = stats.images

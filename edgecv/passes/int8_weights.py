@@ -64,7 +64,6 @@ def prepare_int8(keras_model, calibration: Callable, steps: List[Tuple[Int8Pass,
                  log: Callable[[str], None] = lambda m: None):
     """The Keras model to convert after the int8 `steps` (in order) and what was applied (the
     artifact's `ptq` metadata). The calibration images are read once, for every step."""
-
     if not steps:
         return keras_model, {"applied": []}
     details: dict = {}

@@ -113,7 +113,6 @@ class Prune(Pass):
             elif why:
                 skipped.append({"layer": layer.name, "reason": why})
         if not chosen:
-
             raise ConfigError("prune: no Conv2D or Dense layer left to prune (check `exclude` and `min_params`)")
         if cfg.train_layers == "from_first_pruned":
             first = [l.name for l in base.layers].index(chosen[0])

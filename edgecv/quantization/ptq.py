@@ -36,7 +36,6 @@ class PTQConfig(BaseModel):
 def int8_steps(cfg) -> list:
     """The int8 passes (edgecv.passes.int8_weights) that settings with `adaround`,
     `adaround_iterations` and `bias_correction` ask for, in the order they run."""
-
     steps = []
     if cfg.adaround:
         steps.append((AdaRoundPass(), AdaRoundConfig(iterations=cfg.adaround_iterations)))
@@ -47,7 +46,6 @@ def int8_steps(cfg) -> list:
 
 def prepare(keras_model, calibration: Callable, cfg: PTQConfig, log: Callable[[str], None] = lambda m: None):
     """The Keras model to convert and what was applied to it (for the artifact's metadata)."""
-
     keras_model, info = prepare_int8(keras_model, calibration, int8_steps(cfg), log=log)
     if cfg.output_dtype == "float32":
         info["applied"].append("float_output")

@@ -53,7 +53,6 @@ MAX_RESULT_BYTES = 16 << 20
 
 def _device_result(raw: bytes, spec: HostSpec) -> dict:
     """The device's bench result, checked like a file given to `report --merge`."""
-
     try:
         if len(raw) > MAX_RESULT_BYTES:
             raise ValueError(f"over {MAX_RESULT_BYTES >> 20} MB")
@@ -92,7 +91,6 @@ def bench_on_host(artifact: Path, host: str, data: Optional[Path], random_inputs
                   timeout: float = DEFAULT_TIMEOUT) -> dict:
     """Run `edgecv bench` for `artifact` on `host` (user@host[:port]); returns the bench result.
     `timeout`: seconds any one command on the device may take before it counts as hung."""
-
     spec = HostSpec.parse(host)
     remote_command(remote_python)  # an empty --remote-python is bad input before connecting
     if not 0 < timeout < float("inf"):

@@ -19,7 +19,6 @@ DEVICE_FORMATS = ("tflite", "onnx")
 def bench_build_on_device(build, result, host: str, remote_python: str = "python3", identity: Optional[Path] = None,
                           known_hosts: Optional[Path] = None, log: Callable[[str], None] = print) -> List[str]:
     """Bench each built artifact of each target on `host` and merge; returns gate failure messages."""
-
     import json
 
     failures: List[str] = []

@@ -152,7 +152,6 @@ def put(sftp, local: Path, remote: PurePosixPath, images_only: bool = False, upl
     (to /etc/ssh, say), a link to a folder (loops), a broken link, a hidden entry (.ssh, .env) is
     skipped and listed in `Upload.skipped`. `images_only`: only files the data index accepts as
     images (by extension and a usable name), for `--data`."""
-
     local = Path(local)
     up = upload if upload is not None else Upload()
     if local.is_symlink() and not local.exists():

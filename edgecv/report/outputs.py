@@ -27,7 +27,6 @@ def as_report(report) -> Report:
 
 def report_task(report: Report):
     """The report's task (None when its module cannot be imported here: generic columns then)."""
-
     try:
         return get_task(report.task.get("name") or report.recipe.get("task", "classification"),
                         report.task.get("options") or {})

@@ -23,8 +23,8 @@ from pathlib import Path
 from edgecv.errors import InputError
 from edgecv.files import read_json
 from edgecv.results import SCHEMA_VERSION, Report
-from edgecv.results import load_report
 from edgecv.report.outputs import report_task
+from edgecv.results import load_report
 from edgecv.validate.intervals import delta_interval
 
 
@@ -123,7 +123,6 @@ def _not_compared(name: str, check: str, bv, cv, tol: Tolerances, usable=number)
 
 
 def compare_reports(baseline: Report, current: Report, tol: Tolerances) -> list[Finding]:
-
     task = report_task(current)
     metric_specs = [m for m in (task.metrics if task is not None else ()) if tol.for_metric(m) is not None]
     out: list[Finding] = []
@@ -163,7 +162,6 @@ def compare_reports(baseline: Report, current: Report, tol: Tolerances) -> list[
 
 def paired_change(spec, baseline: Report, b, current: Report, c, confidence: float):
     """(interval of current - baseline paired image by image, None) or (None, why not paired)."""
-
     if not spec.per_sample:
         return None, f"the task scores no {spec.name} per image"
     if spec.name not in b.sample_scores or spec.name not in c.sample_scores:

@@ -86,7 +86,6 @@ class Runtime(ABC):
     def resolve_size(self, declared: tuple) -> tuple[int, int]:
         """The (height, width) to feed: the model's own where it declares one, else `input_size`; a
         model that accepts any size and was given none is an error, not 1x1 images."""
-
         if None not in declared:
             return int(declared[0]), int(declared[1])
         if self.requested_size is None:
@@ -163,7 +162,6 @@ def get_runtime(fmt: str) -> type[Runtime]:
 
 def load_runtime(path: Path | str, fmt: Optional[str] = None, threads: Optional[int] = None, **options) -> Runtime:
     """Load an artifact; a file its runtime cannot read is an InputError that names it."""
-
     fmt = fmt or detect_format(Path(path))
     cls = get_runtime(fmt)
     try:

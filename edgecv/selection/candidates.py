@@ -123,7 +123,6 @@ def _width(spec, alpha: Optional[float]) -> Optional[float]:
 def _checked_backbone(recipe, c: CandidateConfig, size: tuple):
     """The candidate's backbone, width and size checked as the recipe's model is (weights aside:
     a candidate whose weights are missing is skipped, not an error)."""
-
     model = recipe.model.model_copy(update={"backbone": c.backbone, "alpha": c.alpha, "weights": "none"})
     try:
         spec, _ = check_model_config(recipe.model_copy(update={"model": model, "input": recipe.input.model_copy(

@@ -34,7 +34,6 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def read_selection(path: Path) -> dict:
-
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
@@ -59,7 +58,6 @@ def swap_pass(row: dict, recipe) -> dict:
 def student_target(sel: Selection, target, recipe, drop_max: float) -> Optional[dict]:
     """The target with its int8 artifact made from the pick by distillation; None when the pick is
     the recipe's own backbone (build as is)."""
-
     row = sel.row(sel.pick)
     if row is None or row["reference"]:
         return None

@@ -28,7 +28,6 @@ class Probe:
 
 
 def _logistic(c: float, seed: int):
-
     _sklearn()
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline

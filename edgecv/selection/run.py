@@ -64,7 +64,6 @@ def run_select(recipe, target, out_dir: Path, budget_ms: float, *, offline: Opti
                repeats: Optional[int] = None,
                rank_by: str = "probe", min_runs: int = 20, min_seconds: float = 0.5,
                log: Callable[[str], None] = lambda m: None) -> Selection:
-
     t_start = time.perf_counter()
     if rank_by not in RANK_BY:
         raise ConfigError(f"--rank-by {rank_by}: give one of {', '.join(RANK_BY)}")

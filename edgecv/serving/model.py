@@ -22,11 +22,11 @@ import numpy as np
 
 from edgecv.errors import InputError
 from edgecv.formats.savedmodel.encoded_images import ENCODED_INPUT, ENCODED_SIGNATURE
-from edgecv.runtimes.base import detect_format
-from edgecv.runtimes import load_runtime
 from edgecv.data.images import ImageDecodeError, decode_rgb, resize
 from edgecv.files import tree_sha256
 from edgecv.formats.savedmodel.runtime import savedmodel_dir
+from edgecv.runtimes import load_runtime
+from edgecv.runtimes.base import detect_format
 
 DEFAULT_SIGNATURE = "serving_default"
 PIXELS_INPUT = "images"
@@ -150,12 +150,10 @@ class RuntimePool:
 class ServedModel:
     def __init__(self, path: Path, name: Optional[str] = None, workers: int = 2, threads: Optional[int] = None,
                  input_size: Optional[tuple] = None):
-
         self.path = find_artifact(path)
         self.format = detect_format(self.path)
         self.version = 1
         if self.format == "savedmodel":
-
             model_dir = savedmodel_dir(self.path)
             self.version = int(model_dir.name) if model_dir.name.isdigit() else 1
         self.name = name or models_config_name(self.path) or _name_from(self.path)
@@ -217,7 +215,6 @@ class ServedModel:
                                    f"{MAX_IMAGE_PIXELS} pixels allowed; send a smaller image", status=413)
 
     def decode(self, encoded) -> np.ndarray:
-
         out = np.empty((len(encoded), *self.input_size, 3), np.uint8)
         for i, data in enumerate(encoded):
             try:
@@ -227,7 +224,6 @@ class ServedModel:
         return out
 
     def sha256(self) -> str:
-
         return tree_sha256(self.path)
 
     def close(self) -> None:

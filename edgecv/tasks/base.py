@@ -279,7 +279,6 @@ class Task(ABC):
     def read_device_set(self, data: Path, annotations: Optional[Path], info: dict, options: dict) -> DeviceSet:
         """An evaluation set from a folder of images (`data`) and, where the task needs one, an
         annotation file. `options`: the command's own (labels, label_offset, resize, warn ...)."""
-
         raise InputError(f"task {self.name} cannot read an evaluation set on this machine: it defines no "
                          "read_device_set")
 

@@ -21,7 +21,6 @@ def _norm(name: str) -> str:
 
 
 def read_labels(path: Path) -> list[str]:
-
     try:
         return [line.strip() for line in Path(path).read_text().splitlines()]
     except (OSError, UnicodeDecodeError) as e:

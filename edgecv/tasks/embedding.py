@@ -230,7 +230,6 @@ class Embedding(Task):
         return {"labels.txt": "".join(f"{c}\n" for c in info["class_names"])}
 
     def report_plots(self, report: dict) -> Dict[str, str]:
-
         return {**recall_table(report), **neighbours_panel(report)}
 
 

@@ -52,5 +52,4 @@ def task_gate_table(task) -> dict[str, GateSpec]:
 
 def known_gate_names() -> set[str]:
     """Every gate a target file may state: generic ones and every known task's."""
-
     return {g.name for g in GENERIC_GATES} | {g.name for cls in all_task_classes() for g in task_gates(cls)}

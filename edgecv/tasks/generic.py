@@ -22,7 +22,6 @@ class Generic(Task):
     needs_targets = False
 
     def read_data(self, recipe):
-
         if recipe.model.path is None:
             raise ConfigError("task generic judges a model you bring: give model.path (edgecv export MODEL)")
         facts = recipe.model_facts()

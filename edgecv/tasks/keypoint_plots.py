@@ -13,7 +13,6 @@ ARTIFACT_COLOURS = ["tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pin
 
 
 def _preview_image(path: str, size, policy: str):
-
     try:
         return load_image(path, tuple(size), policy)
     except (ImageDecodeError, OSError):
@@ -21,7 +20,6 @@ def _preview_image(path: str, size, policy: str):
 
 
 def keypoint_plots(report: dict) -> Dict[str, str]:
-
     plt = pyplot()
     info = report.get("task_info") or {}
     ref = (report.get("reference") or {}).get("metrics") or {}

@@ -19,8 +19,8 @@ from edgecv.errors import DataError, InputError
 from edgecv.tasks import all_task_classes, get_task
 from edgecv.tasks.base import DeviceSet, Task
 from edgecv.validate.evaluate import EvaluationSet, evaluate_artifact
-from edgecv.runtimes import RuntimeUnavailable
 from edgecv.build_folder import check_before_use, sidecar_input_size
+from edgecv.runtimes import RuntimeUnavailable
 from edgecv.terminal import native_output, private_log
 
 PREPROCESSING = "preprocessing.json"
@@ -123,7 +123,6 @@ def validate_on_device(artifact: Path, data: Path, annotations: Optional[Path], 
 
 def ran_here(result) -> None:
     """A device command whose artifact cannot run on this machine stops with why (Core ML off macOS)."""
-
     if result.validation is not None and not result.validation.numeric:
         raise RuntimeUnavailable(result.validation.reason)
 

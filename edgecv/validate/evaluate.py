@@ -68,7 +68,6 @@ def measure_fields(path: Path, task, evaluation: EvaluationSet, *, fmt: Optional
     (metrics, deltas, intervals, agreement, per-output errors) and, with `timing`, latency per batch
     size, load time, first inference, memory and size. A runtime that cannot run here (Core ML off
     macOS) gives `validation.numeric: false` and why."""
-
     try:
         m = measure_artifact(path, fmt, evaluation.images, threads, batches if timing else (), runtime_options,
                              latency_images=latency_images, min_runs=min_runs, min_seconds=min_seconds,

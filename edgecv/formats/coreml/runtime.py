@@ -100,7 +100,6 @@ class CoreMLRuntime(Runtime):
 
     def latency_by_compute_units(self, images: np.ndarray, units) -> dict:
         """Latency of one-image predictions under each compute unit (a fresh model load for each)."""
-
         result = {}
         for unit in units:
             model = self._ct.models.MLModel(str(self.path), compute_units=_compute_unit(unit))

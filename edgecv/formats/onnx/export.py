@@ -26,10 +26,10 @@ from edgecv.exporters.base import Artifact, ExportContext, Exporter, parse_optio
 from edgecv.formats.accuracy_aware import check_accuracy_aware
 from edgecv.files import atomic_write_bytes
 from edgecv.quantization.qdq import WEIGHTED_OPS, QdqOptions, match_nodes, quantize_qdq, with_model_float_layers
+from edgecv.formats.accuracy_aware import AccuracyAwareConfig, accuracy_aware_onnx
 from edgecv.models.signature import serving_function
 from edgecv.passes.int8_weights import prepare_int8
 from edgecv.quantization.ptq import PTQConfig, int8_steps
-from edgecv.formats.accuracy_aware import AccuracyAwareConfig, accuracy_aware_onnx
 
 INPUT_NAME = "image"
 BATCH_DIM = "batch"
@@ -322,7 +322,6 @@ def _ptq_prepared_onnx(model, opts: OnnxOptions, ctx: ExportContext) -> tuple[by
     """The fp32 ONNX of the model prepared for int8 (learned rounding, bias correction: their weight
     grid is per-channel symmetric int8 with scale max|w| / 127, as onnxruntime's symmetric QDQ
     weights are) and what was applied."""
-
     cfg = PTQConfig(bias_correction=opts.bias_correction, adaround=opts.adaround,
                     adaround_iterations=opts.adaround_iterations)
 
@@ -356,7 +355,6 @@ def qdq_key_fields(spec, options: dict) -> tuple[dict, dict]:
 def qdq_int8_passes(spec) -> list:
     """int8 (ONNX and the TensorRT bundle's QDQ graph): bias correction by default, learned rounding
     when `adaround: true` (the options of the same names switch them)."""
-
     if spec.precision != "int8":
         return []
     return int8_steps(OnnxOptions.model_validate({k: v for k, v in spec.options.items() if k in OnnxOptions.model_fields}))

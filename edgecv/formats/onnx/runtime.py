@@ -17,8 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs, pixels_to_input
-from edgecv.formats.onnx.session import DEFAULT_FOR_INTEGER_OPS, DEFAULT_FOR_QDQ, INT8_SEMANTICS
-from edgecv.formats.onnx.session import resolve_session_config
+from edgecv.formats.onnx.session import DEFAULT_FOR_INTEGER_OPS, DEFAULT_FOR_QDQ, INT8_SEMANTICS, resolve_session_config
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
               "tensor(int8)": np.int8, "tensor(double)": np.float64}
@@ -32,7 +31,6 @@ class OnnxRuntime(Runtime):
     @classmethod
     def key_settings(cls) -> dict:
         """The int8 arithmetic edgecv picks by default (a changed default re-validates)."""
-
         return {"onnx_int8": {"default_for_qdq": DEFAULT_FOR_QDQ, "default_for_integer_ops": DEFAULT_FOR_INTEGER_OPS,
                               "presets": {name: entries for name, (entries, _) in INT8_SEMANTICS.items()}}}
 

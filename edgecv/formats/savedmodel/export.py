@@ -22,8 +22,7 @@ from edgecv.exporters.base import Artifact, ExportContext, Exporter, parse_optio
 from edgecv.formats.savedmodel.encoded_images import ENCODED_INPUT, ENCODED_SIGNATURE, encoded_to_pixels
 from edgecv.formats.savedmodel.tfserving_files import BatchingOptions, DeployOptions, models_config  # noqa: F401
 from edgecv.files import atomic_path, atomic_write_text
-from edgecv.formats.savedmodel.tfserving_files import write_deployment_files
-from edgecv.formats.savedmodel.tfserving_files import write_warmup
+from edgecv.formats.savedmodel.tfserving_files import write_deployment_files, write_warmup
 
 
 class SavedModelOptions(BaseModel):

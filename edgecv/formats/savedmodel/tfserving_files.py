@@ -202,7 +202,6 @@ def write_warmup(path: Path, name: str, signatures: dict, batch_sizes=(1,)) -> i
 def write_deployment_files(root: Path, model_name: str, batching: BatchingOptions, deploy: DeployOptions,
                            tf_version: str) -> list[str]:
     """Everything beside the versions except models.config; returns the file names."""
-
     image = deploy.image or f"tensorflow/serving:{tf_version}"
     files = {
         "batching_parameters.txt": batching_parameters(batching),

@@ -39,7 +39,6 @@ def import_cudart():
         try:
             from cuda import cudart
         except ImportError:
-
             lib = load_libcudart()
             if lib is None:
                 raise RuntimeUnavailable("no CUDA runtime: neither cuda-python nor libcudart is here (JetPack ships "

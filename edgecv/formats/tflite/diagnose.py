@@ -23,8 +23,7 @@ from itertools import islice
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
-from edgecv.formats.tflite.convert import make_converter
-from edgecv.formats.tflite.convert import io_tf_dtype
+from edgecv.formats.tflite.convert import make_converter, io_tf_dtype
 
 
 @dataclass

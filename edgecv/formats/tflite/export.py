@@ -15,10 +15,8 @@ from edgecv.files import atomic_write_bytes
 from edgecv.formats.tflite.convert import convert
 from edgecv.formats.tflite.checks import inspect_tflite
 from edgecv.errors import ConfigError
-from edgecv.quantization.ptq import PTQConfig
-from edgecv.quantization.ptq import int8_steps
 from edgecv.formats.accuracy_aware import AccuracyAwareConfig, accuracy_aware_tflite
-from edgecv.quantization.ptq import prepare
+from edgecv.quantization.ptq import PTQConfig, int8_steps, prepare
 
 
 class TFLiteExporter(Exporter):
@@ -47,7 +45,6 @@ class TFLiteExporter(Exporter):
     @classmethod
     def int8_passes(cls, spec) -> list:
         """int8: learned rounding then bias correction by default (options.ptq switches them)."""
-
         cfg = ptq_options(spec)
         return int8_steps(cfg) if cfg is not None else []
 
@@ -62,7 +59,6 @@ class TFLiteExporter(Exporter):
 
             keras_model, ptq = prepare(keras_model, ctx.calibration, cfg, log=ctx.log)
         if "accuracy_aware" in spec.options and spec.precision == "int8":
-
             aim = AccuracyAwareConfig.model_validate(spec.options["accuracy_aware"] or {})
             flat, report = accuracy_aware_tflite(model.with_keras(keras_model), spec, ctx, out_dir, aim, log=ctx.log,
                                                  output_dtype=output_dtype)
@@ -89,7 +85,6 @@ class TFLiteExporter(Exporter):
 def ptq_options(spec):
     """An int8 artifact's `options.ptq` (defaults when absent); None for float precisions, where
     giving it is a ConfigError."""
-
     if spec.precision != "int8":
         if "ptq" in spec.options:
             raise ConfigError(f"options.ptq needs precision int8, not {spec.precision} (artifact {spec.name})")

@@ -14,7 +14,6 @@ from edgecv.exporters import ExportContext, NotBuiltHere, get_exporter
 
 
 def run(b, spec, target, akeys: dict, index, calib, sidecar_dir: Path = None) -> Path:
-
     key = akeys["export"]
     t0 = time.perf_counter()
     hit = b.hit("export", key)

@@ -58,7 +58,6 @@ def _run(b, index):
 
 def load_user(b, index, key: str):
     """Bring your own model: the user's model wrapped to take pixels, cached like a trained one."""
-
     t0 = time.perf_counter()
     path = b.recipe.resolve(b.recipe.model.path)
     model = build_user_task_model(b.recipe, index.info, b.task)

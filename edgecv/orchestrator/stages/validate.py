@@ -20,7 +20,6 @@ def candidate_evaluator(b, spec, target, images, targets, reference):
     """What an exporter that searches (accuracy-aware int8) calls on each candidate file: the
     build's own evaluation (images, reference, runtime settings), judged on the artifact's quality
     gates only."""
-
     gates = b.gates_for(target, spec)
     evaluation = EvaluationSet(images, targets, b.info, reference)
     quality = set(quality_gates(b.task))
