@@ -45,6 +45,7 @@ from edgecv.formats.coreml.checks import (
     main_function,
     preprocessing_parity,
 )
+from edgecv.models.signature import serving_function
 
 INPUT_NAME = "image"
 COMPRESSIONS = ("none", "int8", "palettize6", "palettize4", "prune")
@@ -125,7 +126,6 @@ def convert(task_model, precision: str, opts: CoreMLOptions, pre: ImagePreproces
     gives classifier labels, else multi-array outputs under the task's output names."""
     import coremltools as ct
 
-    from edgecv.formats.tflite.convert import serving_function
 
     keras_model = network_without_normalize(task_model.keras_model) if pre.folded else task_model.keras_model
     h, w = task_model.input_size

@@ -25,6 +25,8 @@ import sys
 import numpy as np
 
 from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs
+from edgecv.formats.coreml.checks import OUTPUTS_KEY, load_package, read_labels
+from edgecv.runtimes.latency import measure_latency
 
 COMPUTE_UNITS = ("cpu_only", "cpu_and_gpu", "cpu_and_ne", "all")
 LATENCY_IMAGES = 16
@@ -54,7 +56,6 @@ class CoreMLRuntime(Runtime):
             import coremltools as ct
         except ImportError:
             raise RuntimeUnavailable("Core ML runtime missing: pip install 'edgecv[coreml]' (coremltools)") from None
-        from edgecv.formats.coreml.checks import OUTPUTS_KEY, load_package, read_labels
 
         self._ct = ct
         self.compute_units = str(self.options.get("compute_units", "all")).lower()
@@ -99,8 +100,6 @@ class CoreMLRuntime(Runtime):
 
     def latency_by_compute_units(self, images: np.ndarray, units) -> dict:
         """Latency of one-image predictions under each compute unit (a fresh model load for each)."""
-        from edgecv.runtimes.latency import measure_latency
-
         result = {}
         for unit in units:
             model = self._ct.models.MLModel(str(self.path), compute_units=_compute_unit(unit))

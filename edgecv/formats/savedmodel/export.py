@@ -22,6 +22,7 @@ from edgecv.exporters.base import Artifact, ExportContext, Exporter, parse_optio
 from edgecv.formats.savedmodel.encoded_images import ENCODED_INPUT, ENCODED_SIGNATURE, encoded_to_pixels
 from edgecv.formats.savedmodel.tfserving_files import BatchingOptions, DeployOptions, models_config  # noqa: F401
 from edgecv.files import atomic_path, atomic_write_text
+from edgecv.formats.savedmodel.tfserving_files import write_deployment_files, write_warmup
 
 
 class SavedModelOptions(BaseModel):
@@ -84,7 +85,6 @@ class SavedModelExporter(Exporter):
 
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         from edgecv._keras import tf
-        from edgecv.formats.savedmodel.tfserving_files import write_deployment_files
 
         opts = parse_options(spec.options, SavedModelOptions, "savedmodel artifact")
         task = model.make_task()
@@ -127,7 +127,6 @@ class SavedModelExporter(Exporter):
         import numpy as np
 
         try:
-            from edgecv.formats.savedmodel.tfserving_files import write_warmup
             import tensorflow_serving.apis  # noqa: F401
         except ImportError:
             log("warm-up requests skipped: pip install tensorflow-serving-api (the build extra has it)")

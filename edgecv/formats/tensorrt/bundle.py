@@ -30,6 +30,10 @@ import edgecv
 from edgecv.errors import EdgecvError, InputError
 from edgecv.files import atomic_write_bytes, atomic_write_text, ensure_dir
 from edgecv.formats.tensorrt.engine import TensorRTUnavailable, build_engine, file_sha256, now, tensorrt_status
+from edgecv.results import ArtifactResult, Validation
+from edgecv.sidecars import preprocessing, write_sidecars
+from edgecv.tasks import get_task
+from edgecv.validate.evaluate import EvaluationSet, StoredGates, evaluate_artifact
 
 BUNDLE_SCHEMA = "edgecv.device-bundle/2"
 REPORT_SCHEMA = "edgecv.device-report/2"
@@ -106,8 +110,6 @@ def write_bundle(bundle: Path, model, spec, opts, onnx_bytes: bytes, onnx_checks
                  fingerprint: str, input_name: str) -> dict:
     """Add this artifact's engine to its bundle (creating or refreshing the shared files). `opts` is
     the artifact's TensorRTOptions, `ctx` its ExportContext."""
-    from edgecv.sidecars import preprocessing, write_sidecars
-
     ensure_dir(bundle)
     try:
         data = read_bundle(bundle)
@@ -246,8 +248,6 @@ target's report.json has those numbers, the device's report.json shows what Tens
 # ---- building and validating (the device) -------------------------------------------------------
 
 def bundle_task(data: dict):
-    from edgecv.tasks import get_task
-
     return get_task(data["task"]["name"], data["task"].get("options"))
 
 
@@ -255,8 +255,6 @@ def build_bundle(bundle: Path, only: list[str] = (), build: bool = True, validat
                  latency_batch: int = 1, log: Callable[[str], None] = print) -> dict:
     """Build (optionally) and validate the engines of a bundle; writes and returns report.json
     (`engines`: one edgecv.results.ArtifactResult each, as JSON)."""
-    from edgecv.results import ArtifactResult
-
     bundle = Path(bundle)
     data = read_bundle(bundle)
     names = list(only) or list(data["engines"])
@@ -313,9 +311,6 @@ def validate_engine(result, engine_path: Path, bundle: Path, data: dict, task, l
     """`result` (an ArtifactResult) filled as the build does for its artifacts (the one evaluation
     kernel): the task's metrics against the targets, deltas and agreement with the float model,
     every output's error, latency, then the engine's gates."""
-    from edgecv.results import Validation
-    from edgecv.validate.evaluate import EvaluationSet, StoredGates, evaluate_artifact
-
     if not data.get("validation"):
         result.validation = Validation(numeric=False, reason="the bundle holds no validation images")
         return result

@@ -21,6 +21,10 @@ from pydantic import Field, field_validator
 from edgecv.errors import ConversionError
 from edgecv.exporters.base import Artifact, ExportContext, Exporter, NotBuiltHere, parse_options
 from edgecv.formats.onnx.export import OnnxOptions
+from edgecv.formats.onnx.export import (qdq_key_fields, qdq_int8_passes, INPUT_NAME, _ensure_onnx, export_onnx_bytes,
+                                        inspect_onnx, model_fingerprint)
+from edgecv.formats.tensorrt.bundle import write_bundle
+from edgecv.formats.tensorrt.engine import build_engine, tensorrt_status
 
 
 class TensorRTOptions(OnnxOptions):
@@ -60,15 +64,13 @@ class TensorRTExporter(Exporter):
 
     @classmethod
     def export_key_fields(cls, spec, options: dict) -> tuple[dict, dict]:
-        from edgecv.formats.onnx.export import qdq_key_fields
-
         return qdq_key_fields(spec, options)
 
-    def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
-        from edgecv.formats.onnx.export import INPUT_NAME, _ensure_onnx, export_onnx_bytes, inspect_onnx, model_fingerprint
-        from edgecv.formats.tensorrt.bundle import write_bundle
-        from edgecv.formats.tensorrt.engine import build_engine, tensorrt_status
+    @classmethod
+    def int8_passes(cls, spec) -> list:
+        return qdq_int8_passes(spec)
 
+    def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         _ensure_onnx()
         opts = parse_options(spec.options, TensorRTOptions, "tensorrt artifact")
         onnx_bytes, meta = export_onnx_bytes(model, spec.precision, opts.onnx_options(), ctx)

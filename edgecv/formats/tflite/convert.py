@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from edgecv.errors import ConversionError
+from edgecv.models.signature import serving_function  # noqa: F401 (its old home; ONNX and Core ML use it too)
 
 # (scale, zero point) of an integer input that is the pixel itself
 EXPECTED_INPUT_QUANT = {"uint8": (1.0, 0), "int8": (1.0, -128)}
@@ -21,22 +22,6 @@ def pin_pixel_range(batch: np.ndarray) -> np.ndarray:
     batch[0, 0, 0, 0] = 0
     batch[0, 0, 0, 1] = 255
     return batch
-
-
-def serving_function(keras_model, output_names: Optional[Sequence[str]] = None, batch: Optional[int] = None):
-    """A tf.function from float32 pixels `image` [batch, H, W, 3] to the model's outputs by name
-    (the task's names; the Keras output names when none are given)."""
-    from edgecv._keras import tf
-    from edgecv.tasks.base import as_named
-
-    names = list(output_names or keras_model.output_names)
-    h, w = keras_model.input_shape[1:3]
-
-    @tf.function(input_signature=[tf.TensorSpec([batch, h, w, 3], tf.float32, name="image")])
-    def serve(image):
-        return as_named(keras_model(image, training=False), names)
-
-    return serve
 
 
 def make_converter(keras_model, precision: str, io_dtype: str, allow_float_ops: bool, calibration=None,

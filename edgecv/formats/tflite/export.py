@@ -14,6 +14,9 @@ from edgecv.formats.accuracy_aware import check_accuracy_aware
 from edgecv.files import atomic_write_bytes
 from edgecv.formats.tflite.convert import convert
 from edgecv.formats.tflite.checks import inspect_tflite
+from edgecv.errors import ConfigError
+from edgecv.formats.accuracy_aware import AccuracyAwareConfig, accuracy_aware_tflite
+from edgecv.quantization.ptq import PTQConfig, int8_steps, prepare
 
 
 class TFLiteExporter(Exporter):
@@ -31,7 +34,6 @@ class TFLiteExporter(Exporter):
         """int8: the weight preparation (options.ptq) with its defaults filled in."""
         if spec.precision != "int8":
             return options, {}
-        from edgecv.quantization.ptq import PTQConfig
 
         try:
             ptq = PTQConfig.model_validate(spec.options.get("ptq") or {}).model_dump(mode="json")
@@ -39,6 +41,12 @@ class TFLiteExporter(Exporter):
         except ValueError:  # bad options: check_spec reports them
             ptq = spec.options.get("ptq")
         return options, {"ptq": ptq}
+
+    @classmethod
+    def int8_passes(cls, spec) -> list:
+        """int8: learned rounding then bias correction by default (options.ptq switches them)."""
+        cfg = ptq_options(spec)
+        return int8_steps(cfg) if cfg is not None else []
 
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         io_dtype = spec.resolved_io_dtype
@@ -48,12 +56,9 @@ class TFLiteExporter(Exporter):
         keras_model = model.keras_model
         output_dtype = (cfg.output_dtype if cfg is not None else None) or io_dtype
         if cfg is not None and ctx.calibration is not None:  # none: convert says int8 needs one
-            from edgecv.quantization.ptq import prepare
 
             keras_model, ptq = prepare(keras_model, ctx.calibration, cfg, log=ctx.log)
         if "accuracy_aware" in spec.options and spec.precision == "int8":
-            from edgecv.formats.accuracy_aware import AccuracyAwareConfig, accuracy_aware_tflite
-
             aim = AccuracyAwareConfig.model_validate(spec.options["accuracy_aware"] or {})
             flat, report = accuracy_aware_tflite(model.with_keras(keras_model), spec, ctx, out_dir, aim, log=ctx.log,
                                                  output_dtype=output_dtype)
@@ -80,9 +85,6 @@ class TFLiteExporter(Exporter):
 def ptq_options(spec):
     """An int8 artifact's `options.ptq` (defaults when absent); None for float precisions, where
     giving it is a ConfigError."""
-    from edgecv.errors import ConfigError
-    from edgecv.quantization.ptq import PTQConfig
-
     if spec.precision != "int8":
         if "ptq" in spec.options:
             raise ConfigError(f"options.ptq needs precision int8, not {spec.precision} (artifact {spec.name})")
