@@ -1,0 +1,99 @@
+"""NMS in every format: each exported detector's detections equal the numpy reference's
+(edgecv.metrics.nms) on the same raw outputs, under the contract's names; on a tiny detector
+(tests/tiny_detector.py) so each export takes seconds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgecv.config.target import ArtifactSpec
+from edgecv.exporters import ExportContext, get_exporter
+from edgecv.metrics.nms import DETECTION_OUTPUTS, compare_detections
+from edgecv.runtimes import load_runtime
+from tiny_detector import calibration, images, tiny_detector
+
+AGNOSTIC = {"iou_threshold": 0.4, "score_threshold": 0.4, "max_detections": 8, "per_class": False}
+PER_CLASS = {"iou_threshold": 0.5, "score_threshold": 0.42, "max_detections": 8, "per_class": True}
+
+
+def _export(model, fmt, precision, tmp_path):
+    spec = ArtifactSpec(name=f"{fmt}-{precision}", format=fmt, precision=precision)
+    return get_exporter(fmt)().export(model, spec, tmp_path, ExportContext("tiny", calibration()))
+
+
+def _assert_same(reference, candidate, box_atol=1e-5, score_atol=1e-5):
+    assert list(DETECTION_OUTPUTS) == [k for k in DETECTION_OUTPUTS if k in candidate], sorted(candidate)
+    d = compare_detections(reference, candidate)
+    assert d["counts_equal"], d
+    # the test means something: detections on most images, the thresholds (not only K) decide how many
+    assert sum(c > 0 for c in d["reference_counts"]) >= 3 and len(set(d["reference_counts"])) > 1, d
+    assert d["max_box_error"] <= box_atol and d["max_score_error"] <= score_atol and d["class_mismatches"] == 0, d
+    return d
+
+
+@pytest.mark.parametrize("nms", [AGNOSTIC, PER_CLASS], ids=["fast", "regular"])
+def test_tflite_float_detections_equal_the_reference(tmp_path, nms):
+    model = tiny_detector(nms)
+    pp = model.make_task().postprocess(model.info)
+    x = images()
+    art = _export(model, "tflite", "fp32", tmp_path)
+    assert art.metadata["postprocess"]["op"] == "TFLite_Detection_PostProcess"
+    assert art.metadata["postprocess"]["variant"] == pp.nms.variant
+    with load_runtime(art.path) as rt:
+        _assert_same(pp.from_raw(model.predict(x)), rt.predict(x))
+
+
+def test_tflite_int8_is_integer_except_the_postprocess_which_equals_the_reference(tmp_path):
+    """The int8 detector's detections equal the numpy post-process applied to the same int8 model's
+    raw outputs (converted without the op from the same calibration): the op adds nothing but
+    the post-process."""
+    from edgecv.files import atomic_write_bytes
+    from edgecv.formats.tflite.checks import inspect_tflite
+    from edgecv.formats.tflite.convert import convert
+
+    model = tiny_detector(AGNOSTIC)
+    pp = model.make_task().postprocess(model.info)
+    x = images()
+    raw_path, det_path = tmp_path / "raw.tflite", tmp_path / "det.tflite"
+    atomic_write_bytes(raw_path, convert(model.keras_model, "int8", "uint8", False, calibration(),
+                                         model.output_names, "float32"))
+    atomic_write_bytes(det_path, convert(model.keras_model, "int8", "uint8", False, calibration(),
+                                         model.output_names, postprocess=pp))
+    checks = inspect_tflite(det_path, "int8", "uint8", False, postprocess=True)
+    assert checks["passed"] and checks["integer_only"], checks
+    assert checks["postprocess_ops"] == {"TFLite_Detection_PostProcess": 1, "DEQUANTIZE": 2}, checks
+    assert checks["float_ops"] == {}
+    with load_runtime(raw_path) as raw_rt, load_runtime(det_path) as det_rt:
+        _assert_same(pp.from_raw(raw_rt.predict(x)), det_rt.predict(x), box_atol=1e-5, score_atol=1e-5)
+    # the exporter's int8 artifact passes the same checks
+    art = _export(model, "tflite", "int8", tmp_path)
+    assert art.checks["integer_only"] and "TFLite_Detection_PostProcess" in art.checks["postprocess_ops"]
+
+
+def test_tflite_detector_outputs_follow_the_postprocess_contract(tmp_path):
+    """An app reading outputs by index (TFLite Task Library's ObjectDetector, the Android and Raspberry
+    Pi examples) finds boxes, classes, scores, count in that order, shaped [1,K,4], [1,K], [1,K], [1],
+    and the boxes are (ymin, xmin, ymax, xmax)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = tiny_detector(AGNOSTIC)
+    pp = model.make_task().postprocess(model.info)
+    art = _export(model, "tflite", "fp32", tmp_path)
+    it = Interpreter(model_path=str(art.path))
+    it.allocate_tensors()
+    outs = it.get_output_details()
+    op = next(o for o in it._get_ops_details() if o["op_name"] == "TFLite_Detection_PostProcess")
+    assert [int(o["index"]) for o in outs] == [int(i) for i in op["outputs"]]
+    assert [tuple(o["shape"]) for o in outs] == [(1, 8, 4), (1, 8), (1, 8), (1,)]
+    x = images(1)
+    it.set_tensor(it.get_input_details()[0]["index"], x.astype(np.float32))
+    it.invoke()
+    boxes, classes, scores, count = (it.get_tensor(o["index"]) for o in outs)
+    ref = pp.from_raw(model.predict(x))
+    n = int(count[0])
+    assert n == int(ref["num_detections"][0]) > 0
+    np.testing.assert_allclose(boxes[0, :n], ref["detection_boxes"][0, :n], atol=1e-5)
+    np.testing.assert_array_equal(classes[0, :n], ref["detection_classes"][0, :n])
+    assert np.all(boxes[0, :n, 2] > boxes[0, :n, 0]) and np.all(boxes[0, :n, 3] > boxes[0, :n, 1])
+    assert np.all(np.diff(scores[0, :n]) <= 0)
