@@ -97,3 +97,49 @@ def test_tflite_detector_outputs_follow_the_postprocess_contract(tmp_path):
     np.testing.assert_array_equal(classes[0, :n], ref["detection_classes"][0, :n])
     assert np.all(boxes[0, :n, 2] > boxes[0, :n, 0]) and np.all(boxes[0, :n, 3] > boxes[0, :n, 1])
     assert np.all(np.diff(scores[0, :n]) <= 0)
+
+
+@pytest.mark.parametrize("nms", [AGNOSTIC, PER_CLASS], ids=["fast", "regular"])
+def test_onnx_float_detections_equal_the_reference(tmp_path, nms):
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("onnxruntime")
+    model = tiny_detector(nms)
+    pp = model.make_task().postprocess(model.info)
+    x = images()
+    art = _export(model, "onnx", "fp32", tmp_path)
+    assert art.checks["op_types"]["NonMaxSuppression"] == 1 and art.metadata["postprocess"]["variant"] == pp.nms.variant
+    with load_runtime(art.path) as rt:  # one call for all images: the batch axis stays dynamic
+        _assert_same(pp.from_raw(model.predict(x)), rt.predict(x))
+
+
+def test_onnx_nms_pads_when_k_exceeds_the_candidates(tmp_path):
+    pytest.importorskip("tf2onnx")
+    model = tiny_detector({**AGNOSTIC, "max_detections": 40, "score_threshold": 0.0, "iou_threshold": 1.0})
+    pp = model.make_task().postprocess(model.info)
+    art = _export(model, "onnx", "fp32", tmp_path)  # 32 anchors, K = 40: every box kept, 8 rows of padding
+    with load_runtime(art.path) as rt:
+        out = rt.predict(images(2))
+    assert out["detection_boxes"].shape == (2, 40, 4) and out["num_detections"].tolist() == [32, 32]
+    ref = pp.from_raw(model.predict(images(2)))
+    np.testing.assert_allclose(out["detection_scores"], ref["detection_scores"], atol=1e-6)
+
+
+def test_onnx_int8_qdq_detections_equal_the_reference_on_its_raw_outputs(tmp_path):
+    """The NMS is appended after QDQ quantization: the int8 artifact's detections are the numpy
+    post-process of the same QDQ graph's raw outputs."""
+    pytest.importorskip("tf2onnx")
+    from edgecv.files import atomic_write_bytes
+    from edgecv.formats.onnx.detection import append_postprocess
+    from edgecv.formats.onnx.export import OnnxOptions, export_onnx_bytes
+
+    model = tiny_detector(AGNOSTIC)
+    pp = model.make_task().postprocess(model.info)
+    x = images()
+    raw, _ = export_onnx_bytes(model, "int8", OnnxOptions(), ExportContext("tiny", calibration()))
+    atomic_write_bytes(tmp_path / "raw.onnx", raw)
+    atomic_write_bytes(tmp_path / "det.onnx", append_postprocess(raw, pp))
+    with load_runtime(tmp_path / "raw.onnx") as raw_rt, load_runtime(tmp_path / "det.onnx") as det_rt:
+        _assert_same(pp.from_raw(raw_rt.predict(x)), det_rt.predict(x))
+    art = _export(model, "onnx", "int8", tmp_path)
+    assert art.checks["passed"] and art.checks["qdq"]["quantize_nodes"] > 0
+    assert art.checks["op_types"]["NonMaxSuppression"] == 1
