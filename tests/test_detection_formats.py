@@ -143,3 +143,18 @@ def test_onnx_int8_qdq_detections_equal_the_reference_on_its_raw_outputs(tmp_pat
     art = _export(model, "onnx", "int8", tmp_path)
     assert art.checks["passed"] and art.checks["qdq"]["quantize_nodes"] > 0
     assert art.checks["op_types"]["NonMaxSuppression"] == 1
+
+
+@pytest.mark.parametrize("nms", [AGNOSTIC, PER_CLASS], ids=["fast", "regular"])
+def test_savedmodel_signature_answers_with_the_od_api_names(tmp_path, nms):
+    model = tiny_detector(nms)
+    pp = model.make_task().postprocess(model.info)
+    x = images()
+    art = _export(model, "savedmodel", "fp32", tmp_path)
+    assert sorted(art.checks["outputs"]) == sorted(DETECTION_OUTPUTS)
+    assert art.checks["outputs"]["detection_boxes"] == "float32[None,8,4]", art.checks["outputs"]
+    assert art.checks["encoded_inputs"]  # the encoded-image signature goes through the same post-process
+    with load_runtime(art.path) as rt:
+        out = rt.predict(x)
+    assert sorted(out) == sorted(DETECTION_OUTPUTS)
+    _assert_same(pp.from_raw(model.predict(x)), out)
