@@ -158,3 +158,63 @@ def test_savedmodel_signature_answers_with_the_od_api_names(tmp_path, nms):
         out = rt.predict(x)
     assert sorted(out) == sorted(DETECTION_OUTPUTS)
     _assert_same(pp.from_raw(model.predict(x)), out)
+
+
+@pytest.mark.parametrize("nms", [AGNOSTIC, PER_CLASS], ids=["fast", "regular"])
+def test_coreml_is_a_pipeline_ending_in_nms(tmp_path, nms):
+    """Structure only on Linux (Core ML predicts on macOS): the package is a pipeline whose last
+    model is Core ML's NonMaximumSuppression reading the detector's confidence [L, C] and
+    coordinates [L, 4], with the build's thresholds, variant and labels, so Vision returns
+    recognized-object observations."""
+    pytest.importorskip("coremltools")
+    import coremltools as ct
+
+    from edgecv.formats.coreml.detection import inspect_pipeline
+
+    model = tiny_detector(nms)
+    pp = model.make_task().postprocess(model.info)
+    art = _export(model, "coreml", "fp16", tmp_path)
+    c = art.checks
+    assert c["passed"] and c["pipeline_models"] == ["mlProgram", "nonMaximumSuppression"], c
+    assert c["nms"]["per_class"] is nms["per_class"] and c["nms"]["labels"] == ["a", "b", "c"]
+    assert c["nms"]["iou_threshold"] == nms["iou_threshold"] and c["nms"]["confidence_threshold"] == nms["score_threshold"]
+    assert c["detector_outputs"] == {"confidence": [32, 3], "coordinates": [32, 4]}
+    spec = ct.utils.load_spec(str(art.path))
+    program_out = {o.name: o.type.multiArrayType.dataType for o in spec.pipeline.models[0].description.output}
+    assert set(program_out.values()) == {ct.proto.FeatureTypes_pb2.ArrayFeatureType.FLOAT32}
+    assert spec.description.input[0].type.WhichOneof("Type") == "imageType"
+    # a wrong build is caught: other thresholds than the model's
+    other = type(pp)(pp.anchors, pp.scales, type(pp.nms)(0.9, 0.9, 8, not nms["per_class"]))
+    assert not inspect_pipeline(art.path, other, ["a", "b", "c"])["passed"]
+
+
+def test_coreml_detector_decodes_and_the_runtime_reads_nms_rows_by_the_contract():
+    """What the pipeline computes before the NMS (the converted function, run in TensorFlow) is the
+    reference's decode in Vision's (x_center, y_center, width, height); the rows Core ML's NMS keeps,
+    read by `to_contract`, give the reference's four outputs."""
+    from edgecv.formats.coreml.detection import detector_function, to_contract
+    from edgecv.metrics.nms import decode_boxes, greedy_nms
+
+    model = tiny_detector(AGNOSTIC)
+    pp = model.make_task().postprocess(model.info)
+    x = images(3)
+    raw = model.predict(x)
+    ref = pp.from_raw(raw)
+    fn = detector_function(model.keras_model, model.output_names, pp)
+    for i in range(len(x)):
+        out = {k: v.numpy() for k, v in fn(x[i:i + 1].astype(np.float32)).items()}
+        np.testing.assert_allclose(out["raw_confidence"], raw["scores"][i], atol=1e-6)
+        xc, yc, w, h = out["raw_coordinates"].T
+        corners = np.stack([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2], 1)
+        np.testing.assert_allclose(corners, decode_boxes(raw["box_encodings"][i], pp.anchors, pp.scales), atol=1e-5)
+        # Core ML's class-agnostic NMS keeps these rows, in any order
+        keep = greedy_nms(corners, out["raw_confidence"].max(1), pp.nms.iou_threshold, pp.nms.score_threshold, 10 ** 6)
+        shuffled = np.random.default_rng(i).permutation(keep)
+        got = to_contract(out["raw_confidence"][shuffled], out["raw_coordinates"][shuffled], pp.nms.max_detections)
+        one = {k: v[i:i + 1] for k, v in ref.items()}
+        _assert_one(one, got)
+
+
+def _assert_one(reference, candidate):
+    d = compare_detections(reference, candidate)
+    assert d["counts_equal"] and d["max_box_error"] < 1e-5 and d["max_score_error"] < 1e-6 and not d["class_mismatches"], d
