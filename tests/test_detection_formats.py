@@ -218,3 +218,84 @@ def test_coreml_detector_decodes_and_the_runtime_reads_nms_rows_by_the_contract(
 def _assert_one(reference, candidate):
     d = compare_detections(reference, candidate)
     assert d["counts_equal"] and d["max_box_error"] < 1e-5 and d["max_score_error"] < 1e-6 and not d["class_mismatches"], d
+
+
+def _tensorrt_bundle(tmp_path, nms, options=None):
+    pytest.importorskip("tf2onnx")
+    from edgecv.exporters import NotBuiltHere
+
+    model = tiny_detector(nms)
+    spec = ArtifactSpec(name="engine-fp16", format="tensorrt", precision="fp16", options=options or {})
+    try:
+        get_exporter("tensorrt")().export(model, spec, tmp_path, ExportContext("tiny", calibration()))
+    except NotBuiltHere:
+        pass  # no TensorRT/GPU here: the bundle is what the device builds from
+    return tmp_path / "device-bundle-engine-fp16"
+
+
+@pytest.mark.parametrize("nms", [AGNOSTIC, PER_CLASS], ids=["fast", "regular"])
+def test_tensorrt_bundle_has_efficient_nms_and_records_the_tensorrt_it_needs(tmp_path, nms):
+    import json
+
+    import onnx
+    from onnx import helper
+
+    bundle = _tensorrt_bundle(tmp_path, nms, {"jetpack": ">=6"})
+    data = json.loads((bundle / "bundle.json").read_text())
+    e = data["engines"]["engine-fp16"]
+    assert [o["name"] for o in data["outputs"]] == list(DETECTION_OUTPUTS)
+    assert e["expects"]["tensorrt"] == (">=8.0" if nms["per_class"] else ">=8.6") and e["expects"]["jetpack"] == ">=6"
+    assert "EfficientNMS_TRT" in " ".join(e["expects"]["reasons"]) and "JetPack >=6" in (bundle / "README.md").read_text()
+    proto = onnx.load(str(bundle / e["onnx"]))
+    (node,) = [n for n in proto.graph.node if n.op_type == "EfficientNMS_TRT"]
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs["class_agnostic"] == (0 if nms["per_class"] else 1) and attrs["max_output_boxes"] == 8
+    assert attrs["background_class"] == -1 and attrs["box_coding"] == 0 and attrs["score_activation"] == 0
+    assert abs(attrs["iou_threshold"] - nms["iou_threshold"]) < 1e-6
+    assert abs(attrs["score_threshold"] - nms["score_threshold"]) < 1e-6
+    assert [o.name for o in proto.graph.output] == list(DETECTION_OUTPUTS)
+    assert any(n.op_type == "Cast" for n in proto.graph.node)  # fp16 graph: the decode reads its float32 outputs
+
+
+def test_engine_build_and_validate_refuse_another_tensorrt_or_jetpack(tmp_path, monkeypatch):
+    """Without a GPU: TensorRT stands in as a version number, the JetPack reader is replaced;
+    `edgecv engine build` and `validate` refuse before building, exit 2, naming both versions."""
+    from typer.testing import CliRunner
+
+    import edgecv.formats.tensorrt.bundle as tb
+    import edgecv.formats.tensorrt.versions as tv
+    from edgecv.cli.main import app
+
+    bundle = _tensorrt_bundle(tmp_path, AGNOSTIC, {"jetpack": ">=6"})
+
+    class FakeTensorRT:
+        __version__ = "8.5.2.2"
+
+    built = []
+    monkeypatch.setattr(tb, "tensorrt_status", lambda: (FakeTensorRT(), ""))
+    monkeypatch.setattr(tb, "build_engine", lambda *a, **k: built.append(a))
+    monkeypatch.setattr(tv, "jetpack_version", lambda: "5.1.2")
+    for command in ("build", "validate"):
+        res = CliRunner().invoke(app, ["engine", command, str(bundle)])
+        assert res.exit_code == 2, res.output
+        text = " ".join(res.output.split())
+        assert "TensorRT 8.5.2.2 here, the bundle expects TensorRT >=8.6" in text, text
+        assert "JetPack 5.1.2 here, the bundle expects JetPack >=6" in text and "class_agnostic" in text
+    monkeypatch.setattr(tv, "jetpack_version", lambda: None)  # a desktop GPU
+    FakeTensorRT.__version__ = "10.3.0"
+    res = CliRunner().invoke(app, ["engine", "build", str(bundle)])
+    assert res.exit_code == 2 and "not a Jetson" in " ".join(res.output.split())
+    assert not built and not list(bundle.glob("*.engine"))
+    # the right versions pass the check and reach the build
+    monkeypatch.setattr(tv, "jetpack_version", lambda: "6.1")
+    res = CliRunner().invoke(app, ["engine", "build", str(bundle), "--no-validate"])
+    assert len(built) == 1, res.output
+
+
+def test_version_requirements():
+    from edgecv.formats.tensorrt.versions import parse_requirement, satisfies
+
+    assert satisfies("10.3.0.30", ">=8.6") and not satisfies("8.5.2.2", ">=8.6")
+    assert satisfies("10.7", "==10") and not satisfies("11.0", ">=10,<11") and satisfies("6.1", ">=6")
+    with pytest.raises(ValueError, match="clauses like"):
+        parse_requirement("8.6+")
