@@ -220,6 +220,17 @@ class Task(ABC):
         server client wants ready-made (class ids, pixel coordinates)."""
         return dict(outputs)
 
+    def postprocess(self, info: dict) -> Optional["DetectionPostProcess"]:  # noqa: F821
+        """The decode + NMS every exporter appends after the raw outputs, or None (the default: the
+        artifact's outputs are the model's own). A detection task returns an
+        edgecv.metrics.nms.DetectionPostProcess built from info["detection"] (its anchors, scales
+        and NMS settings); each format then adds it in its own form (TFLite_Detection_PostProcess,
+        ONNX NonMaxSuppression, EfficientNMS_TRT, Core ML's NonMaximumSuppression, a SavedModel
+        signature with the TF Object Detection API's names) and its artifact's outputs become the
+        four DETECTION_OUTPUTS. The float Keras model's raw outputs go through the same numpy
+        post-process (`DetectionPostProcess.from_raw`), so both are judged the same way."""
+        return None
+
     def coreml_classifier_labels(self, info: dict) -> Optional[List[str]]:
         """Labels for a Core ML classifier (None: plain multi-array outputs)."""
         return None
