@@ -25,6 +25,7 @@ from edgecv.registry import LazyRegistry
 
 TASK_MODULES: Dict[str, str] = {  # built-in task name -> module (imported on first use)
     "classification": "edgecv.tasks.classification",
+    "detection": "edgecv.tasks.detection",
     "embedding": "edgecv.tasks.embedding",
     "generic": "edgecv.tasks.generic",
     "keypoints": "edgecv.tasks.keypoints",
@@ -133,6 +134,8 @@ class Task(ABC):
     # device command gets: "folder" (--data alone), "annotations" (--data and --annotations)
     device_default_for: ClassVar[Tuple[str, ...]] = ()
     sidecar_names: ClassVar[Tuple[str, ...]] = ()  # files of `sidecars` that name the task beside an artifact
+    # pass name -> why the task cannot take it (refused while planning, with the reason)
+    refused_passes: ClassVar[Dict[str, str]] = {}
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -251,6 +254,13 @@ class Task(ABC):
         gates judge it (edgecv.validate.intervals)."""
         return {}
 
+    def metric_intervals(self, candidate: Dict[str, np.ndarray], reference: Optional[Dict[str, np.ndarray]], targets,
+                         info: dict, confidence: float) -> Tuple[dict, dict]:
+        """Intervals of metrics that are not a mean over samples (mAP: a bootstrap over images of the
+        whole computation), and of their change against the reference: ({name: Interval}, {name:
+        Interval}). Merged with the per-sample ones; the metric is declared `per_sample="images"`."""
+        return {}, {}
+
     def agreement_with_targets(self, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], targets,
                                info: dict) -> dict:
         """Agreement that needs the targets too (retrieval: the candidate's queries searched in the
@@ -317,6 +327,16 @@ class Task(ABC):
     def sidecars(self, info: dict) -> Dict[str, str]:
         """Files written beside every artifact (name -> text), e.g. labels.txt."""
         return {}
+
+    def preprocessing_fields(self, info: dict) -> dict:
+        """Extra preprocessing.json fields a device needs to use the outputs (detection: anchors, NMS)."""
+        return {}
+
+    @classmethod
+    def takes_annotations(cls, annotations) -> bool:
+        """Whether a third party's artifact given this annotation file/folder is taken to be of this
+        task (before `device_default_for`): a VOC folder is a detector's."""
+        return False
 
     def report_plots(self, report: dict) -> Dict[str, str]:
         """Extra figures for report.html: id -> inline SVG or HTML (already escaped)."""
