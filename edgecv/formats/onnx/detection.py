@@ -102,6 +102,10 @@ def append_postprocess(data: bytes, pp) -> bytes:
     box_name, score_name = pp.raw_outputs
     scores_vi = next(o for o in proto.graph.output if o.name == score_name)
     num_classes = int(scores_vi.type.tensor_type.shape.dim[2].dim_value)
+    if num_classes < 1:
+        from edgecv.errors import ConversionError
+
+        raise ConversionError(f"the ONNX output {score_name} has no fixed class count: the NMS needs [batch, L, C]")
     L, k = pp.num_anchors, pp.nms.max_detections
     boxes = decode(g, box_name, pp)
     if pp.nms.per_class:
