@@ -69,6 +69,9 @@ def test_tflite_int8_is_integer_except_the_postprocess_which_equals_the_referenc
     # the exporter's int8 artifact passes the same checks
     art = _export(model, "tflite", "int8", tmp_path)
     assert art.checks["integer_only"] and "TFLite_Detection_PostProcess" in art.checks["postprocess_ops"]
+    note = art.metadata["postprocess"]["note"]  # the report's note on the artifact
+    assert "integer-only except the post-process, which computes in float" in note
+    assert "TFLite_Detection_PostProcess x1" in note and "DEQUANTIZE x2" in note
 
 
 def test_tflite_detector_outputs_follow_the_postprocess_contract(tmp_path):

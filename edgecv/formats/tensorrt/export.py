@@ -96,7 +96,9 @@ class TensorRTExporter(Exporter):
             onnx_bytes = tensorrt_tail(onnx_bytes, postprocess)
             meta["outputs"] = artifact_output_names(model, postprocess)
             meta["postprocess"] = {**postprocess.describe(), "op": "EfficientNMS_TRT", "computes_in": "float32",
-                                   "raw_outputs": list(postprocess.raw_outputs)}
+                                   "raw_outputs": list(postprocess.raw_outputs),
+                                   "note": f"decode + EfficientNMS_TRT ({postprocess.nms.variant} NMS, K "
+                                           f"{postprocess.nms.max_detections})"}
             need = ">=8.0" if postprocess.nms.per_class else ">=8.6"
             expects["tensorrt"] = combine(opts.tensorrt, need)
             expects["reasons"].append(f"EfficientNMS_TRT {'per class' if postprocess.nms.per_class else 'with class_agnostic'}"
