@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from synthetic_detection import COLOURS, make_detection_data, write_detection_recipe
+from test_bench import no_tf_python  # noqa: F401  (fixture: a virtual environment without TensorFlow)
 
 RACCOON = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "raccoon"
 
@@ -226,6 +227,17 @@ def test_plan_refuses_passes_the_detector_cannot_take(boxes_data, tmp_path):
     assert "pass qat is refused for task detection" in res.output and "quantization-aware" in res.output
 
 
+def test_select_refuses_a_detector_with_the_reason(boxes_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgecv.cli.main import app
+
+    res = CliRunner().invoke(app, ["select", "-t", "raspberry-pi-4", "-r", str(boxes_data[4]), "--budget-ms", "10",
+                                   "-o", str(tmp_path / "s")])
+    assert res.exit_code == 2, res.output
+    assert "needs task classification, not detection" in res.output
+
+
 def test_raccoon_reads_and_splits_by_seed():
     if not RACCOON.is_dir():
         pytest.skip(f"the raccoon set is not at {RACCOON} (../shared beside the repository)")
@@ -237,3 +249,79 @@ def test_raccoon_reads_and_splits_by_seed():
     other = load_recipe(Path(__file__).resolve().parents[1] / "examples" / "raccoon" / "edgecv.yaml",
                         ["data.seed=1"])
     assert {s.path for s in other.make_task().read_data(other).val} != {s.path for s in index.val}
+
+
+# ---- end to end: build raspberry-pi-4, then validate and bench the artifact on a "device" -------------
+
+@pytest.fixture(scope="module")
+def built(boxes_data, tmp_path_factory):
+    """The tiny detector built for raspberry-pi-4 (int8 with TFLite's detection post-process, fp32)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from edgecv.cli.main import app
+
+    out = tmp_path_factory.mktemp("build")
+    res = CliRunner().invoke(app, ["build", "-t", "raspberry-pi-4", "-r", str(boxes_data[4]), "-o", str(out),
+                                   "--set", "train.finetune.epochs=4", "--set", "gates.map_drop_max=0.5"])
+    assert res.exit_code in (0, 1), res.output  # the target's classification gates do not apply; ours may fail
+    folder = out / "raspberry-pi-4"
+    return folder, json.loads((folder / "report.json").read_text())
+
+
+def test_build_reports_map_gates_sidecars_and_panels(built):
+    import json
+
+    folder, report = built
+    assert report["task"]["name"] == "detection"
+    int8 = next(a for a in report["artifacts"] if a["name"] == "int8")
+    assert int8["status"] == "ok", int8.get("error")
+    assert {"map", "ap50", "ap75", "precision", "recall"} <= set(int8["metrics"]) and "map" in int8["deltas"]
+    assert {"box_f1", "box_iou_mean"} <= set(int8["agreement"]) and "map" in int8["intervals"]
+    assert any(g["gate"] == "map_drop_max" for g in int8["gates"])
+    pre = json.loads((folder / "preprocessing.json").read_text())
+    assert pre["resize"] == "resize" and pre["detection"]["anchors"]["strides"] == [8, 16]
+    assert json.loads((folder / "detection.json").read_text())["class_names"] == ["blue", "red"]
+    assert (folder / "labels.txt").read_text() == "blue\nred\n"
+    if report["reference"]["metrics"].get("preview_detections") is not None:
+        pytest.importorskip("matplotlib")
+        html = (folder / "report.html").read_text()
+        assert "precision-recall at IoU 0.5" in html and "best and worst agreement" in html
+
+
+def test_validate_annotations_gives_the_builds_map_without_tensorflow(built, boxes_data, no_tf_python, tmp_path):
+    """`edgecv validate ARTIFACT --data DIR --annotations DIR` on a machine without TensorFlow: the
+    build's mAP on the same images; a copy without edgecv's sidecars (a third party's detector) is
+    taken for a detector by its VOC annotations and gives the same numbers."""
+    import json
+    import shutil
+    import subprocess
+
+    folder, report = built
+    int8 = next(a for a in report["artifacts"] if a["name"] == "int8")
+    val = tmp_path / "val"
+    val.mkdir()
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    for p in report["task_info"]["preview_images"]:
+        shutil.copy(p, val / Path(p).name)
+        shutil.copy(boxes_data[2] / (Path(p).stem + ".xml"), ann / (Path(p).stem + ".xml"))
+    lone = tmp_path / "third_party"
+    lone.mkdir()
+    shutil.copy(folder / Path(int8["path"]).name, lone / "detector.tflite")
+    for artifact in (folder / Path(int8["path"]).name, lone / "detector.tflite"):
+        js = tmp_path / f"{artifact.stem}.json"
+        r = subprocess.run([no_tf_python, "-m", "edgecv.cli.main", "validate", str(artifact), "--data", str(val),
+                            "--annotations", str(ann), "--json", str(js)], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        result = json.loads(js.read_text())
+        assert "mAP@[.5:.95]" in r.stdout and result["metrics"]["count"] == 10
+        assert result["metrics"]["map"] == pytest.approx(int8["metrics"]["map"], abs=1e-9)
+        assert result["metrics"]["ap50"] == pytest.approx(int8["metrics"]["ap50"], abs=1e-9)
+    js = tmp_path / "bench.json"
+    r = subprocess.run([no_tf_python, "-m", "edgecv.cli.main", "bench", str(folder / Path(int8["path"]).name),
+                        "--data", str(val), "--annotations", str(ann), "--runs", "3", "--seconds", "0",
+                        "--json", str(js)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(js.read_text())["metrics"]["map"] == pytest.approx(int8["metrics"]["map"], abs=1e-9)

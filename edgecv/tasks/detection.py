@@ -115,6 +115,20 @@ def detection_outputs(outputs: Dict[str, np.ndarray], info: dict) -> Dict[str, n
                      f"{list(DETECTION_OUTPUTS)}")
 
 
+def padding_cleared(d: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """The four detection outputs with the rows past num_detections set to 0: they are padding, which
+    a runtime may leave uninitialised (not a NaN the artifact produced)."""
+    count = np.nan_to_num(np.asarray(d["num_detections"], np.float64)).reshape(-1).astype(np.int64)
+    out = dict(d)
+    for name in DETECTION_OUTPUTS[:3]:
+        v = np.array(d[name], copy=True)
+        if v.ndim >= 2 and len(v) == len(count):
+            rows = np.arange(v.shape[1])[None, :] >= count[:, None]
+            v[rows] = 0
+        out[name] = v
+    return out
+
+
 def image_detections(outputs: Dict[str, np.ndarray], info: dict, frames: Optional[Sequence] = None) -> list:
     """Per image an edgecv.metrics.detection.ImageDetections: in pixels of each photo when `frames`
     gives each one's (width, height), else in pixels of the model input (IoU is the same in both
@@ -207,6 +221,10 @@ class Detection(Task):
                                   list(found.skipped))
             else:
                 index = found.to_index(d.val_fraction, d.seed)
+        # path order, as a device reads the same folder: COCO's matching breaks score ties by image
+        # order, so the build and `edgecv validate` give the same mAP only in the same order
+        index.train.sort(key=lambda s: s.path)
+        index.val.sort(key=lambda s: s.path)
         if not index.train or not index.val:
             raise DataError(f"{d.annotations}: {len(index.train)} training and {len(index.val)} validation images; "
                             "both splits need images (lower or raise data.val_fraction)")
@@ -302,9 +320,9 @@ class Detection(Task):
         if all(n in outputs for n in RAW_OUTPUTS):
             return {n: outputs[n] for n in RAW_OUTPUTS}
         if all(n in outputs for n in DETECTION_OUTPUTS):
-            return {n: outputs[n] for n in DETECTION_OUTPUTS}
+            return padding_cleared({n: outputs[n] for n in DETECTION_OUTPUTS})
         if len(outputs) == 4:
-            return dict(zip(DETECTION_OUTPUTS, outputs.values()))
+            return padding_cleared(dict(zip(DETECTION_OUTPUTS, outputs.values())))
         raise ValueError(f"the artifact's outputs {sorted(outputs)} are neither the detection task's raw outputs "
                          f"{list(RAW_OUTPUTS)} nor the detection outputs {list(DETECTION_OUTPUTS)}")
 

@@ -61,7 +61,8 @@ def read_detection_set(task, folder: Path, annotations: Optional[Path], info: di
     info["resize"] = policy
     if options.get("label_offset"):
         info["class_offset"] = int(options["label_offset"])
-    return DeviceSet([im.path for im in found.images], list(found.images), info, policy,
+    images = sorted(found.images, key=lambda im: im.path)  # the build's order (ties in score: see read_data)
+    return DeviceSet([im.path for im in images], images, info, policy,
                      [(s.path, s.reason) for s in found.skipped])
 
 
