@@ -90,7 +90,7 @@ class TensorRTExporter(Exporter):
         expects = {"tensorrt": opts.tensorrt, "jetpack": opts.jetpack,
                    "reasons": ["the target's tensorrt artifact options"] if opts.tensorrt or opts.jetpack else []}
         if postprocess is not None:  # decode + EfficientNMS_TRT after the (QDQ or fp16) graph
-            from edgecv.formats.onnx.detection import tensorrt_tail
+            from edgecv.formats.tensorrt.detection import tensorrt_tail
             from edgecv.formats.tensorrt.versions import combine
 
             onnx_bytes = tensorrt_tail(onnx_bytes, postprocess)
