@@ -111,6 +111,22 @@ class Exporter(ABC):
         """Write the artifact for `spec` into out_dir (atomically) and describe it."""
 
 
+def task_postprocess(model):
+    """The decode + NMS the model's task wants appended to every artifact
+    (edgecv.metrics.nms.DetectionPostProcess), or None. Each format adds it in its own form and its
+    artifact's outputs are then `artifact_output_names`."""
+    return model.make_task().postprocess(model.info)
+
+
+def artifact_output_names(model, postprocess) -> list[str]:
+    """An artifact's outputs: the four detection outputs after a post-process, else the task's."""
+    if postprocess is None:
+        return list(model.output_names)
+    from edgecv.metrics.nms import DETECTION_OUTPUTS
+
+    return list(DETECTION_OUTPUTS)
+
+
 def parse_options(raw: Optional[dict], model: type, what: str):
     """An artifact's `options:` parsed into the exporter's pydantic model; a bad one is a ConfigError
     naming each wrong key and the allowed keys (raised while planning, through `check_spec`)."""

@@ -6,12 +6,23 @@ those of `edgecv.validate.intervals`, so these intervals read like the other tas
 
 from __future__ import annotations
 
+from statistics import NormalDist
 from typing import Callable, Optional
 
 import numpy as np
 
 from edgecv.results import Interval
-from edgecv.validate.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, DEFAULT_CONFIDENCE, _z
+
+# shared with edgecv.validate.intervals (defined here, below it: validate imports tasks, tasks import metrics)
+DEFAULT_CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 4000
+BOOTSTRAP_SEED = 0  # fixed: the same scores give the same interval on every machine and every run
+
+
+def _z(confidence: float) -> float:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95), not {confidence}")
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
 def resample_weights(n: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED):

@@ -24,7 +24,7 @@ import numpy as np
 
 from edgecv.metrics.bootstrap import bootstrap_interval
 from edgecv.results import Interval
-from edgecv.validate.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, DEFAULT_CONFIDENCE
+from edgecv.metrics.bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, DEFAULT_CONFIDENCE
 
 IGNORE_INDEX = 255
 

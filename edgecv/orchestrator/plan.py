@@ -121,6 +121,9 @@ def check_plan(targets, task=None, recipe_gates=None) -> None:
                 if task is not None and task.quality_metric is None and cls.needs & {"train_data", "teacher"}:
                     problems.append(f"target {t.name}, artifact {a.name}: pass {cls.name} trains, and task "
                                     f"{task.name} has no quality metric to train for")
+                elif task is not None and cls.name in task.refused_passes:
+                    problems.append(f"target {t.name}, artifact {a.name}: pass {cls.name} is refused for task "
+                                    f"{task.name}: {task.refused_passes[cls.name]}; drop the pass")
                 elif task is not None and not task.passes_can_train and cls.needs & {"train_data", "teacher"}:
                     problems.append(f"target {t.name}, artifact {a.name}: pass {cls.name} trains, and task "
                                     f"{task.name}'s kept model has no training head to train with; drop the pass")

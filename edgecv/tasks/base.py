@@ -26,6 +26,7 @@ from edgecv.errors import InputError
 
 TASK_MODULES: Dict[str, str] = {  # built-in task name -> module (imported on first use)
     "classification": "edgecv.tasks.classification",
+    "detection": "edgecv.tasks.detection",
     "embedding": "edgecv.tasks.embedding",
     "generic": "edgecv.tasks.generic",
     "keypoints": "edgecv.tasks.keypoints",
@@ -134,6 +135,8 @@ class Task(ABC):
     # device command gets: "folder" (--data alone), "annotations" (--data and --annotations)
     device_default_for: ClassVar[Tuple[str, ...]] = ()
     sidecar_names: ClassVar[Tuple[str, ...]] = ()  # files of `sidecars` that name the task beside an artifact
+    # pass name -> why the task cannot take it (refused while planning, with the reason)
+    refused_passes: ClassVar[Dict[str, str]] = {}
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -221,6 +224,17 @@ class Task(ABC):
         server client wants ready-made (class ids, pixel coordinates)."""
         return dict(outputs)
 
+    def postprocess(self, info: dict) -> Optional["DetectionPostProcess"]:  # noqa: F821
+        """The decode + NMS every exporter appends after the raw outputs, or None (the default: the
+        artifact's outputs are the model's own). A detection task returns an
+        edgecv.metrics.nms.DetectionPostProcess built from info["detection"] (its anchors, scales
+        and NMS settings); each format then adds it in its own form (TFLite_Detection_PostProcess,
+        ONNX NonMaxSuppression, EfficientNMS_TRT, Core ML's NonMaximumSuppression, a SavedModel
+        signature with the TF Object Detection API's names) and its artifact's outputs become the
+        four DETECTION_OUTPUTS. The float Keras model's raw outputs go through the same numpy
+        post-process (`DetectionPostProcess.from_raw`), so both are judged the same way."""
+        return None
+
     def coreml_classifier_labels(self, info: dict) -> Optional[List[str]]:
         """Labels for a Core ML classifier (None: plain multi-array outputs)."""
         return None
@@ -240,6 +254,13 @@ class Task(ABC):
         its change against the float model a paired one, and let `_significant` / `_confident`
         gates judge it (edgecv.validate.intervals)."""
         return {}
+
+    def metric_intervals(self, candidate: Dict[str, np.ndarray], reference: Optional[Dict[str, np.ndarray]], targets,
+                         info: dict, confidence: float) -> Tuple[dict, dict]:
+        """Intervals of metrics that are not a mean over samples (mAP: a bootstrap over images of the
+        whole computation), and of their change against the reference: ({name: Interval}, {name:
+        Interval}). Merged with the per-sample ones; the metric is declared `per_sample="images"`."""
+        return {}, {}
 
     def agreement_with_targets(self, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], targets,
                                info: dict) -> dict:
@@ -305,6 +326,16 @@ class Task(ABC):
     def sidecars(self, info: dict) -> Dict[str, str]:
         """Files written beside every artifact (name -> text), e.g. labels.txt."""
         return {}
+
+    def preprocessing_fields(self, info: dict) -> dict:
+        """Extra preprocessing.json fields a device needs to use the outputs (detection: anchors, NMS)."""
+        return {}
+
+    @classmethod
+    def takes_annotations(cls, annotations) -> bool:
+        """Whether a third party's artifact given this annotation file/folder is taken to be of this
+        task (before `device_default_for`): a VOC folder is a detector's."""
+        return False
 
     def report_plots(self, report: dict) -> Dict[str, str]:
         """Extra figures for report.html: id -> inline SVG or HTML (already escaped)."""

@@ -58,6 +58,8 @@ def artifact_task(artifact: Path, annotations: Optional[Path]) -> tuple[Task, di
     if task is None and folder is not None:
         task = next((cls() for cls in all_task_classes() if any((folder / n).is_file() for n in cls.sidecar_names)),
                     None)
+    if task is None and annotations is not None:
+        task = next((cls() for cls in all_task_classes() if cls.takes_annotations(annotations)), None)
     if task is None:
         want = "annotations" if annotations is not None else "folder"
         task = next((cls() for cls in all_task_classes() if want in cls.device_default_for), None)

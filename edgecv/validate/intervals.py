@@ -15,22 +15,12 @@ Raspberry Pi has the same intervals as the build host's. Tests check these again
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from edgecv.metrics.bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, DEFAULT_CONFIDENCE, _z  # noqa: F401
 from edgecv.results import Interval
-
-DEFAULT_CONFIDENCE = 0.95
-BOOTSTRAP_RESAMPLES = 4000
-BOOTSTRAP_SEED = 0  # fixed: the same scores give the same interval on every machine and every run
-
-
-def _z(confidence: float) -> float:
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95), not {confidence}")
-    return NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
 def wilson(k: int, n: int, confidence: float = DEFAULT_CONFIDENCE) -> Tuple[float, float]:

@@ -60,17 +60,21 @@ class CoreMLRuntime(Runtime):
         self._ct = ct
         self.compute_units = str(self.options.get("compute_units", "all")).lower()
         self.model = ct.models.MLModel(str(self.path), compute_units=_compute_unit(self.compute_units))
-        _, spec, func = load_package(self.path)
+        spec = self.model.get_spec()
+        func = load_package(self.path)[2] if spec.WhichOneof("Type") == "mlProgram" else None  # or a pipeline
         image = next((f for f in spec.description.input if f.type.WhichOneof("Type") == "imageType"), None)
         if image is None:
             raise ValueError(f"{self.path}: no image input; edgecv runs Core ML models that take an image")
         self._input = image.name
         self._size = (int(image.type.imageType.height), int(image.type.imageType.width))
-        self.labels = read_labels(func)
+        self.labels = read_labels(func) if func is not None else None
         self._probs = spec.description.predictedProbabilitiesName or None  # a classifier's scores
         self._outputs = [o.name for o in spec.description.output]
         listed = json.loads(self.model.user_defined_metadata.get(OUTPUTS_KEY) or "[]")
         self._scores_name = listed[0]["name"] if self._probs and len(listed) == 1 else self._probs
+        # a detection pipeline (NMS model last): its variable-length rows read as the four contract outputs
+        post = json.loads(self.model.user_defined_metadata.get("edgecv.postprocess") or "null")
+        self._max_detections = int(post["nms"]["max_detections"]) if post else None
         self._sample = None
 
     @property
@@ -83,7 +87,12 @@ class CoreMLRuntime(Runtime):
         rows: dict[str, list] = {}
         for img in np.asarray(images, np.uint8):
             out = model.predict({self._input: Image.fromarray(img, "RGB")})
-            if self._probs:
+            if self._max_detections is not None:
+                from edgecv.formats.coreml.detection import CONFIDENCE, COORDINATES, to_contract
+
+                for name, value in to_contract(out[CONFIDENCE], out[COORDINATES], self._max_detections).items():
+                    rows.setdefault(name, []).append(value[0])
+            elif self._probs:
                 scores = out[self._probs]
                 rows.setdefault(self._scores_name, []).append(
                     [scores[label] for label in self.labels] if self.labels else list(scores.values()))

@@ -22,7 +22,8 @@ import numpy as np
 from pydantic import Field
 
 from edgecv.errors import ConversionError
-from edgecv.exporters.base import Artifact, ExportContext, Exporter, parse_options
+from edgecv.exporters.base import (Artifact, ExportContext, Exporter, artifact_output_names, parse_options,
+                                   task_postprocess)
 from edgecv.formats.accuracy_aware import check_accuracy_aware
 from edgecv.files import atomic_write_bytes
 from edgecv.quantization.qdq import WEIGHTED_OPS, QdqOptions, match_nodes, quantize_qdq, with_model_float_layers
@@ -382,6 +383,10 @@ class OnnxExporter(Exporter):
         _ensure_onnx()
         # accuracy_aware (int8): keep the worst layers float until the gate passes (edgecv.formats.accuracy_aware)
         opts = parse_options({k: v for k, v in spec.options.items() if k != "accuracy_aware"}, OnnxOptions, "onnx artifact")
+        postprocess = task_postprocess(model)
+        if postprocess is not None and "accuracy_aware" in spec.options:
+            raise ConversionError(f"{spec.name}: accuracy_aware int8 is not available for a model with a detection "
+                                  "post-process yet: remove options.accuracy_aware")
         if "accuracy_aware" in spec.options and spec.precision == "int8":
             import onnxruntime
 
@@ -402,7 +407,17 @@ class OnnxExporter(Exporter):
                 meta["calibration_sha256"] = ctx.calibration_sha256
         else:
             data, meta = export_onnx_bytes(model, spec.precision, opts, ctx)
-        checks = inspect_onnx(data, spec.precision, model.output_names)
+        if postprocess is not None:  # after QDQ: the int8 flow sees the raw outputs, the post-process stays float
+            from edgecv.formats.onnx.detection import append_postprocess
+
+            data = append_postprocess(data, postprocess)
+            meta["outputs"] = artifact_output_names(model, postprocess)
+            meta["postprocess"] = {**postprocess.describe(), "op": "NonMaxSuppression", "computes_in": "float32",
+                                   "raw_outputs": list(postprocess.raw_outputs),
+                                   "note": f"decode + NonMaxSuppression in the graph ({postprocess.nms.variant} NMS, K "
+                                           f"{postprocess.nms.max_detections}), float32"
+                                           + (" after the int8 QDQ graph" if spec.precision == "int8" else "")}
+        checks = inspect_onnx(data, spec.precision, artifact_output_names(model, postprocess))
         if not checks["passed"]:
             raise ConversionError(f"{spec.name}: ONNX checks failed: {checks['message']}")
         path = out_dir / f"{ctx.model_name}_{spec.name}.onnx"
