@@ -151,7 +151,7 @@ def test_tiny_detector_trains_and_follows_the_contract(recipe_index):
 def _perfect_raw(targets, info, jitter=0.0, seed=0):
     """Raw outputs a detector would give for the targets: one confident anchor per box."""
     from edgecv.data.detection import boxes_to_input
-    from edgecv.tasks.detection_anchors import anchor_params, corners, encode, generate_anchors, iou_matrix
+    from edgecv.tasks.detection_anchors import corners, encode, generate_anchors, iou_matrix
 
     a = info["detection"]["anchors"]
     anchors = generate_anchors(a)

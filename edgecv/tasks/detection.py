@@ -18,7 +18,7 @@ the F1 of boxes matched at IoU 0.5, their mean IoU and score error.
 
 from __future__ import annotations
 
-from typing import Dict, List, Literal, Optional, Sequence, Tuple
+from typing import Dict, List, Literal, Optional, Sequence
 
 import numpy as np
 from pydantic import Field, model_validator
