@@ -29,6 +29,7 @@ def preprocessing(task, info: dict, input_size, resize: str, normalization: dict
         "normalization_inside_model": normalization,
         "outputs": {o.name: o.to_json() for o in task.output_spec(info)},
     }
+    pre.update(task.preprocessing_fields(info))
     if artifact_sizes:
         pre["artifact_input_sizes"] = {name: {"height": s[0], "width": s[1]} for name, s in artifact_sizes.items()}
     return pre

@@ -117,7 +117,6 @@ def test_tiny_segmenter_trains_with_the_contract_outputs(trained):
 def test_evaluate_and_intervals_equal_the_metrics_module():
     from edgecv.metrics.segmentation import ConfusionAccumulator, miou_delta_interval, miou_interval, predicted_classes
     from edgecv.tasks import get_task
-    from edgecv.validate.intervals import as_stored, intervals_for
 
     rng = np.random.default_rng(0)
     labels = [rng.integers(0, 4, (30, 40)).astype(np.uint8) for _ in range(12)]
@@ -125,8 +124,7 @@ def test_evaluate_and_intervals_equal_the_metrics_module():
         lab[:5] = 255
     scores = rng.normal(size=(12, 8, 10, 4)).astype(np.float32)
     better = scores.copy()
-    for i, lab in enumerate(labels):  # a candidate that is right more often
-        better[i, ..., 1] += 1.0
+    better[..., 1] += 1.0  # a candidate biased towards class b: a different mIoU on the same images
     task = get_task("segmentation")
     info = {"class_names": ["a", "b", "c", "d"], "ignore_index": 255}
     got = task.evaluate({"scores": scores}, labels, info)
@@ -140,13 +138,19 @@ def test_evaluate_and_intervals_equal_the_metrics_module():
     acc2 = ConfusionAccumulator(info["class_names"])
     for i, lab in enumerate(labels):
         acc2.add(lab, predicted_classes(better[i], lab.shape))
-    ref = as_stored(task.sample_scores({"scores": scores}, labels, info))
-    cand = as_stored(task.sample_scores({"scores": better}, labels, info))
-    ivs, deltas = intervals_for(task, cand, ref)
+    ivs, deltas = task.metric_intervals({"scores": better}, {"scores": scores}, labels, info, 0.95)
     expected, expected_delta = miou_interval(acc2), miou_delta_interval(acc, acc2)
     assert ivs["miou"].low == pytest.approx(100 * expected.low) and ivs["miou"].high == pytest.approx(100 * expected.high)
     assert deltas["miou"].low == pytest.approx(100 * expected_delta.low)
     assert deltas["miou"].high == pytest.approx(100 * expected_delta.high)
+    measured = 100 * (acc2.metrics().miou - m.miou)
+    assert deltas["miou"].low <= measured <= deltas["miou"].high and deltas["miou"].high < 0  # a sure change
+    # the comparator (what the build runs) carries them
+    from edgecv.validate.comparator import compare
+
+    cmp = compare(task, info, {"scores": better}, labels, {"scores": scores})
+    assert cmp.delta_intervals["miou"].low == pytest.approx(deltas["miou"].low)
+    assert len(cmp.sample_scores["image_miou"]) == 12
 
 
 def test_gates_are_judged_on_miou_drop_and_agreement():

@@ -2,18 +2,18 @@
 each resample draws the images with replacement and recomputes the metric from per-image counts
 weighted by how often each image was drawn. The same seed draws the same images for two models,
 so the interval of their difference is paired. Resample count, seed and the confidence check are
-defined here and used by `edgecv.validate.intervals` too, so these intervals read like the other tasks'."""
+those of `edgecv.validate.intervals`, so these intervals read like the other tasks'."""
 
 from __future__ import annotations
 
+from statistics import NormalDist
 from typing import Callable, Optional
 
 import numpy as np
 
-from statistics import NormalDist
-
 from edgecv.results import Interval
 
+# shared with edgecv.validate.intervals (defined here, below it: validate imports tasks, tasks import metrics)
 DEFAULT_CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 4000
 BOOTSTRAP_SEED = 0  # fixed: the same scores give the same interval on every machine and every run

@@ -22,9 +22,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from edgecv.registry import LazyRegistry
+from edgecv.errors import InputError
 
 TASK_MODULES: Dict[str, str] = {  # built-in task name -> module (imported on first use)
     "classification": "edgecv.tasks.classification",
+    "detection": "edgecv.tasks.detection",
     "embedding": "edgecv.tasks.embedding",
     "generic": "edgecv.tasks.generic",
     "keypoints": "edgecv.tasks.keypoints",
@@ -57,8 +59,7 @@ class MetricSpec:
     fmt: str = ".4g"
     regression_tolerance: Optional[float] = None  # default allowed worsening for `edgecv gate`
     # How `Task.sample_scores` scores each sample, for confidence intervals: "share" (0 or 1; the
-    # metric is scale x their mean: accuracy), "mean" (the metric is their mean: NME), "counts" (the
-    # task recomputes the metric from per-sample counts: mIoU; `Task.count_interval`), "" (none)
+    # metric is scale x their mean: accuracy), "mean" (the metric is their mean: NME), "" (none)
     per_sample: str = ""
     scale: float = 1.0  # a share's unit: 100 for percent
 
@@ -135,6 +136,8 @@ class Task(ABC):
     # device command gets: "folder" (--data alone), "annotations" (--data and --annotations)
     device_default_for: ClassVar[Tuple[str, ...]] = ()
     sidecar_names: ClassVar[Tuple[str, ...]] = ()  # files of `sidecars` that name the task beside an artifact
+    # pass name -> why the task cannot take it (refused while planning, with the reason)
+    refused_passes: ClassVar[Dict[str, str]] = {}
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -222,6 +225,17 @@ class Task(ABC):
         server client wants ready-made (class ids, pixel coordinates)."""
         return dict(outputs)
 
+    def postprocess(self, info: dict) -> Optional["DetectionPostProcess"]:  # noqa: F821
+        """The decode + NMS every exporter appends after the raw outputs, or None (the default: the
+        artifact's outputs are the model's own). A detection task returns an
+        edgecv.metrics.nms.DetectionPostProcess built from info["detection"] (its anchors, scales
+        and NMS settings); each format then adds it in its own form (TFLite_Detection_PostProcess,
+        ONNX NonMaxSuppression, EfficientNMS_TRT, Core ML's NonMaximumSuppression, a SavedModel
+        signature with the TF Object Detection API's names) and its artifact's outputs become the
+        four DETECTION_OUTPUTS. The float Keras model's raw outputs go through the same numpy
+        post-process (`DetectionPostProcess.from_raw`), so both are judged the same way."""
+        return None
+
     def coreml_classifier_labels(self, info: dict) -> Optional[List[str]]:
         """Labels for a Core ML classifier (None: plain multi-array outputs)."""
         return None
@@ -242,11 +256,12 @@ class Task(ABC):
         gates judge it (edgecv.validate.intervals)."""
         return {}
 
-    def count_interval(self, spec: MetricSpec, scores: Dict[str, Sequence], reference: Optional[Dict[str, Sequence]],
-                       confidence: float) -> Tuple[Optional[Any], Optional[Any]]:
-        """(interval, paired interval of the change against `reference`) of a metric declared
-        per_sample="counts", from the stored per-sample scores (all of them, by name)."""
-        return None, None
+    def metric_intervals(self, candidate: Dict[str, np.ndarray], reference: Optional[Dict[str, np.ndarray]], targets,
+                         info: dict, confidence: float) -> Tuple[dict, dict]:
+        """Intervals of metrics that are not a mean over samples (mAP: a bootstrap over images of the
+        whole computation), and of their change against the reference: ({name: Interval}, {name:
+        Interval}). Merged with the per-sample ones; the metric is declared `per_sample="images"`."""
+        return {}, {}
 
     @classmethod
     def claims_folder(cls, data: Path) -> bool:
@@ -292,8 +307,6 @@ class Task(ABC):
     def read_device_set(self, data: Path, annotations: Optional[Path], info: dict, options: dict) -> DeviceSet:
         """An evaluation set from a folder of images (`data`) and, where the task needs one, an
         annotation file. `options`: the command's own (labels, label_offset, resize, warn ...)."""
-        from edgecv.errors import InputError
-
         raise InputError(f"task {self.name} cannot read an evaluation set on this machine: it defines no "
                          "read_device_set")
 
@@ -320,6 +333,16 @@ class Task(ABC):
     def sidecars(self, info: dict) -> Dict[str, str]:
         """Files written beside every artifact (name -> text), e.g. labels.txt."""
         return {}
+
+    def preprocessing_fields(self, info: dict) -> dict:
+        """Extra preprocessing.json fields a device needs to use the outputs (detection: anchors, NMS)."""
+        return {}
+
+    @classmethod
+    def takes_annotations(cls, annotations) -> bool:
+        """Whether a third party's artifact given this annotation file/folder is taken to be of this
+        task (before `device_default_for`): a VOC folder is a detector's."""
+        return False
 
     def report_plots(self, report: dict) -> Dict[str, str]:
         """Extra figures for report.html: id -> inline SVG or HTML (already escaped)."""

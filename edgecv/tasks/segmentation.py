@@ -15,7 +15,7 @@ Judged by mIoU (per-class IoU averaged over the classes present), pixel accuracy
 per-class IoU, from a confusion matrix accumulated image by image (edgecv.metrics.segmentation);
 agreement with the float model is the share of pixels with the same class and the mIoU of the
 artifact's map taking the float one as truth. mIoU is not a mean over images: its interval is a
-bootstrap over images of the whole confusion matrix, carried as per-image counts.
+bootstrap over images of the whole confusion matrix (Task.metric_intervals).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ SCORES, CLASSES = "scores", "classes"
 SIDECAR = "segmentation.json"
 PREVIEW_IMAGES = 4  # validation images drawn in report.html
 MIOU = MetricSpec("miou", True, "%", "mean IoU over the classes present, validation split", ".2f", 1.0,
-                  per_sample="counts", scale=100.0)
+                  per_sample="images", scale=100.0)
 PIXEL_ACCURACY = MetricSpec("pixel_accuracy", True, "%", "share of labelled pixels classified right", ".2f")
 MEAN_DICE = MetricSpec("mean_dice", True, "%", "mean Dice score over the classes present", ".2f")
 PIXEL_AGREEMENT = MetricSpec("pixel_agreement", True, "", "share of pixels whose class matches the float model's",
@@ -83,28 +83,6 @@ def accumulate(outputs: Dict[str, np.ndarray], targets: Sequence[np.ndarray], cl
                             "class file (--labels FILE) and label maps in its class indices")
         acc.add(label, pred)
     return acc
-
-
-def count_keys(class_names) -> List[str]:
-    """Per-image score names that carry the confusion counts: `miou.tp.<class>` ..."""
-    return [f"miou.{kind}.{c}" for kind in ("tp", "fp", "fn") for c in class_names]
-
-
-def counts_statistic(scores: Dict[str, Sequence], class_names) -> tuple:
-    """(number of images, mIoU of weights over images) from stored per-image counts."""
-    from edgecv.metrics.segmentation import _nanmean, _ratio
-
-    def arr(kind):
-        return np.array([[np.nan if v is None else v for v in scores[f"miou.{kind}.{c}"]] for c in class_names],
-                        np.float64).T  # [images, classes]
-
-    tp, fp, fn = arr("tp"), arr("fp"), arr("fn")
-
-    def miou(w):
-        t, f, n = w @ tp, w @ fp, w @ fn
-        return _nanmean(_ratio(t, t + f + n))
-
-    return len(tp), miou
 
 
 class Segmentation(Task):
@@ -257,37 +235,35 @@ class Segmentation(Task):
                 "preview_masks": preview_masks(outputs, targets[:PREVIEW_IMAGES])}
 
     def sample_scores(self, outputs: Dict[str, np.ndarray], targets, info: dict) -> Dict[str, np.ndarray]:
-        """Per image: its TP, FP and FN pixel counts per class (`miou.tp.<class>` ...), from which any
-        resample of images recomputes mIoU, and its own mIoU under `miou` (shown, not averaged)."""
+        """Each image's own mIoU (`image_miou`, percent), to find the worst images; the mIoU interval
+        is not a mean of these (metric_intervals)."""
         if targets is None:
             return {}
-        names = info.get("class_names") or [str(i) for i in range(_num_classes(outputs))]
-        acc = accumulate(outputs, targets, names, info.get("ignore_index", 255))
-        out = {"miou": np.array([acc.miou(np.eye(acc.num_images)[i]) for i in range(acc.num_images)])}
-        for kind, rows in (("tp", acc._tp), ("fp", acc._fp), ("fn", acc._fn)):
-            arr = np.asarray(rows, np.float64).reshape(acc.num_images, len(names))
-            for j, c in enumerate(names):
-                out[f"miou.{kind}.{c}"] = arr[:, j]
-        return out
+        acc = accumulate(outputs, targets, self._names(outputs, info), info.get("ignore_index", 255))
+        return {"image_miou": np.array([100.0 * acc.miou(np.eye(acc.num_images)[i]) for i in range(acc.num_images)])}
 
-    def count_interval(self, spec, scores, reference, confidence: float):
-        """(interval of mIoU, paired interval of its change) from per-image counts, in percent."""
-        from edgecv.metrics.bootstrap import bootstrap_interval
+    def metric_intervals(self, candidate, reference, targets, info: dict, confidence: float) -> tuple[dict, dict]:
+        """Bootstrap intervals over images of mIoU (each image's per-class TP/FP/FN re-weighted by how
+        often a resample draws it), and of its change against the reference (the same images drawn
+        for both), in percent."""
+        from edgecv.metrics.segmentation import miou_delta_interval, miou_interval
 
-        names = [k[len("miou.tp."):] for k in scores if k.startswith("miou.tp.")]
-        if not names:
-            return None, None
-        n, stat = counts_statistic(scores, names)
-        def scale(iv):
-            return None if iv is None else iv.model_copy(update={"low": iv.low * spec.scale, "high": iv.high * spec.scale})
+        if targets is None:
+            return {}, {}
+        names, ignore = self._names(candidate, info), info.get("ignore_index", 255)
+        cand = accumulate(candidate, targets, names, ignore)
+        metrics, deltas = {}, {}
+        iv = miou_interval(cand, confidence)
+        if iv is not None:
+            metrics["miou"] = _percent(iv)
+        if reference is not None:
+            dv = miou_delta_interval(accumulate(reference, targets, names, ignore), cand, confidence)
+            if dv is not None:
+                deltas["miou"] = _percent(dv)
+        return metrics, deltas
 
-        interval = scale(bootstrap_interval(n, stat, confidence))
-        delta = None
-        if reference is not None and all(k in reference for k in count_keys(names)):
-            n_ref, ref_stat = counts_statistic(reference, names)
-            if n_ref == n:
-                delta = scale(bootstrap_interval(n, lambda w: stat(w) - ref_stat(w), confidence, paired=True))
-        return interval, delta
+    def _names(self, outputs, info: dict) -> list:
+        return list(info.get("class_names") or [str(i) for i in range(_num_classes(outputs))])
 
     def agreement(self, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], info: dict) -> dict:
         from edgecv.metrics.segmentation import AgreementAccumulator
@@ -325,7 +301,7 @@ class Segmentation(Task):
     def device_report(self, evaluation, result, outputs, options: dict) -> dict:
         return {"images": evaluation.paths, "metrics": result.metrics, "skipped": evaluation.skipped,
                 "class_names": evaluation.info.get("class_names"),
-                "per_image_miou": result.sample_scores.get("miou")}
+                "per_image_miou": result.sample_scores.get("image_miou")}
 
     def print_device_report(self, report: dict, artifact, data, out, err, options: dict) -> None:
         m = report["metrics"]
@@ -410,6 +386,10 @@ def preview_masks(outputs: Dict[str, np.ndarray], targets: Sequence[np.ndarray])
     """The first images' predicted class maps (at the label's size) for report.html."""
     return [encode_mask(m) for m in class_maps({k: v[:len(targets)] for k, v in outputs.items()},
                                                [np.shape(t) for t in targets])]
+
+
+def _percent(interval):
+    return interval.model_copy(update={"low": 100.0 * interval.low, "high": 100.0 * interval.high})
 
 
 def _colours(info: dict) -> tuple:

@@ -86,12 +86,16 @@ def compare(task, info: dict, candidate: Dict[str, np.ndarray], targets=None,
         cmp.sample_scores = as_stored(task.sample_scores(candidate, targets, info))
     if reference is None:
         cmp.intervals, _ = intervals_for(task, cmp.sample_scores, None, confidence)
+        cmp.intervals.update(task.metric_intervals(candidate, None, targets, info, confidence)[0])
         return cmp
     reference = task.select_outputs(reference, info)
     cmp.reference_metrics = task.evaluate(reference, targets, info) if targets is not None else {}
     if targets is not None:
         cmp.reference_scores = as_stored(task.sample_scores(reference, targets, info))
     cmp.intervals, cmp.delta_intervals = intervals_for(task, cmp.sample_scores, cmp.reference_scores, confidence)
+    whole, whole_deltas = task.metric_intervals(candidate, reference, targets, info, confidence)
+    cmp.intervals.update(whole)
+    cmp.delta_intervals.update(whole_deltas)
     for name, value in metrics.items():
         ref_value = cmp.reference_metrics.get(name)
         if isinstance(value, (int, float)) and isinstance(ref_value, (int, float)) and name != "count":
@@ -100,6 +104,6 @@ def compare(task, info: dict, candidate: Dict[str, np.ndarray], targets=None,
     if targets is not None:
         cmp.agreement.update(task.agreement_with_targets(reference, candidate, targets, info))
     rtols = rtols or {}
-    for name in reference:
+    for name in (n for n in reference if n in candidate):  # a detector's NMS'd artifact shares none with raw
         cmp.outputs[name] = output_agreement(reference[name], candidate[name], rtols.get(name, rtols.get("*", 0.0)))
     return cmp

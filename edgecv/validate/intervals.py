@@ -7,9 +7,7 @@ A task gives per-sample scores (`Task.sample_scores`) for the metrics it declare
   intervals and the correlation of the pairs) with the exact McNemar p-value: exact counting
   methods that stay sensible at a few hundred images and need only the standard library;
 - a mean of per-sample values (NME) gets a percentile bootstrap over samples with a fixed seed, its
-  change resampling the same samples for both models (the mean of the paired differences);
-- a metric recomputed from per-sample counts (mIoU from each image's TP/FP/FN: "counts") gets the
-  task's own bootstrap over samples (`Task.count_interval`), paired the same way.
+  change resampling the same samples for both models (the mean of the paired differences).
 Numpy and the standard library only: devices validate without scipy, and a report made on a
 Raspberry Pi has the same intervals as the build host's. Tests check these against scipy.
 """
@@ -21,7 +19,6 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-# the level, resample count and seed are the metrics' bootstrap's (metrics sit below validate)
 from edgecv.metrics.bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, DEFAULT_CONFIDENCE, _z  # noqa: F401
 from edgecv.results import Interval
 
@@ -142,13 +139,6 @@ def intervals_for(task, scores: Dict[str, Sequence], reference: Optional[Dict[st
     metrics, deltas = {}, {}
     for spec in per_sample_specs(task):
         if spec.name not in scores:
-            continue
-        if spec.per_sample == "counts":  # not a mean over samples (mIoU): the task resamples its own counts
-            iv, dv = task.count_interval(spec, scores, reference, confidence)
-            if iv is not None:
-                metrics[spec.name] = iv
-            if dv is not None:
-                deltas[spec.name] = dv
             continue
         iv = metric_interval(spec, scores[spec.name], confidence)
         if iv is not None:

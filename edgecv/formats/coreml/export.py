@@ -45,6 +45,7 @@ from edgecv.formats.coreml.checks import (
     main_function,
     preprocessing_parity,
 )
+from edgecv.models.signature import serving_function
 
 INPUT_NAME = "image"
 COMPRESSIONS = ("none", "int8", "palettize6", "palettize4", "prune")
@@ -140,24 +141,34 @@ def without_uint8_casts(keras_model):
     return copy
 
 
-def convert(task_model, precision: str, opts: CoreMLOptions, pre: ImagePreprocessing, task):
+def convert(task_model, precision: str, opts: CoreMLOptions, pre: ImagePreprocessing, task, postprocess=None):
     """The uncompressed ML Program (a coremltools MLModel in memory): a classifier where the task
-    gives classifier labels, else multi-array outputs under the task's output names."""
+    gives classifier labels, else multi-array outputs under the task's output names; with a
+    detection `postprocess`, the decoding detector of the NMS pipeline (float32 outputs
+    raw_confidence, raw_coordinates: edgecv.formats.coreml.detection)."""
     import coremltools as ct
 
-    from edgecv.formats.tflite.convert import serving_function
 
     keras_model = network_without_normalize(task_model.keras_model) if pre.folded else task_model.keras_model
     keras_model = without_uint8_casts(keras_model)
     h, w = task_model.input_size
-    fn = serving_function(keras_model, task_model.output_names, batch=1).get_concrete_function()
-    labels = task.coreml_classifier_labels(task_model.info)
+    outputs = None
+    if postprocess is not None:
+        from edgecv.formats.coreml.detection import detector_function
+
+        fn = detector_function(keras_model, task_model.output_names, postprocess).get_concrete_function()
+        labels = None  # the NMS model carries the labels: Vision's object observations
+        outputs = [ct.TensorType(name=t.name.split(":")[0], dtype=np.float32) for t in fn.outputs]
+    else:
+        fn = serving_function(keras_model, task_model.output_names, batch=1).get_concrete_function()
+        labels = task.coreml_classifier_labels(task_model.info)
     layout = ct.colorlayout.BGR if pre.color_layout == "BGR" else ct.colorlayout.RGB
     try:
         mlmodel = ct.convert(
             [fn], source="tensorflow", convert_to="mlprogram",
             inputs=[ct.ImageType(name=INPUT_NAME, shape=(1, h, w, 3), scale=pre.scale, bias=list(pre.bias),
                                  color_layout=layout, channel_first=False)],
+            outputs=outputs,
             classifier_config=ct.ClassifierConfig(labels) if labels is not None else None,
             compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
             minimum_deployment_target=ct.target[opts.minimum_deployment_target],
@@ -276,6 +287,9 @@ class CoreMLExporter(Exporter):
         opts = coreml_options(spec.options)
         task = model.make_task()
         pre = fold_normalization(model)
+        postprocess = task.postprocess(model.info)
+        if postprocess is not None:
+            return self._export_detector(model, spec, out_dir, ctx, opts, task, pre, postprocess)
         uncompressed = convert(model, spec.precision, opts, pre, task)
         mlmodel = compress(uncompressed, opts)
         describe(mlmodel, model, task, opts, pre, spec.precision, ctx)
@@ -314,3 +328,49 @@ class CoreMLExporter(Exporter):
         if opts.compression == "prune":
             meta["sparsity"] = opts.sparsity
         return Artifact(spec.name, self.format, spec.precision, path, "coreml", checks=checks, metadata=meta)
+
+    def _export_detector(self, model, spec, out_dir: Path, ctx: ExportContext, opts: CoreMLOptions, task, pre,
+                         postprocess) -> Artifact:
+        """A pipeline: the decoding detector, then Core ML's NonMaximumSuppression model."""
+        import coremltools as ct
+
+        from edgecv.formats.coreml.detection import CONFIDENCE, COORDINATES, class_names_of, inspect_pipeline, nms_model
+
+        program = compress(convert(model, spec.precision, opts, pre, task, postprocess), opts)
+        scores_shape = dict(zip(model.output_names, model.keras_model.outputs))[postprocess.raw_outputs[1]].shape
+        names = class_names_of(model.info, int(scores_shape[-1]))
+        try:
+            pipeline = ct.utils.make_pipeline(program, nms_model(program.get_spec(), postprocess, names))
+        except Exception as e:
+            raise ConversionError(f"coremltools could not build the NMS pipeline: {type(e).__name__}: {e}") from None
+        h, w = model.input_size
+        pipeline.author, pipeline.license = opts.author, opts.license
+        pipeline.version = opts.version or str(ctx.metadata.get("edgecv_version", ""))
+        pipeline.short_description = opts.description or (
+            f"{ctx.model_name}: {model.backbone} object detector, {h}x{w} RGB input, Core ML NMS "
+            f"({postprocess.nms.variant}), built by edgecv")
+        pipeline.input_description[INPUT_NAME] = f"RGB image {w}x{h}; pixel values 0-255"
+        pipeline.output_description[CONFIDENCE] = "confidence of each class for every kept box"
+        pipeline.output_description[COORDINATES] = "kept boxes: x_center, y_center, width, height in [0, 1]"
+        meta = pipeline.user_defined_metadata
+        meta["edgecv.task"] = task.name
+        meta["edgecv.postprocess"] = json.dumps(postprocess.describe())
+        meta[PREPROCESSING_KEY] = json.dumps(pre.to_json())
+        meta["edgecv.compute_precision"] = precision_note = spec.precision
+        meta["edgecv.compression"] = opts.compression
+        meta["com.apple.coreml.model.preview.type"] = "objectDetector"  # Xcode's preview tab
+        path = out_dir / f"{ctx.model_name}_{spec.name}.mlpackage"
+        with atomic_path(path) as tmp:
+            pipeline.save(str(tmp))
+        checks = inspect_pipeline(path, postprocess, names)
+        checks["numeric_validation"] = "not run: Core ML predicts on macOS only (edgecv validate on a Mac)"
+        if not checks["passed"]:
+            raise ConversionError(f"{path.name}: {checks['message']}")
+        metadata = {"minimum_deployment_target": opts.minimum_deployment_target, "compute_precision": precision_note,
+                    "compression": opts.compression, "preprocessing": pre.to_json(),
+                    "outputs": {CONFIDENCE: "multi-array [M, C]", COORDINATES: "multi-array [M, 4]"},
+                    "postprocess": {**postprocess.describe(), "op": "NonMaximumSuppression (Core ML pipeline)",
+                                    "computes_in": "Core ML NMS model", "raw_outputs": list(postprocess.raw_outputs),
+                                    "note": f"a pipeline ending in Core ML's NonMaximumSuppression ({postprocess.nms.variant}"
+                                            "): Vision returns recognized-object observations"}}
+        return Artifact(spec.name, self.format, spec.precision, path, "coreml", checks=checks, metadata=metadata)

@@ -25,6 +25,8 @@ import sys
 import numpy as np
 
 from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs
+from edgecv.formats.coreml.checks import OUTPUTS_KEY, load_package, read_labels
+from edgecv.runtimes.latency import measure_latency
 
 COMPUTE_UNITS = ("cpu_only", "cpu_and_gpu", "cpu_and_ne", "all")
 LATENCY_IMAGES = 16
@@ -54,22 +56,25 @@ class CoreMLRuntime(Runtime):
             import coremltools as ct
         except ImportError:
             raise RuntimeUnavailable("Core ML runtime missing: pip install 'edgecv[coreml]' (coremltools)") from None
-        from edgecv.formats.coreml.checks import OUTPUTS_KEY, load_package, read_labels
 
         self._ct = ct
         self.compute_units = str(self.options.get("compute_units", "all")).lower()
         self.model = ct.models.MLModel(str(self.path), compute_units=_compute_unit(self.compute_units))
-        _, spec, func = load_package(self.path)
+        spec = self.model.get_spec()
+        func = load_package(self.path)[2] if spec.WhichOneof("Type") == "mlProgram" else None  # or a pipeline
         image = next((f for f in spec.description.input if f.type.WhichOneof("Type") == "imageType"), None)
         if image is None:
             raise ValueError(f"{self.path}: no image input; edgecv runs Core ML models that take an image")
         self._input = image.name
         self._size = (int(image.type.imageType.height), int(image.type.imageType.width))
-        self.labels = read_labels(func)
+        self.labels = read_labels(func) if func is not None else None
         self._probs = spec.description.predictedProbabilitiesName or None  # a classifier's scores
         self._outputs = [o.name for o in spec.description.output]
         listed = json.loads(self.model.user_defined_metadata.get(OUTPUTS_KEY) or "[]")
         self._scores_name = listed[0]["name"] if self._probs and len(listed) == 1 else self._probs
+        # a detection pipeline (NMS model last): its variable-length rows read as the four contract outputs
+        post = json.loads(self.model.user_defined_metadata.get("edgecv.postprocess") or "null")
+        self._max_detections = int(post["nms"]["max_detections"]) if post else None
         self._sample = None
 
     @property
@@ -82,7 +87,12 @@ class CoreMLRuntime(Runtime):
         rows: dict[str, list] = {}
         for img in np.asarray(images, np.uint8):
             out = model.predict({self._input: Image.fromarray(img, "RGB")})
-            if self._probs:
+            if self._max_detections is not None:
+                from edgecv.formats.coreml.detection import CONFIDENCE, COORDINATES, to_contract
+
+                for name, value in to_contract(out[CONFIDENCE], out[COORDINATES], self._max_detections).items():
+                    rows.setdefault(name, []).append(value[0])
+            elif self._probs:
                 scores = out[self._probs]
                 rows.setdefault(self._scores_name, []).append(
                     [scores[label] for label in self.labels] if self.labels else list(scores.values()))
@@ -99,8 +109,6 @@ class CoreMLRuntime(Runtime):
 
     def latency_by_compute_units(self, images: np.ndarray, units) -> dict:
         """Latency of one-image predictions under each compute unit (a fresh model load for each)."""
-        from edgecv.runtimes.latency import measure_latency
-
         result = {}
         for unit in units:
             model = self._ct.models.MLModel(str(self.path), compute_units=_compute_unit(unit))

@@ -18,10 +18,11 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgecv.errors import ConversionError
-from edgecv.exporters.base import Artifact, ExportContext, Exporter, parse_options
+from edgecv.exporters.base import Artifact, ExportContext, Exporter, artifact_output_names, parse_options
 from edgecv.formats.savedmodel.encoded_images import ENCODED_INPUT, ENCODED_SIGNATURE, encoded_to_pixels
 from edgecv.formats.savedmodel.tfserving_files import BatchingOptions, DeployOptions, models_config  # noqa: F401
 from edgecv.files import atomic_path, atomic_write_text
+from edgecv.formats.savedmodel.tfserving_files import write_deployment_files, write_warmup
 
 
 class SavedModelOptions(BaseModel):
@@ -42,6 +43,7 @@ def serving_module(task_model, task=None, resize: str = "center_crop", pad_value
 
     task = task or task_model.make_task()
     model, info = task_model.keras_model, task_model.info
+    postprocess = task.postprocess(info)
     h, w = task_model.input_size
 
     class Serving(tf.Module):
@@ -54,6 +56,10 @@ def serving_module(task_model, task=None, resize: str = "center_crop", pad_value
         @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.uint8, name="images")])
         def serve(self, images):
             outputs = task_model.named(model(tf.cast(images, tf.float32), training=False))
+            if postprocess is not None:  # decode + NMS: the TF Object Detection API's outputs
+                from edgecv.formats.savedmodel.detection import detection_outputs
+
+                return detection_outputs(postprocess, outputs)
             return task.serving_outputs(outputs, images, info)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=ENCODED_INPUT)])
@@ -84,7 +90,6 @@ class SavedModelExporter(Exporter):
 
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         from edgecv._keras import tf
-        from edgecv.formats.savedmodel.tfserving_files import write_deployment_files
 
         opts = parse_options(spec.options, SavedModelOptions, "savedmodel artifact")
         task = model.make_task()
@@ -118,8 +123,21 @@ class SavedModelExporter(Exporter):
             checks["encoded_inputs"] = _signature_io(module.serve_encoded)[0]
             checks["encoded_resize"] = resize
         return Artifact(spec.name, self.format, spec.precision, root, "savedmodel", checks=checks,
-                        metadata={"layout": f"{root.name}/{version}/ + models.config", "outputs": model.output_names,
-                                  "tf_serving_files": ["models.config", *files]})
+                        metadata=self._metadata(model, task, root, version, files))
+
+    @staticmethod
+    def _metadata(model, task, root: Path, version: int, files) -> dict:
+        meta = {"layout": f"{root.name}/{version}/ + models.config", "outputs": model.output_names,
+                "tf_serving_files": ["models.config", *files]}
+        postprocess = task.postprocess(model.info)
+        if postprocess is not None:
+            meta["outputs"] = artifact_output_names(model, postprocess)
+            nms = "non_max_suppression" if not postprocess.nms.per_class else "combined_non_max_suppression"
+            meta["postprocess"] = {**postprocess.describe(), "op": f"tf.image.{nms}", "computes_in": "float32",
+                                   "raw_outputs": list(postprocess.raw_outputs),
+                                   "note": f"decode + tf.image.{nms} in the serving signature ({postprocess.nms.variant}"
+                                           " NMS): the TF Object Detection API's output names, 0-based classes"}
+        return meta
 
     @staticmethod
     def _warmup(version_dir: Path, name: str, size, opts: SavedModelOptions, log) -> int:
@@ -127,7 +145,6 @@ class SavedModelExporter(Exporter):
         import numpy as np
 
         try:
-            from edgecv.formats.savedmodel.tfserving_files import write_warmup
             import tensorflow_serving.apis  # noqa: F401
         except ImportError:
             log("warm-up requests skipped: pip install tensorflow-serving-api (the build extra has it)")

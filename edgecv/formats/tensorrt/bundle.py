@@ -30,6 +30,10 @@ import edgecv
 from edgecv.errors import EdgecvError, InputError
 from edgecv.files import atomic_write_bytes, atomic_write_text, ensure_dir
 from edgecv.formats.tensorrt.engine import TensorRTUnavailable, build_engine, file_sha256, now, tensorrt_status
+from edgecv.results import ArtifactResult, Validation
+from edgecv.sidecars import preprocessing, write_sidecars
+from edgecv.tasks import get_task
+from edgecv.validate.evaluate import EvaluationSet, StoredGates, evaluate_artifact
 
 BUNDLE_SCHEMA = "edgecv.device-bundle/2"
 REPORT_SCHEMA = "edgecv.device-report/2"
@@ -103,11 +107,11 @@ def _gates(gates) -> tuple[dict, dict]:
 
 
 def write_bundle(bundle: Path, model, spec, opts, onnx_bytes: bytes, onnx_checks: dict, onnx_meta: dict, ctx,
-                 fingerprint: str, input_name: str) -> dict:
+                 fingerprint: str, input_name: str, expects: Optional[dict] = None, postprocess=None) -> dict:
     """Add this artifact's engine to its bundle (creating or refreshing the shared files). `opts` is
-    the artifact's TensorRTOptions, `ctx` its ExportContext."""
-    from edgecv.sidecars import preprocessing, write_sidecars
-
+    the artifact's TensorRTOptions, `ctx` its ExportContext; `expects`: the TensorRT/JetPack
+    versions the engine needs (edgecv.formats.tensorrt.versions), checked on the device;
+    `postprocess`: the detection post-process in the graph (its four outputs are the engine's)."""
     ensure_dir(bundle)
     try:
         data = read_bundle(bundle)
@@ -155,6 +159,8 @@ def write_bundle(bundle: Path, model, spec, opts, onnx_bytes: bytes, onnx_checks
         "onnx_checks": {k: v for k, v in onnx_checks.items() if k in ("opset", "qdq", "float_parameters", "message")},
         "onnx_metadata": onnx_meta,
     }
+    if expects:
+        engines[spec.name]["expects"] = expects
     h, w = model.input_size
     data = {
         "schema": BUNDLE_SCHEMA,
@@ -167,7 +173,7 @@ def write_bundle(bundle: Path, model, spec, opts, onnx_bytes: bytes, onnx_checks
         "info": model.info,
         "input": {"name": input_name, "dtype": "float32", "layout": "NHWC", "height": h, "width": w,
                   "pixels": "RGB 0..255, normalization inside the model", "batch": "dynamic"},
-        "outputs": [o.to_json() for o in task.output_spec(model.info)],
+        "outputs": _output_spec(task, model.info, postprocess),
         "sidecars": sidecars,
         "validation": validation,
         "engines": dict(sorted(engines.items())),
@@ -175,6 +181,16 @@ def write_bundle(bundle: Path, model, spec, opts, onnx_bytes: bytes, onnx_checks
     atomic_write_text(bundle / BUNDLE_FILE, json.dumps(data, indent=2, default=str) + "\n")
     atomic_write_text(bundle / "README.md", bundle_readme(bundle, data))
     return data
+
+
+def _output_spec(task, info: dict, postprocess) -> list:
+    if postprocess is None:
+        return [o.to_json() for o in task.output_spec(info)]
+    k = postprocess.nms.max_detections
+    shapes = {"detection_boxes": ["N", k, 4], "detection_classes": ["N", k], "detection_scores": ["N", k],
+              "num_detections": ["N"]}
+    return [{"name": n, "shape": s, "dtype": "float32", "meaning": "after decode + EfficientNMS_TRT"}
+            for n, s in shapes.items()]
 
 
 def bundle_readme(bundle: Path, data: dict) -> str:
@@ -198,13 +214,20 @@ def bundle_readme(bundle: Path, data: dict) -> str:
     files.append((BUNDLE_FILE, "what to build and how to judge it (read by `edgecv engine build`)"))
     file_rows = "\n".join(f"| `{f}` | {what} |" for f, what in files)
     first = next(iter(data["engines"].values()))
+    expects = "\n".join(f"- `{n}` expects " + ", ".join(f"{k} {v}" for k, v in (("TensorRT", e["expects"].get("tensorrt")),
+                                                                          ("JetPack", e["expects"].get("jetpack"))) if v)
+                         + (f" ({'; '.join(e['expects']['reasons'])})" if e["expects"].get("reasons") else "")
+                         for n, e in data["engines"].items() if e.get("expects"))
+    if expects:
+        expects = ("\n\nVersions (`edgecv engine build` and `validate` refuse a device with others, naming both):\n"
+                   + expects)
     return f"""# edgecv device bundle: {data['model']}
 
 Written by edgecv {data['edgecv_version']} on {data['created']}. Task: {data['task']['name']}; outputs:
 {outputs}. A TensorRT engine runs only on the GPU model and TensorRT version that built it, so the
 engines are built on the device from the ONNX files here. Precision is in the ONNX graph (Q/DQ nodes
 for int8, float16 tensors for fp16): the network is strongly typed, no calibration happens on the
-device.
+device.{expects}
 
 | source ONNX | precision | engine | batch | workspace |
 | --- | --- | --- | --- | --- |
@@ -246,8 +269,6 @@ target's report.json has those numbers, the device's report.json shows what Tens
 # ---- building and validating (the device) -------------------------------------------------------
 
 def bundle_task(data: dict):
-    from edgecv.tasks import get_task
-
     return get_task(data["task"]["name"], data["task"].get("options"))
 
 
@@ -255,8 +276,6 @@ def build_bundle(bundle: Path, only: list[str] = (), build: bool = True, validat
                  latency_batch: int = 1, log: Callable[[str], None] = print) -> dict:
     """Build (optionally) and validate the engines of a bundle; writes and returns report.json
     (`engines`: one edgecv.results.ArtifactResult each, as JSON)."""
-    from edgecv.results import ArtifactResult
-
     bundle = Path(bundle)
     data = read_bundle(bundle)
     names = list(only) or list(data["engines"])
@@ -267,6 +286,12 @@ def build_bundle(bundle: Path, only: list[str] = (), build: bool = True, validat
     if trt is None:
         raise TensorRTUnavailable(f"not built on this machine: {reason}. Run `edgecv engine build {bundle}` on the "
                                   "device (a Jetson with JetPack 5 or 6, or a GPU with TensorRT 10/11)")
+    from edgecv.formats.tensorrt.versions import check_device, jetpack_version
+
+    expects = {name: data["engines"][name].get("expects") for name in names}
+    jetpack = jetpack_version() if any(expects.values()) else None
+    for name in names:  # before any build: a device with other versions is refused, with both named
+        check_device(expects[name], getattr(trt, "__version__", "unknown"), jetpack, f"{bundle} ({name})")
     task = bundle_task(data)
     results = []
     for name in names:
@@ -313,9 +338,6 @@ def validate_engine(result, engine_path: Path, bundle: Path, data: dict, task, l
     """`result` (an ArtifactResult) filled as the build does for its artifacts (the one evaluation
     kernel): the task's metrics against the targets, deltas and agreement with the float model,
     every output's error, latency, then the engine's gates."""
-    from edgecv.results import Validation
-    from edgecv.validate.evaluate import EvaluationSet, StoredGates, evaluate_artifact
-
     if not data.get("validation"):
         result.validation = Validation(numeric=False, reason="the bundle holds no validation images")
         return result

@@ -19,9 +19,12 @@ _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
 
 def inspect_tflite(path: Path, precision: str, io_dtype: str = "float32", allow_float_ops: bool = False,
-                   output_dtype: Optional[str] = None) -> dict:
+                   output_dtype: Optional[str] = None, postprocess: bool = False) -> dict:
     """`output_dtype` float32 (an int8 model whose outputs are dequantized): a DEQUANTIZE whose
-    result is a model output is a boundary op, not float compute."""
+    result is a model output is a boundary op, not float compute. `postprocess`: the model ends in
+    the detection post-process op, which computes in float (with the DEQUANTIZE ops feeding it):
+    listed as `postprocess_ops`, not as float compute; the model must have it."""
+    from edgecv.formats.tflite.detection import OP_NAME, postprocess_ops
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=str(path))
@@ -32,7 +35,10 @@ def inspect_tflite(path: Path, precision: str, io_dtype: str = "float32", allow_
     dtype_counts = Counter(np.dtype(t["dtype"]).name for t in tensors)
     op_counts = Counter(op["op_name"] for op in ops)
     float_ops = []
+    tail = postprocess_ops(ops, outputs) if postprocess else set()
     for op in ops:
+        if op["index"] in tail:
+            continue
         types = [np.dtype(t).name for t in list(op["operand_types"]) + list(op["result_types"])]
         boundary = op["op_name"] in _BOUNDARY_OPS and (
             io_dtype == "float32"
@@ -46,10 +52,13 @@ def inspect_tflite(path: Path, precision: str, io_dtype: str = "float32", allow_
         "input_dtype": np.dtype(inp["dtype"]).name,
         "input_quantization": [float(inp["quantization"][0]), int(inp["quantization"][1])],
         "float_ops": dict(Counter(float_ops)),
+        **({"postprocess_ops": dict(Counter(op["op_name"] for op in ops if op["index"] in tail))} if postprocess else {}),
         "passed": True,
         "message": "",
     }
     problems = []
+    if postprocess and OP_NAME not in op_counts:
+        problems.append(f"the detection post-process op {OP_NAME} is missing: the converter did not fuse it")
     if precision == "int8":
         result["integer_only"] = not float_ops
         if float_ops and not allow_float_ops:

@@ -9,6 +9,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from edgecv.errors import ConversionError
+from edgecv.formats.tflite.detection import fused_postprocess
+from edgecv.metrics.nms import DETECTION_OUTPUTS
+from edgecv.models.signature import serving_function  # also its old home: older imports keep working
 
 # (scale, zero point) of an integer input that is the pixel itself
 EXPECTED_INPUT_QUANT = {"uint8": (1.0, 0), "int8": (1.0, -128)}
@@ -23,30 +26,33 @@ def pin_pixel_range(batch: np.ndarray) -> np.ndarray:
     return batch
 
 
-def serving_function(keras_model, output_names: Optional[Sequence[str]] = None, batch: Optional[int] = None):
-    """A tf.function from float32 pixels `image` [batch, H, W, 3] to the model's outputs by name
-    (the task's names; the Keras output names when none are given)."""
-    from edgecv._keras import tf
-    from edgecv.tasks.base import as_named
-
+def detection_serving_function(keras_model, output_names: Optional[Sequence[str]], postprocess):
+    """The serving function ending in the fused TFLite_Detection_PostProcess op: its four detection
+    outputs (edgecv.metrics.nms.DETECTION_OUTPUTS), one image per call (the op decodes one image)."""
     names = list(output_names or keras_model.output_names)
-    h, w = keras_model.input_shape[1:3]
+    box_name, score_name = postprocess.raw_outputs
+    num_classes = int(dict(zip(names, keras_model.outputs))[score_name].shape[-1])
+    fused = fused_postprocess(postprocess, num_classes)
 
-    @tf.function(input_signature=[tf.TensorSpec([batch, h, w, 3], tf.float32, name="image")])
-    def serve(image):
-        return as_named(keras_model(image, training=False), names)
+    def tail(outputs):
+        return dict(zip(DETECTION_OUTPUTS, fused(outputs[box_name], outputs[score_name])))
 
-    return serve
+    return serving_function(keras_model, names, batch=1, tail=tail)
 
 
 def make_converter(keras_model, precision: str, io_dtype: str, allow_float_ops: bool, calibration=None,
-                   output_names: Optional[Sequence[str]] = None, output_dtype: Optional[str] = None):
+                   output_names: Optional[Sequence[str]] = None, output_dtype: Optional[str] = None,
+                   postprocess=None):
     """A TFLiteConverter set up for the precision (int8: calibrated, input pinned to pixels; the
-    outputs typed `output_dtype`, default io_dtype)."""
+    outputs typed `output_dtype`, default io_dtype; with a detection post-process they are the
+    op's float32 outputs)."""
     from edgecv._keras import tf
 
-    serve = serving_function(keras_model, output_names)
+    serve = (serving_function(keras_model, output_names) if postprocess is None
+             else detection_serving_function(keras_model, output_names, postprocess))
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], keras_model)
+    if postprocess is not None:
+        converter.allow_custom_ops = True  # TFLite_Detection_PostProcess: a custom op every TFLite runtime registers
     if precision == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -65,7 +71,8 @@ def make_converter(keras_model, precision: str, io_dtype: str, allow_float_ops: 
         else:
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = io_tf_dtype(io_dtype)
-        converter.inference_output_type = io_tf_dtype(output_dtype or io_dtype)
+        if postprocess is None:
+            converter.inference_output_type = io_tf_dtype(output_dtype or io_dtype)
     return converter
 
 
@@ -76,11 +83,17 @@ def io_tf_dtype(io_dtype: str):
 
 
 def convert(keras_model, precision: str, io_dtype: str, allow_float_ops: bool, calibration=None,
-            output_names: Optional[Sequence[str]] = None, output_dtype: Optional[str] = None) -> bytes:
+            output_names: Optional[Sequence[str]] = None, output_dtype: Optional[str] = None,
+            postprocess=None) -> bytes:
     converter = make_converter(keras_model, precision, io_dtype, allow_float_ops, calibration, output_names,
-                               output_dtype)
+                               output_dtype, postprocess)
     try:
-        return converter.convert()
+        flat = converter.convert()
+        if postprocess is not None:
+            from edgecv.formats.tflite.detection import outputs_in_op_order
+
+            flat = outputs_in_op_order(flat)
+        return flat
     except Exception as e:
         hint = " Set allow_float_ops: true on the artifact to keep unsupported ops in float." if precision == "int8" else ""
         raise ConversionError(f"TFLite converter rejected the model ({precision}): {str(e).strip()[:2000]}{hint}") from None

@@ -16,7 +16,7 @@ PREFIX = "output:"
 
 def save(path, outputs: dict, targets) -> None:
     arrays = {PREFIX + k: np.asarray(v) for k, v in outputs.items()}
-    if targets is not None:
+    if targets is not None and not isinstance(targets, list):  # a list: per-image boxes (detection), ragged
         arrays["targets"] = np.asarray(targets)
     np.savez(path, **arrays)
 
