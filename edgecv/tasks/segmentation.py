@@ -27,8 +27,14 @@ from typing import Dict, List, Literal, Optional, Sequence
 import numpy as np
 from pydantic import Field
 
+from edgecv.data.images import load_batch
+from edgecv.data.index import DataIndex
+from edgecv.data.segmentation import SegmentationClasses, read_label, read_segmentation
 from edgecv.errors import ConfigError, DataError
+from edgecv.metrics.segmentation import (AgreementAccumulator, ConfusionAccumulator, miou_delta_interval, miou_interval,
+                                         predicted_classes, resize_class_map)
 from edgecv.tasks.base import ColumnSpec, GateSpec, MetricSpec, OutputSpec, Task, TaskOptions, drop_gate
+from edgecv.tasks.segmentation_folder import read_segmentation_set, segmentation_sidecar
 
 SCORES, CLASSES = "scores", "classes"
 SIDECAR = "segmentation.json"
@@ -64,16 +70,12 @@ class SegmentationOptions(TaskOptions):
 def class_maps(outputs: Dict[str, np.ndarray], sizes: Sequence[tuple]) -> List[np.ndarray]:
     """Each image's predicted class map at its label's size: from the scores (bilinear, then argmax)
     when the outputs have them, else from the class map (nearest)."""
-    from edgecv.metrics.segmentation import predicted_classes, resize_class_map
-
     if SCORES in outputs:
         return [predicted_classes(outputs[SCORES][i], size) for i, size in enumerate(sizes)]
     return [resize_class_map(outputs[CLASSES][i], size) for i, size in enumerate(sizes)]
 
 
 def accumulate(outputs: Dict[str, np.ndarray], targets: Sequence[np.ndarray], class_names, ignore_index: int):
-    from edgecv.metrics.segmentation import ConfusionAccumulator
-
     acc = ConfusionAccumulator(class_names, ignore_index)
     n = len(class_names)
     for label, pred in zip(targets, class_maps(outputs, [np.shape(t) for t in targets])):
@@ -112,9 +114,6 @@ class Segmentation(Task):
 
     # ---- data ----------------------------------------------------------------------------------
     def read_data(self, recipe):
-        from edgecv.data.index import DataIndex
-        from edgecv.data.segmentation import read_segmentation
-
         d, o = recipe.data, self.options
         if recipe.input.resize != "resize":
             raise ConfigError(f"task segmentation takes input.resize: resize (the scores map back to the photo by a "
@@ -143,8 +142,6 @@ class Segmentation(Task):
         return DataIndex(info, index.train, index.val, index.skipped)
 
     def targets(self, samples: Sequence, info: dict) -> list:
-        from edgecv.data.segmentation import SegmentationClasses, read_label
-
         classes = SegmentationClasses(list(info["class_names"]), *_colours(info))
         return [read_label(Path(s.target["label"]), classes, info.get("ignore_index", 255)) for s in samples]
 
@@ -246,8 +243,6 @@ class Segmentation(Task):
         """Bootstrap intervals over images of mIoU (each image's per-class TP/FP/FN re-weighted by how
         often a resample draws it), and of its change against the reference (the same images drawn
         for both), in percent."""
-        from edgecv.metrics.segmentation import miou_delta_interval, miou_interval
-
         if targets is None:
             return {}, {}
         names, ignore = self._names(candidate, info), info.get("ignore_index", 255)
@@ -266,8 +261,6 @@ class Segmentation(Task):
         return list(info.get("class_names") or [str(i) for i in range(_num_classes(outputs))])
 
     def agreement(self, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], info: dict) -> dict:
-        from edgecv.metrics.segmentation import AgreementAccumulator
-
         n = _num_classes(reference) or _num_classes(candidate) or len(info.get("class_names") or [])
         acc = AgreementAccumulator([str(i) for i in range(n)])
         size = tuple(info.get("input_size") or _map_size(reference))
@@ -285,13 +278,9 @@ class Segmentation(Task):
         return (Path(data) / "images").is_dir() and (Path(data) / "labels").is_dir()
 
     def device_info(self, folder) -> dict:
-        from edgecv.tasks.segmentation_folder import segmentation_sidecar
-
         return segmentation_sidecar(folder) or {}
 
     def read_device_set(self, data, annotations, info: dict, options: dict):
-        from edgecv.tasks.segmentation_folder import read_segmentation_set
-
         return read_segmentation_set(self, Path(data), info, options)
 
     def device_targets(self, evaluation, outputs, input_size):
@@ -321,7 +310,7 @@ class Segmentation(Task):
         return {SIDECAR: json.dumps({k: info.get(k) for k in keep if k in info}, indent=2) + "\n"}
 
     def report_plots(self, report: dict) -> Dict[str, str]:
-        from edgecv.tasks.segmentation_plots import segmentation_plots
+        from edgecv.tasks.segmentation_plots import segmentation_plots  # lazy: matplotlib, reports only
 
         return segmentation_plots(report)
 
@@ -353,9 +342,6 @@ def median_frequency_weights(dataset, samples, num_classes: int) -> List[float]:
 
 def input_arrays(samples, labels, size) -> tuple[np.ndarray, np.ndarray]:
     """Images stretched to the input size (uint8) and their label maps by nearest neighbour."""
-    from edgecv.data.images import load_batch
-    from edgecv.metrics.segmentation import resize_class_map
-
     images = load_batch([s.path for s in samples], tuple(size), "resize")
     maps = np.stack([resize_class_map(lab, tuple(size)).astype(np.uint8) for lab in labels])
     return images, maps

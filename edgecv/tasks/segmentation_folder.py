@@ -14,8 +14,10 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from edgecv.data.segmentation import SegmentationClasses, read_classes, read_segmentation
 from edgecv.errors import DataError
 from edgecv.tasks.base import DeviceSet
+from edgecv.tasks.classification_folder import list_images
 
 SIDECAR = "segmentation.json"
 
@@ -36,8 +38,6 @@ def _class_file(data: Path, options: dict) -> Optional[Path]:
 
 
 def read_segmentation_set(task, data: Path, info: dict, options: dict) -> DeviceSet:
-    from edgecv.data.segmentation import SegmentationClasses, read_classes, read_segmentation
-    from edgecv.tasks.classification_folder import list_images
 
     info = dict(info or {})
     if options.get("resize") not in (None, "resize"):

@@ -8,12 +8,16 @@ from typing import Dict
 
 import numpy as np
 
+from edgecv.data.images import ImageDecodeError, load_rgb
+from edgecv.data.segmentation import SegmentationClasses, read_label
+from edgecv.tasks.segmentation import decode_mask
+
 IGNORE_COLOUR = (0, 0, 0)
 
 
 def palette(n: int) -> np.ndarray:
     """[256, 3] uint8: a distinct colour per class (tab20, then repeating), black for the rest."""
-    from edgecv.figures import pyplot
+    from edgecv.figures import pyplot  # lazy: matplotlib, reports only
 
     plt = pyplot()
     cmap = plt.get_cmap("tab20")
@@ -24,10 +28,7 @@ def palette(n: int) -> np.ndarray:
 
 
 def segmentation_plots(report: dict) -> Dict[str, str]:
-    from edgecv.data.images import ImageDecodeError, load_rgb
-    from edgecv.data.segmentation import SegmentationClasses, read_label
-    from edgecv.figures import pyplot, svg
-    from edgecv.tasks.segmentation import decode_mask
+    from edgecv.figures import pyplot, svg  # lazy: matplotlib, reports only
 
     plt = pyplot()
     info = report.get("task_info") or {}
