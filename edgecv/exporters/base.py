@@ -21,6 +21,7 @@ EXPORTER_MODULES: dict[str, str] = {fmt: f"{package}.export" for fmt, package in
 EXPORTERS: LazyRegistry["Exporter"] = LazyRegistry("artifact format", EXPORTER_MODULES)
 # names users know from other exporters (Ultralytics, TensorFlow), accepted in target files
 from edgecv.config.target import FORMAT_ALIASES  # noqa: F401  (where formats are named)
+from edgecv.metrics.nms import DETECTION_OUTPUTS
 
 
 @dataclass
@@ -122,7 +123,6 @@ def artifact_output_names(model, postprocess) -> list[str]:
     """An artifact's outputs: the four detection outputs after a post-process, else the task's."""
     if postprocess is None:
         return list(model.output_names)
-    from edgecv.metrics.nms import DETECTION_OUTPUTS
 
     return list(DETECTION_OUTPUTS)
 

@@ -27,6 +27,7 @@ import numpy as np
 from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs
 from edgecv.formats.coreml.checks import OUTPUTS_KEY, load_package, read_labels
 from edgecv.runtimes.latency import measure_latency
+from edgecv.formats.coreml.detection import CONFIDENCE, COORDINATES, to_contract
 
 COMPUTE_UNITS = ("cpu_only", "cpu_and_gpu", "cpu_and_ne", "all")
 LATENCY_IMAGES = 16
@@ -88,8 +89,6 @@ class CoreMLRuntime(Runtime):
         for img in np.asarray(images, np.uint8):
             out = model.predict({self._input: Image.fromarray(img, "RGB")})
             if self._max_detections is not None:
-                from edgecv.formats.coreml.detection import CONFIDENCE, COORDINATES, to_contract
-
                 for name, value in to_contract(out[CONFIDENCE], out[COORDINATES], self._max_detections).items():
                     rows.setdefault(name, []).append(value[0])
             elif self._probs:

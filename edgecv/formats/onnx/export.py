@@ -31,6 +31,7 @@ from edgecv.formats.accuracy_aware import AccuracyAwareConfig, accuracy_aware_on
 from edgecv.models.signature import serving_function
 from edgecv.passes.int8_weights import prepare_int8
 from edgecv.quantization.ptq import PTQConfig, int8_steps
+from edgecv.formats.onnx.detection import append_postprocess
 
 INPUT_NAME = "image"
 BATCH_DIM = "batch"
@@ -408,8 +409,6 @@ class OnnxExporter(Exporter):
         else:
             data, meta = export_onnx_bytes(model, spec.precision, opts, ctx)
         if postprocess is not None:  # after QDQ: the int8 flow sees the raw outputs, the post-process stays float
-            from edgecv.formats.onnx.detection import append_postprocess
-
             data = append_postprocess(data, postprocess)
             meta["outputs"] = artifact_output_names(model, postprocess)
             meta["postprocess"] = {**postprocess.describe(), "op": "NonMaxSuppression", "computes_in": "float32",

@@ -23,6 +23,7 @@ from edgecv.formats.savedmodel.encoded_images import ENCODED_INPUT, ENCODED_SIGN
 from edgecv.formats.savedmodel.tfserving_files import BatchingOptions, DeployOptions, models_config  # noqa: F401
 from edgecv.files import atomic_path, atomic_write_text
 from edgecv.formats.savedmodel.tfserving_files import write_deployment_files, write_warmup
+from edgecv.formats.savedmodel.detection import detection_outputs
 
 
 class SavedModelOptions(BaseModel):
@@ -57,8 +58,6 @@ def serving_module(task_model, task=None, resize: str = "center_crop", pad_value
         def serve(self, images):
             outputs = task_model.named(model(tf.cast(images, tf.float32), training=False))
             if postprocess is not None:  # decode + NMS: the TF Object Detection API's outputs
-                from edgecv.formats.savedmodel.detection import detection_outputs
-
                 return detection_outputs(postprocess, outputs)
             return task.serving_outputs(outputs, images, info)
 

@@ -34,6 +34,7 @@ from edgecv.results import ArtifactResult, Validation
 from edgecv.sidecars import preprocessing, write_sidecars
 from edgecv.tasks import get_task
 from edgecv.validate.evaluate import EvaluationSet, StoredGates, evaluate_artifact
+from edgecv.formats.tensorrt import versions as trt_versions  # trt_versions.jetpack_version: probed at call time
 
 BUNDLE_SCHEMA = "edgecv.device-bundle/2"
 REPORT_SCHEMA = "edgecv.device-report/2"
@@ -286,12 +287,11 @@ def build_bundle(bundle: Path, only: list[str] = (), build: bool = True, validat
     if trt is None:
         raise TensorRTUnavailable(f"not built on this machine: {reason}. Run `edgecv engine build {bundle}` on the "
                                   "device (a Jetson with JetPack 5 or 6, or a GPU with TensorRT 10/11)")
-    from edgecv.formats.tensorrt.versions import check_device, jetpack_version
 
     expects = {name: data["engines"][name].get("expects") for name in names}
-    jetpack = jetpack_version() if any(expects.values()) else None
+    jetpack = trt_versions.jetpack_version() if any(expects.values()) else None
     for name in names:  # before any build: a device with other versions is refused, with both named
-        check_device(expects[name], getattr(trt, "__version__", "unknown"), jetpack, f"{bundle} ({name})")
+        trt_versions.check_device(expects[name], getattr(trt, "__version__", "unknown"), jetpack, f"{bundle} ({name})")
     task = bundle_task(data)
     results = []
     for name in names:

@@ -26,6 +26,8 @@ from edgecv.formats.onnx.export import (qdq_key_fields, qdq_int8_passes, INPUT_N
                                         inspect_onnx, model_fingerprint)
 from edgecv.formats.tensorrt.bundle import write_bundle
 from edgecv.formats.tensorrt.engine import build_engine, tensorrt_status
+from edgecv.formats.tensorrt.detection import tensorrt_tail
+from edgecv.formats.tensorrt import versions as trt_versions  # trt_versions.jetpack_version: probed at call time
 
 
 class TensorRTOptions(OnnxOptions):
@@ -46,9 +48,7 @@ class TensorRTOptions(OnnxOptions):
     @classmethod
     def _requirement(cls, v: Optional[str]) -> Optional[str]:
         if v is not None:
-            from edgecv.formats.tensorrt.versions import parse_requirement
-
-            parse_requirement(v)
+            trt_versions.parse_requirement(v)
         return v
 
     @field_validator("batch")
@@ -92,9 +92,6 @@ class TensorRTExporter(Exporter):
         expects = {"tensorrt": opts.tensorrt, "jetpack": opts.jetpack,
                    "reasons": ["the target's tensorrt artifact options"] if opts.tensorrt or opts.jetpack else []}
         if postprocess is not None:  # decode + EfficientNMS_TRT after the (QDQ or fp16) graph
-            from edgecv.formats.tensorrt.detection import tensorrt_tail
-            from edgecv.formats.tensorrt.versions import combine
-
             onnx_bytes = tensorrt_tail(onnx_bytes, postprocess)
             meta["outputs"] = artifact_output_names(model, postprocess)
             meta["postprocess"] = {**postprocess.describe(), "op": "EfficientNMS_TRT", "computes_in": "float32",
@@ -102,7 +99,7 @@ class TensorRTExporter(Exporter):
                                    "note": f"decode + EfficientNMS_TRT ({postprocess.nms.variant} NMS, K "
                                            f"{postprocess.nms.max_detections})"}
             need = ">=8.0" if postprocess.nms.per_class else ">=8.6"
-            expects["tensorrt"] = combine(opts.tensorrt, need)
+            expects["tensorrt"] = trt_versions.combine(opts.tensorrt, need)
             expects["reasons"].append(f"EfficientNMS_TRT {'per class' if postprocess.nms.per_class else 'with class_agnostic'}"
                                       f" needs TensorRT {need}")
         checks = inspect_onnx(onnx_bytes, spec.precision, artifact_output_names(model, postprocess))
@@ -117,9 +114,8 @@ class TensorRTExporter(Exporter):
         trt, reason = tensorrt_status()
         if trt is None:
             raise NotBuiltHere(reason, prepared=bundle, how_to_finish=f"edgecv engine build {bundle}")
-        from edgecv.formats.tensorrt.versions import check_device, jetpack_version
 
-        check_device(expects, trt.__version__, jetpack_version(), str(bundle))
+        trt_versions.check_device(expects, trt.__version__, trt_versions.jetpack_version(), str(bundle))
         engine_path = bundle / entry["engine"]
         b = entry["batch"]
         sidecar = build_engine(trt, bundle / entry["onnx"], engine_path, spec.precision, (b["min"], b["opt"], b["max"]),

@@ -12,6 +12,7 @@ from edgecv.errors import ConversionError
 from edgecv.formats.tflite.detection import fused_postprocess
 from edgecv.metrics.nms import DETECTION_OUTPUTS
 from edgecv.models.signature import serving_function  # also its old home: older imports keep working
+from edgecv.formats.tflite.detection import outputs_in_op_order
 
 # (scale, zero point) of an integer input that is the pixel itself
 EXPECTED_INPUT_QUANT = {"uint8": (1.0, 0), "int8": (1.0, -128)}
@@ -90,8 +91,6 @@ def convert(keras_model, precision: str, io_dtype: str, allow_float_ops: bool, c
     try:
         flat = converter.convert()
         if postprocess is not None:
-            from edgecv.formats.tflite.detection import outputs_in_op_order
-
             flat = outputs_in_op_order(flat)
         return flat
     except Exception as e:

@@ -18,6 +18,7 @@ from edgecv.formats.tflite.checks import inspect_tflite
 from edgecv.errors import ConfigError
 from edgecv.formats.accuracy_aware import AccuracyAwareConfig, accuracy_aware_tflite
 from edgecv.quantization.ptq import PTQConfig, int8_steps, prepare
+from edgecv.formats.tflite.detection import OP_NAME
 
 
 class TFLiteExporter(Exporter):
@@ -81,8 +82,6 @@ class TFLiteExporter(Exporter):
             raise ConversionError(f"{path.name}: {checks['message']}")
         meta = {"io_dtype": io_dtype, "outputs": artifact_output_names(model, postprocess)}
         if postprocess is not None:
-            from edgecv.formats.tflite.detection import OP_NAME
-
             tail = ", ".join(f"{op} x{n}" for op, n in checks.get("postprocess_ops", {}).items())
             note = (f"decode + NMS in the artifact: {OP_NAME}, {postprocess.nms.variant} NMS, K "
                     f"{postprocess.nms.max_detections}")
