@@ -347,3 +347,20 @@ def test_camvid_example_recipe_indexes_the_shared_data():
     assert index.info["class_names"][:4] == ["sky", "building", "pole", "road"]
     w = dict(zip(index.info["class_names"], index.info["class_weights"]))
     assert w["bicyclist"] > w["road"] and w["pole"] > w["sky"]  # rare classes weigh more
+
+
+def test_mIoU_intervals_survive_re_judging_from_stored_scores():
+    """A cached validation is re-judged from its stored per-image scores (attach_intervals); mIoU's
+    interval comes from the whole matrix at validation and cannot be re-derived: it is kept."""
+    from edgecv.results import ArtifactResult, Interval
+    from edgecv.tasks import get_task
+    from edgecv.validate.intervals import attach_intervals
+
+    task = get_task("segmentation")
+    iv = Interval(low=60.0, high=62.0, confidence=0.95, method="bootstrap", n=3)
+    dv = Interval(low=-0.3, high=0.1, confidence=0.95, method="paired bootstrap", n=3)
+    r = ArtifactResult(name="int8", format="tflite", precision="int8", status="ok", metrics={"miou": 61.0},
+                       sample_scores={"image_miou": [60.0, 61.0, 62.0]}, intervals={"miou": iv},
+                       delta_intervals={"miou": dv})
+    attach_intervals(r, task, {"image_miou": [60.0, 61.0, 62.0]})
+    assert r.intervals["miou"] == iv and r.delta_intervals["miou"] == dv
