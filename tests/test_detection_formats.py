@@ -69,6 +69,9 @@ def test_tflite_int8_is_integer_except_the_postprocess_which_equals_the_referenc
     # the exporter's int8 artifact passes the same checks
     art = _export(model, "tflite", "int8", tmp_path)
     assert art.checks["integer_only"] and "TFLite_Detection_PostProcess" in art.checks["postprocess_ops"]
+    note = art.metadata["postprocess"]["note"]  # the report's note on the artifact
+    assert "integer-only except the post-process, which computes in float" in note
+    assert "TFLite_Detection_PostProcess x1" in note and "DEQUANTIZE x2" in note
 
 
 def test_tflite_detector_outputs_follow_the_postprocess_contract(tmp_path):
@@ -299,3 +302,16 @@ def test_version_requirements():
     assert satisfies("10.7", "==10") and not satisfies("11.0", ">=10,<11") and satisfies("6.1", ">=6")
     with pytest.raises(ValueError, match="clauses like"):
         parse_requirement("8.6+")
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+def test_onnx_nms_at_the_oldest_and_a_newer_opset(tmp_path, opset):
+    """opset 13 (TensorRT 8.5's parser) and 18+ (ReduceMax takes its axes as an input)."""
+    pytest.importorskip("tf2onnx")
+    model = tiny_detector(AGNOSTIC)
+    pp = model.make_task().postprocess(model.info)
+    spec = ArtifactSpec(name="onnx", format="onnx", precision="fp32", options={"opset": opset})
+    art = get_exporter("onnx")().export(model, spec, tmp_path, ExportContext("tiny", calibration()))
+    assert art.checks["opset"] == opset
+    with load_runtime(art.path) as rt:
+        _assert_same(pp.from_raw(model.predict(images())), rt.predict(images()))

@@ -288,6 +288,9 @@ class Build:
         result = validate_stage.run(self, spec, target, akeys, path, meta["runtime_format"], index, input_size, entry)
         for name, why in ((meta["metadata"].get("ptq") or {}).get("not_applied") or {}).items():
             result.notes.append(f"int8 {name} not applied: {why}")
+        postprocess = meta["metadata"].get("postprocess") or {}
+        if postprocess.get("note"):  # what the format appended after the model (a detector's decode + NMS)
+            result.notes.append(postprocess["note"])
         return result
 
     def build_target(self, target: Target, index: DataIndex, calib: CalibrationSet) -> TargetOutcome:

@@ -34,7 +34,7 @@ NMS_SPEC_VERSION = 4  # NonMaximumSuppression models exist from Core ML 2 (iOS 1
 def detector_function(keras_model, output_names: Sequence[str], pp):
     """A tf.function [1, H, W, 3] float32 `image` -> {raw_confidence [L, C], raw_coordinates [L, 4]}."""
     from edgecv._keras import tf
-    from edgecv.formats.savedmodel.detection import decode
+    from edgecv.formats.detection_tf import decode
     from edgecv.tasks.base import as_named
 
     h, w = keras_model.input_shape[1:3]

@@ -346,5 +346,7 @@ class CoreMLExporter(Exporter):
                     "compression": opts.compression, "preprocessing": pre.to_json(),
                     "outputs": {CONFIDENCE: "multi-array [M, C]", COORDINATES: "multi-array [M, 4]"},
                     "postprocess": {**postprocess.describe(), "op": "NonMaximumSuppression (Core ML pipeline)",
-                                    "computes_in": "Core ML NMS model", "raw_outputs": list(postprocess.raw_outputs)}}
+                                    "computes_in": "Core ML NMS model", "raw_outputs": list(postprocess.raw_outputs),
+                                    "note": f"a pipeline ending in Core ML's NonMaximumSuppression ({postprocess.nms.variant}"
+                                            "): Vision returns recognized-object observations"}}
         return Artifact(spec.name, self.format, spec.precision, path, "coreml", checks=checks, metadata=metadata)

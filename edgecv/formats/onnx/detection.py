@@ -15,8 +15,8 @@ rows past the count zero.
   elsewhere) and TopK takes each image's best K: that merges the classes and pads, whatever order
   the runtime lists the triples in.
 
-`tensorrt_tail` builds the same decode with NVIDIA's EfficientNMS_TRT plugin in place of
-NonMaxSuppression, for the TensorRT bundle.
+The TensorRT bundle reuses the decode with NVIDIA's EfficientNMS_TRT plugin in place of
+NonMaxSuppression (edgecv.formats.tensorrt.detection).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from edgecv.metrics.nms import DETECTION_OUTPUTS
 BATCH_DIM = "batch"
 
 
-class _Graph:
+class Graph:
     """Nodes and constants added to a graph under one name prefix."""
 
     def __init__(self, graph, prefix: str = "postprocess"):
@@ -62,17 +62,17 @@ def opset_of(proto) -> int:
     return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
 
 
-def _reduce_max(g: _Graph, x: str, axis: int, opset: int) -> str:
+def _reduce_max(g: Graph, x: str, axis: int, opset: int) -> str:
     if opset >= 18:
         return g.op("ReduceMax", [x, g.const(np.array([axis], np.int64), "axes")], keepdims=0)
     return g.op("ReduceMax", [x], axes=[axis], keepdims=0)
 
 
-def _reduce_sum(g: _Graph, x: str, axis: int) -> str:  # axes as input since opset 13
+def _reduce_sum(g: Graph, x: str, axis: int) -> str:  # axes as input since opset 13
     return g.op("ReduceSum", [x, g.const(np.array([axis], np.int64), "axes")], keepdims=0)
 
 
-def decode(g: _Graph, encodings: str, pp) -> str:
+def decode(g: Graph, encodings: str, pp) -> str:
     """(ty, tx, th, tw) [batch, L, 4] -> (ymin, xmin, ymax, xmax) [batch, L, 4], in the numpy
     reference's order of operations."""
     a = pp.anchors
@@ -98,10 +98,14 @@ def append_postprocess(data: bytes, pp) -> bytes:
 
     proto = onnx.load_from_string(data)
     opset = opset_of(proto)
-    g = _Graph(proto.graph)
+    g = Graph(proto.graph)
     box_name, score_name = pp.raw_outputs
     scores_vi = next(o for o in proto.graph.output if o.name == score_name)
     num_classes = int(scores_vi.type.tensor_type.shape.dim[2].dim_value)
+    if num_classes < 1:
+        from edgecv.errors import ConversionError
+
+        raise ConversionError(f"the ONNX output {score_name} has no fixed class count: the NMS needs [batch, L, C]")
     L, k = pp.num_anchors, pp.nms.max_detections
     boxes = decode(g, box_name, pp)
     if pp.nms.per_class:
@@ -145,12 +149,12 @@ def append_postprocess(data: bytes, pp) -> bytes:
         det_boxes = g.op("Pad", [det_boxes, g.const(pad)])
         det_classes, det_scores = (g.op("Pad", [t, g.const(np.array([0, 0, 0, k - kk], np.int64))])
                                    for t in (det_classes, det_scores))
-    _set_outputs(proto, g, [det_boxes, det_classes, det_scores, count], k)
+    set_outputs(proto, g, [det_boxes, det_classes, det_scores, count], k)
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
 
 
-def _set_outputs(proto, g: _Graph, tensors, k: int) -> None:
+def set_outputs(proto, g: Graph, tensors, k: int) -> None:
     from onnx import TensorProto, helper
 
     for tensor, name in zip(tensors, DETECTION_OUTPUTS):
@@ -159,28 +163,3 @@ def _set_outputs(proto, g: _Graph, tensors, k: int) -> None:
               "detection_scores": [BATCH_DIM, k], "num_detections": [BATCH_DIM]}
     del proto.graph.output[:]
     proto.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, shapes[n]) for n in DETECTION_OUTPUTS)
-
-
-def tensorrt_tail(data: bytes, pp) -> bytes:
-    """The ONNX model with the decode and NVIDIA's EfficientNMS_TRT plugin (TensorRT >= 8.4 builds
-    it from an ONNX node of that name; onnxruntime cannot run it): boxes already decoded
-    (box_coding 0, corners), scores as they are (score_activation 0), no background class,
-    class_agnostic for the fast variant. Its int32 count [batch, 1] and classes become the contract's
-    float outputs."""
-    import onnx
-    from onnx import TensorProto
-
-    proto = onnx.load_from_string(data)
-    g = _Graph(proto.graph)
-    box_name, score_name = pp.raw_outputs
-    boxes = decode(g, box_name, pp)
-    s, k = pp.nms, pp.nms.max_detections
-    count, det_boxes, det_scores, det_classes = g.op(
-        "EfficientNMS_TRT", [boxes, score_name], "efficient_nms", outputs=4,
-        background_class=-1, box_coding=0, iou_threshold=float(s.iou_threshold), max_output_boxes=int(k),
-        plugin_version="1", score_activation=0, score_threshold=float(s.score_threshold),
-        class_agnostic=int(not s.per_class))
-    count = g.op("Cast", [g.op("Reshape", [count, g.const(np.array([-1], np.int64))])], to=TensorProto.FLOAT)
-    det_classes = g.op("Cast", [det_classes], to=TensorProto.FLOAT)
-    _set_outputs(proto, g, [det_boxes, det_classes, det_scores, count], k)
-    return proto.SerializeToString()

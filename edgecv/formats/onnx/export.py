@@ -401,7 +401,10 @@ class OnnxExporter(Exporter):
             data = append_postprocess(data, postprocess)
             meta["outputs"] = artifact_output_names(model, postprocess)
             meta["postprocess"] = {**postprocess.describe(), "op": "NonMaxSuppression", "computes_in": "float32",
-                                   "raw_outputs": list(postprocess.raw_outputs)}
+                                   "raw_outputs": list(postprocess.raw_outputs),
+                                   "note": f"decode + NonMaxSuppression in the graph ({postprocess.nms.variant} NMS, K "
+                                           f"{postprocess.nms.max_detections}), float32"
+                                           + (" after the int8 QDQ graph" if spec.precision == "int8" else "")}
         checks = inspect_onnx(data, spec.precision, artifact_output_names(model, postprocess))
         if not checks["passed"]:
             raise ConversionError(f"{spec.name}: ONNX checks failed: {checks['message']}")

@@ -12,17 +12,8 @@ keeps >=, a difference only for a score exactly on it).
 
 from __future__ import annotations
 
+from edgecv.formats.detection_tf import decode
 from edgecv.metrics.nms import DETECTION_OUTPUTS
-
-
-def decode(tf, encodings, pp):
-    a = tf.constant(pp.anchors)
-    sy, sx, sh, sw = pp.scales
-    yc = encodings[..., 0] / sy * a[:, 2] + a[:, 0]
-    xc = encodings[..., 1] / sx * a[:, 3] + a[:, 1]
-    h = tf.exp(encodings[..., 2] / sh) * a[:, 2]
-    w = tf.exp(encodings[..., 3] / sw) * a[:, 3]
-    return tf.stack([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2], axis=-1)
 
 
 def detection_outputs(pp, outputs: dict) -> dict:

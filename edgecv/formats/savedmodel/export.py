@@ -134,7 +134,9 @@ class SavedModelExporter(Exporter):
             meta["outputs"] = artifact_output_names(model, postprocess)
             nms = "non_max_suppression" if not postprocess.nms.per_class else "combined_non_max_suppression"
             meta["postprocess"] = {**postprocess.describe(), "op": f"tf.image.{nms}", "computes_in": "float32",
-                                   "raw_outputs": list(postprocess.raw_outputs)}
+                                   "raw_outputs": list(postprocess.raw_outputs),
+                                   "note": f"decode + tf.image.{nms} in the serving signature ({postprocess.nms.variant}"
+                                           " NMS): the TF Object Detection API's output names, 0-based classes"}
         return meta
 
     @staticmethod

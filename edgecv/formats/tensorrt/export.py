@@ -90,13 +90,15 @@ class TensorRTExporter(Exporter):
         expects = {"tensorrt": opts.tensorrt, "jetpack": opts.jetpack,
                    "reasons": ["the target's tensorrt artifact options"] if opts.tensorrt or opts.jetpack else []}
         if postprocess is not None:  # decode + EfficientNMS_TRT after the (QDQ or fp16) graph
-            from edgecv.formats.onnx.detection import tensorrt_tail
+            from edgecv.formats.tensorrt.detection import tensorrt_tail
             from edgecv.formats.tensorrt.versions import combine
 
             onnx_bytes = tensorrt_tail(onnx_bytes, postprocess)
             meta["outputs"] = artifact_output_names(model, postprocess)
             meta["postprocess"] = {**postprocess.describe(), "op": "EfficientNMS_TRT", "computes_in": "float32",
-                                   "raw_outputs": list(postprocess.raw_outputs)}
+                                   "raw_outputs": list(postprocess.raw_outputs),
+                                   "note": f"decode + EfficientNMS_TRT ({postprocess.nms.variant} NMS, K "
+                                           f"{postprocess.nms.max_detections})"}
             need = ">=8.0" if postprocess.nms.per_class else ">=8.6"
             expects["tensorrt"] = combine(opts.tensorrt, need)
             expects["reasons"].append(f"EfficientNMS_TRT {'per class' if postprocess.nms.per_class else 'with class_agnostic'}"

@@ -78,8 +78,14 @@ class TFLiteExporter(Exporter):
         if postprocess is not None:
             from edgecv.formats.tflite.detection import OP_NAME
 
+            tail = ", ".join(f"{op} x{n}" for op, n in checks.get("postprocess_ops", {}).items())
+            note = (f"decode + NMS in the artifact: {OP_NAME}, {postprocess.nms.variant} NMS, K "
+                    f"{postprocess.nms.max_detections}")
+            if spec.precision == "int8":
+                note += (f"; integer-only except the post-process, which computes in float ({tail})"
+                         if checks.get("integer_only") else f"; the post-process computes in float ({tail})")
             meta["postprocess"] = {**postprocess.describe(), "op": OP_NAME, "computes_in": "float32",
-                                   "raw_outputs": list(postprocess.raw_outputs)}
+                                   "raw_outputs": list(postprocess.raw_outputs), "note": note}
         if ptq is not None:
             meta["ptq"] = ptq
             meta["output_dtype"] = output_dtype
