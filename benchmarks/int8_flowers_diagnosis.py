@@ -40,7 +40,7 @@ def rounding_shifts(km, calibration, n=64):
     """Per corrected layer: the largest per-channel output mean shift int8 weight rounding causes."""
     from itertools import islice
 
-    from edgecv.quantization.bias_correction import correct_bias
+    from edgecv.passes.bias_correction import correct_bias
 
     corrected, _ = correct_bias(km, lambda: islice(calibration(), n))
     rows = []

@@ -60,7 +60,7 @@ def sequential_bias_correction(keras_model, calibration, chunk=10):
     kernel already rounded to the int8 grid and its bias corrected, so upstream shifts count."""
     from edgecv._keras import keras
     from edgecv.models.build import copy_keras
-    from edgecv.quantization.bias_correction import (CORRECTED_LAYERS, _consumers, _weight_error_layer,
+    from edgecv.passes.bias_correction import (CORRECTED_LAYERS, _consumers, _weight_error_layer,
                                                      batch_norm_after, kernel_reduce_axes, quantize_per_channel)
 
     model = copy_keras(keras_model)
@@ -204,7 +204,7 @@ def main():
         elif v == "int8_logits":
             flat = convert(lm, base_cal, "float32", ["logits"])
         elif v in ("bias_correction", "bias_correction_uint8"):  # the latter: edgecv's default artifact
-            from edgecv.quantization.bias_correction import correct_bias
+            from edgecv.passes.bias_correction import correct_bias
 
             corrected, rep = correct_bias(km, base_cal)
             extra["bias_correction"] = rep.to_json()
@@ -212,7 +212,7 @@ def main():
                     else convert(logits_model(corrected), base_cal, "float32", ["logits"]))
         elif v.startswith("bc_"):  # bc_<all|N>_<uint8|float>: bias correction measured on all / the
             # first N training images (conversion calibrated on the build's list), probabilities output
-            from edgecv.quantization.bias_correction import correct_bias
+            from edgecv.passes.bias_correction import correct_bias
 
             _, which, out_type = v.split("_")
             files = train if which == "all" else (calib if which in ("cal", "flip") else train[:int(which)])
@@ -224,7 +224,7 @@ def main():
         elif v.startswith("bclogit_"):  # bias correction, then the int8 model's mean logit error on the
             # calibration images (all layers' shifts together) subtracted from the logits bias
             from edgecv.data.images import load_batch
-            from edgecv.quantization.bias_correction import correct_bias
+            from edgecv.passes.bias_correction import correct_bias
 
             corrected, rep = correct_bias(km, base_cal)
             cal_images = load_batch(calib, model.input_size, resize).astype(np.float32)

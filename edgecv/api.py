@@ -19,6 +19,7 @@ Progress is one line per step (and per epoch) where output is not a terminal (a 
 live bar on a terminal. TensorFlow's and the converters' own output goes to `<out>/build.log`.
 Nothing here imports TensorFlow until a function is called.
 """
+# lazy imports: `import edgecv` stays light; each call loads the stages it runs
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from edgecv.files import tree_sha256
+from edgecv.errors import InputError
 
 BUILD_MARKER = ".edgecv-build"  # in <out>: edgecv made this folder, so `clean` may prune its cache
 INCOMPLETE = ".incomplete"  # in a target folder while it is being written
@@ -87,8 +88,6 @@ def enclosing_target_folder(path: Path) -> Optional[Path]:
 def check_before_use(path: Path, warn) -> None:
     """For `validate`, `bench` and `gate`: refuse a file of an incomplete target folder, warn (via
     `warn(message)`) when its folder no longer matches its manifest; files outside a build pass."""
-    from edgecv.errors import InputError
-
     folder = enclosing_target_folder(path)
     if folder is None:
         return

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from importlib import metadata
 from typing import Dict, List
+import edgecv
 
 LIBRARIES = ("edgecv", "tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert",
              "numpy", "onnx", "onnxruntime", "tf2onnx", "coremltools", "tensorrt")
@@ -84,8 +85,6 @@ def cpu_isa_flags() -> dict:
 
 
 def library_versions() -> dict[str, str]:
-    import edgecv
-
     out = {}
     for name in LIBRARIES:
         if name == "edgecv":  # the code running, not an editable install's metadata (stale until reinstalled)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from edgecv.errors import InputError
+from edgecv.limits import MAX_JSON_BYTES, check_json_depth, decode_utf8, read_limited
 
 
 class OutputError(InputError):
@@ -60,7 +61,6 @@ def read_json(path: Path, what: str = "file") -> object:
     UTF-8, not JSON, over the size or depth limits of `edgecv.limits`)."""
     import json
 
-    from edgecv.limits import MAX_JSON_BYTES, check_json_depth, decode_utf8, read_limited
 
     path = Path(path)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from typing import Dict, Generic, TypeVar
+from edgecv.errors import did_you_mean
 
 T = TypeVar("T")
 
@@ -33,8 +34,6 @@ class LazyRegistry(Generic[T]):
         if name not in self.classes:
             module = self.modules.get(name)
             if module is None:
-                from edgecv.errors import did_you_mean
-
                 known = ", ".join(sorted(self.modules)) or "none"
                 raise UnknownName(f"unknown {self.kind} {name!r}{did_you_mean(name, self.modules)}; known: {known}")
             importlib.import_module(module)

@@ -13,6 +13,7 @@ import json
 from typing import Any, Dict, List, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
+from edgecv.errors import InputError, did_you_mean
 
 SCHEMA_VERSION = 2
 SCHEMA1_OUTPUT = "probabilities"  # schema 1 knew one task (classification) and its one output
@@ -194,7 +195,6 @@ class Report(Open):
         for a in self.artifacts:
             if a.name == name:
                 return a
-        from edgecv.errors import InputError, did_you_mean
 
         known = [a.name for a in self.artifacts]
         raise InputError(f"no artifact {name!r}{did_you_mean(name, known)}; this report has {', '.join(known)}")

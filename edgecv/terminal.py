@@ -19,6 +19,8 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator, Optional
+from edgecv.errors import InputError
+from edgecv.files import ensure_dir
 
 _libc = ctypes.CDLL(None)
 
@@ -138,8 +140,6 @@ def open_log(log: Path, append: bool = False) -> int:
         return os.open(log, flags, 0o644)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            from edgecv.errors import InputError
-
             raise InputError(f"{log} is a symbolic link: edgecv does not write its log through one; remove it") from None
         raise
 
@@ -217,7 +217,6 @@ def native_output(log: Path, console: "Console", native: Optional["NativeOutput"
     if native is not None:
         yield native
         return
-    from edgecv.files import ensure_dir
 
     ensure_dir(Path(log).parent)
     own = NativeOutput(verbose).start(Path(log))

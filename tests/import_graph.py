@@ -1,9 +1,18 @@
-"""edgecv's package-level import graph, read with `ast` (no import runs).
+"""edgecv's package-level import graph, read with `ast` (no import runs), and why each edgecv import
+inside a function is there.
 
 A node is a direct child of `edgecv` (a package such as `validate`, or a top-level module such
 as `results`); an edge A -> B is any `import`/`from ... import` in A's files naming B, at module
 level or inside a function (a lazy import still makes A depend on B). Run it as a script on any
 checkout to print the graph, its cycles and the in-function edgecv imports:
+
+An edgecv import inside a function needs a reason, else it belongs at module level:
+- its target loads, at import time, a heavy or optional library (TensorFlow through edgecv._keras,
+  onnx, coremltools, matplotlib ...: `HEAVY`), which the TensorFlow-free device path and the CLI's
+  start-up must not pay; the reason is computed from the target's module-level imports;
+- or a `# lazy: <reason>` comment on the statement (or the line above it), or a file-wide
+  `# lazy imports: <reason>` line near the top of its module (the CLI's command modules: a command
+  loads only what it runs).
 
     python tests/import_graph.py [ROOT]
 """
@@ -144,6 +153,91 @@ def simple_cycles(graph: dict[str, set[str]], limit: int = 100000) -> list[list[
     return cycles
 
 
+# Libraries an import may not pull in at module level where a lighter path needs the module:
+# edgecv._keras stands for TensorFlow (tf and keras load on first use, and a module holding them
+# at import time may use them there).
+HEAVY = frozenset({"tensorflow", "tf_keras", "keras", "onnx", "onnxruntime", "tf2onnx", "coremltools", "tensorrt",
+                   "cuda", "tensorflow_model_optimization", "ai_edge_litert", "tflite_runtime", "matplotlib",
+                   "scipy", "sklearn", "paramiko", "h5py", "starlette", "uvicorn", "prometheus_client",
+                   "tensorflow_serving", "grpc", "jinja2", "pycocotools"})
+KERAS_MODULE = "edgecv._keras"
+
+
+def _module_level_imports(root: Path) -> dict[str, tuple[set[str], set[str]]]:
+    """module -> (edgecv modules, third-party top-level names) imported at module level."""
+    out = {}
+    for path in sorted((root / "edgecv").rglob("*.py")):
+        module = _module_name(root, path)
+        edgecv_names, third = set(), set()
+        for node in ast.parse(path.read_text(), str(path)).body:
+            for n in ([node] if not isinstance(node, (ast.If, ast.Try)) else list(ast.walk(node))):
+                if isinstance(n, ast.Import):
+                    for a in n.names:
+                        (edgecv_names.add(a.name) if a.name.startswith("edgecv") else third.add(a.name.split(".")[0]))
+                elif isinstance(n, ast.ImportFrom) and n.module and not n.level:
+                    if n.module.startswith("edgecv"):
+                        edgecv_names.add(n.module)
+                        edgecv_names.update(f"{n.module}.{a.name}" for a in n.names)
+                    else:
+                        third.add(n.module.split(".")[0])
+        out[module] = (edgecv_names, third)
+    return out
+
+
+def heavy_libraries(module: str, table: dict, seen: set | None = None) -> set[str]:
+    """The heavy libraries importing `module` loads (its module-level imports, transitively, and
+    its parent packages')."""
+    seen = set() if seen is None else seen
+    if module in seen:
+        return set()
+    seen.add(module)
+    if module == KERAS_MODULE:
+        return {"tensorflow"}
+    edgecv_names, third = table.get(module, (set(), set()))
+    found = third & HEAVY
+    parts = module.split(".")
+    for i in range(2, len(parts)):
+        found |= heavy_libraries(".".join(parts[:i]), table, seen)
+    for name in edgecv_names:
+        if name in table:
+            found |= heavy_libraries(name, table, seen)
+    return found
+
+
+def lazy_import_reasons(root: Path) -> list[tuple[str, int, str]]:
+    """(module, line, reason) for every edgecv import statement inside a function; reason "" when
+    none is given or computed."""
+    root = Path(root)
+    table = _module_level_imports(root)
+    file_reason, lines_of = {}, {}
+    for path in sorted((root / "edgecv").rglob("*.py")):
+        module = _module_name(root, path)
+        lines_of[module] = path.read_text().splitlines()
+        for line in lines_of[module][:40]:
+            if line.startswith("# lazy imports:"):
+                file_reason[module] = line.split(":", 1)[1].strip()
+    by_statement: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for imp in edgecv_imports(root):
+        if imp.in_function:
+            by_statement[(imp.module, imp.line)].append(imp.target)
+    out = []
+    for (module, line), targets in sorted(by_statement.items()):
+        lines = lines_of[module]
+        end = line  # the statement's last line: a parenthesised import runs on to its `)`
+        if "(" in lines[line - 1] and ")" not in lines[line - 1]:
+            while end < len(lines) and ")" not in lines[end - 1]:
+                end += 1
+        comment = next((text.split("# lazy:", 1)[1].strip() for text in lines[max(0, line - 2):end]
+                        if "# lazy:" in text), "")
+        heavy = set()
+        for target in targets:
+            if target in table:
+                heavy |= heavy_libraries(target, table)
+        reason = comment or (f"loads {', '.join(sorted(heavy))}" if heavy else "") or file_reason.get(module, "")
+        out.append((module, line, reason))
+    return out
+
+
 def summary(root: Path) -> dict:
     root = Path(root)
     known = {p.name if p.is_dir() else p.stem for p in (root / "edgecv").iterdir()
@@ -166,6 +260,11 @@ def describe(root: Path) -> str:
     lines.append(f"elementary package cycles: {len(s['cycles'])}"
                  + "".join(f"\n  {' -> '.join(c + [c[0]])}" for c in s["cycles"][:20]))
     lines.append(f"edgecv import statements: {s['statements']}, inside functions: {len(s['in_function'])}")
+    reasons = lazy_import_reasons(root)
+    kinds = defaultdict(int)
+    for _, _, reason in reasons:
+        kinds["loads a heavy library" if reason.startswith("loads ") else (reason and "written reason") or "NO REASON"] += 1
+    lines.append("in-function edgecv imports by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
     return "\n".join(lines)
 
 

@@ -7,8 +7,8 @@ import pytest
 from test_ptq import calibration, int8_logits, skewed_conv_net, spec
 
 from edgecv.formats.tflite.export import TFLiteExporter, ptq_options
-from edgecv.quantization.adaround import _as_groups, _patch_rows, learn_rounding, learn_rounding_for_layer
-from edgecv.quantization.bias_correction import correct_bias
+from edgecv.passes.adaround import _as_groups, _patch_rows, learn_rounding, learn_rounding_for_layer
+from edgecv.passes.bias_correction import correct_bias
 
 
 def test_the_gram_matrix_is_built_from_the_patches_the_layer_convolves():
@@ -183,7 +183,7 @@ def test_export_keys_follow_the_resolved_rounding_settings():
 def test_layers_with_too_many_inputs_keep_nearest_rounding_and_are_named(monkeypatch):
     """A layer whose Gram matrix would be too large (a Flatten -> Dense in a big model) is skipped
     with the reason, and the others are still rounded."""
-    import edgecv.quantization.adaround as adaround
+    import edgecv.passes.adaround as adaround
 
     monkeypatch.setattr(adaround, "MAX_INPUTS", 20)  # conv: 3x3x3 = 27, logits: 32; dw: 9, pw: 16
     batches, _ = calibration(8)

@@ -78,6 +78,35 @@ def test_plan_then_build_then_everything_cached(project, tmp_path):
     assert r.exit_code == 0 and "train" in r.stdout and "run" in r.stdout and "cached" in r.stdout
 
 
+def test_a_forced_export_that_writes_other_bytes_is_validated_again(project, tmp_path, monkeypatch):
+    """Validation is cached by the artifact's bytes, not only by the export's key: an export run again
+    under the same key that writes another file must not keep the old file's numbers."""
+    import edgecv.formats.tflite.export as tflite_export
+
+    root, recipe = project
+    t = target(tmp_path, "a")
+    out = tmp_path / "out"
+    assert run_build(recipe, [t], out, console=QUIET).exit_code == 0
+    real = tflite_export.convert
+
+    def other_bytes(keras_model, precision, *args, **kw):
+        if precision == "fp32":
+            from edgecv.models.build import copy_keras
+
+            keras_model = copy_keras(keras_model)
+            keras_model.set_weights([w * 1.01 for w in keras_model.get_weights()])
+        return real(keras_model, precision, *args, **kw)
+
+    monkeypatch.setattr(tflite_export, "convert", other_bytes)
+    forced = run_build(recipe, [t], out, console=QUIET, force={"export"})
+    assert forced.exit_code == 0
+    ran = {(s.stage, s.artifact) for s in forced.stages if not s.hit}
+    assert ("validate", "fp32") in ran  # new bytes: measured again
+    assert ("validate", "int8") not in ran  # the same bytes: its validation is reused
+    monkeypatch.undo()
+    assert all(r.hit for r in load_build(recipe, [t], out, console=QUIET).plan())  # the plan knows both
+
+
 def test_clean_prunes_unused_entries_and_stale_temporaries(project, tmp_path):
     root, recipe = project
     out = tmp_path / "out"

@@ -72,6 +72,24 @@ def test_plan_rejects_bad_pass_combinations():
         check_plan([target(precision="fp32", options={"accuracy_aware": {}}, gates={"accuracy_drop_max": 1})])
     with pytest.raises(ConfigError, match="no quality gate"):
         check_plan([target(precision="int8", options={"accuracy_aware": {}})])
+    with pytest.raises(ConfigError, match=r"adaround is int8 weight preparation .* options.ptq.adaround"):
+        check_plan([target(precision="int8", passes=[{"name": "adaround"}])])
+
+
+def test_each_format_declares_its_int8_passes():
+    from edgecv.config.target import ArtifactSpec
+    from edgecv.exporters import get_exporter
+
+    def names(fmt, precision="int8", **options):
+        spec = ArtifactSpec(name="a", format=fmt, precision=precision, options=options)
+        return [(p.name, cfg.model_dump()) for p, cfg in get_exporter(fmt).int8_passes(spec)]
+
+    assert names("tflite") == [("adaround", {"name": "adaround", "iterations": 1000}),
+                               ("bias_correction", {"name": "bias_correction"})]
+    assert names("tflite", ptq={"adaround": False}) == [("bias_correction", {"name": "bias_correction"})]
+    assert names("onnx") == names("tensorrt") == [("bias_correction", {"name": "bias_correction"})]
+    assert names("onnx", adaround=True, adaround_iterations=5)[0] == ("adaround", {"name": "adaround", "iterations": 5})
+    assert names("tflite", "fp32") == names("coreml", "fp16") == []
 
 
 # ---- pruning ------------------------------------------------------------------------------------
@@ -477,5 +495,6 @@ def test_cli_lists_the_passes_with_their_declarations():
 
     res = CliRunner().invoke(app, ["passes", "--verbose"])
     assert res.exit_code == 0, res.output
-    for word in ("prune", "qat", "swap", "train_data", "teacher", "sparsity=0.5", "accuracy_aware"):
+    for word in ("prune", "qat", "swap", "adaround", "bias_correction", "iterations=1000", "train_data", "teacher",
+                 "sparsity=0.5", "accuracy_aware"):
         assert word in res.output

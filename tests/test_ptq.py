@@ -6,7 +6,7 @@ import pytest
 from edgecv.config.target import ArtifactSpec
 from edgecv.errors import ConfigError
 from edgecv.formats.tflite.export import TFLiteExporter, ptq_options
-from edgecv.quantization.bias_correction import correct_bias, quantize_per_channel
+from edgecv.passes.bias_correction import correct_bias, quantize_per_channel
 
 
 def skewed_conv_net():

@@ -178,7 +178,7 @@ def test_engine_validate_compares_and_gates_with_the_bundle_task(direct_bundle, 
     from typer.testing import CliRunner
 
     import edgecv.formats.tensorrt.bundle as tb
-    import edgecv.runtimes as runtimes
+    import edgecv.validate.measure as measure  # where the evaluation kernel loads a runtime
     from edgecv.cli.main import app
     from edgecv.results import ArtifactResult
     from edgecv.formats.onnx.runtime import OnnxRuntime
@@ -189,7 +189,7 @@ def test_engine_validate_compares_and_gates_with_the_bundle_task(direct_bundle, 
     if not (bundle / e["engine"]).is_file():
         shutil.copyfile(bundle / e["onnx"], bundle / e["engine"])  # the stand-in "engine" is its source ONNX
     monkeypatch.setattr(tb, "tensorrt_status", lambda: (object(), ""))
-    monkeypatch.setattr(runtimes, "load_runtime", lambda path, fmt=None, **kw: OnnxRuntime(path))
+    monkeypatch.setattr(measure, "load_runtime", lambda path, fmt=None, **kw: OnnxRuntime(path))
     res = CliRunner().invoke(app, ["engine", "validate", str(bundle)])
     assert res.exit_code == 0, res.output
     assert "top-1 agree" in res.output and "passed" in res.output

@@ -7,7 +7,7 @@ from edgecv.config.target import ArtifactSpec
 from edgecv.errors import ConversionError
 from edgecv.exporters import ExportContext, get_exporter
 from edgecv.runtimes import load_runtime
-from edgecv.formats.tflite.runtime import pixels_to_input
+from edgecv.runtimes.base import pixels_to_input
 from edgecv.validate.comparator import compare
 from edgecv.formats.tflite.checks import inspect_tflite
 

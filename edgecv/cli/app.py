@@ -1,6 +1,7 @@
 """What every `edgecv` command module shares: the typer app, the two consoles (results on stdout,
 notes on stderr), the error policy (a message and the documented exit code, no traceback), the
 native-output capture and the options' parsers. Command modules import this, never each other."""
+# lazy imports: a command loads only what it runs, so `edgecv --help` and light commands start fast
 
 from __future__ import annotations
 

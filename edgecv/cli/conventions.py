@@ -1,5 +1,6 @@
 """Command-line conventions every edgecv command follows: `-h` as well as `--help`, `--version`,
 flags shown as flags in help (close-match suggestions: `edgecv.errors.did_you_mean`)."""
+# lazy imports: a command loads only what it runs, so `edgecv --help` and light commands start fast
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 No TensorFlow is imported: this runs on a Jetson (JetPack 5 or 6) with TensorRT and numpy.
 """
+# lazy imports: a command loads only what it runs, so `edgecv --help` and light commands start fast
 
 from __future__ import annotations
 

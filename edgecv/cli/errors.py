@@ -6,6 +6,7 @@ path, wrong option), 3 an artifact or target failed to build, 4 `engine build` w
 or a GPU here, 5 edgecv itself failed (a bug: rerun with --debug and report the traceback), 130
 interrupted (Ctrl-C), 143 terminated (SIGTERM: cleaned up like Ctrl-C).
 """
+# lazy imports: a command loads only what it runs, so `edgecv --help` and light commands start fast
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@ on, copied into a folder `edgecv bench --data` reads (class sub-folders where th
 them, file names kept, so a keypoint annotation file still names them). A device result measured
 on that folder records the same image set as the build's report, so `edgecv report --merge`
 judges its accuracy; on other images it merges the latency only and says why."""
+# lazy imports: a command loads only what it runs, so `edgecv --help` and light commands start fast
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ The options are written into a recipe in memory (`model: {path: MODEL}`, no trai
 the same orchestrator as `edgecv build`: same target folders, reports, gates and cache. `--format`
 stands for a one-artifact target made in memory (`edgecv.api.format_target`).
 """
+# lazy imports: a command loads only what it runs, so `edgecv --help` and light commands start fast
 
 from __future__ import annotations
 

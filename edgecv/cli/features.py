@@ -4,6 +4,7 @@ No TensorFlow is imported unless the model given is a Keras one: `embed` and `se
 artifact edgecv can run (a Raspberry Pi with ai-edge-litert, numpy and h5py is enough).
 Exit codes: 0 ok, 2 bad input (missing file, wrong model, incomplete feature file).
 """
+# lazy imports: a command loads only what it runs, so `edgecv --help` and light commands start fast
 
 from __future__ import annotations
 

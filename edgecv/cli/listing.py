@@ -3,6 +3,7 @@ types: every column is at least as wide as its longest word, so names, metric na
 wrap between words, never inside one; where that cannot fit the width, each row is stacked as a
 block of `column  value` lines. Piped output gets the terminal's 80 columns (or $COLUMNS), not a
 wide table to scroll sideways."""
+# lazy imports: a command loads only what it runs, so `edgecv --help` and light commands start fast
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
 """The `edgecv` command line."""
+# lazy imports: a command loads only what it runs, so `edgecv --help` and light commands start fast
 
 from __future__ import annotations
 

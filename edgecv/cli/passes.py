@@ -1,4 +1,5 @@
 """`edgecv passes`: the registered optimization passes with what they need and suit."""
+# lazy imports: a command loads only what it runs, so `edgecv --help` and light commands start fast
 
 from __future__ import annotations
 
@@ -27,5 +28,8 @@ def list_passes(verbose: bool = typer.Option(False, "--verbose", "-v", help="als
         rows.append([name, ", ".join(sorted(cls.needs)) or "-", ", ".join(cls.precisions), escape(cls.suits), desc])
     out = listing_console()
     print_listing(out, ("pass", "needs", "precisions", "suits", "description"), rows, prose=(3,))
+    out.print("adaround and bias_correction run inside an int8 export, right before the converter (each format "
+              "declares its defaults: tflite both, onnx and tensorrt bias_correction); switch them in the "
+              "artifact's options (tflite: options.ptq, onnx: options), not in `passes`.")
     out.print("Accuracy-aware int8 is an option of an int8 tflite or onnx artifact, not a pass: "
               "options: {accuracy_aware: {max_steps: 8}} plus an accuracy gate.")

@@ -5,6 +5,7 @@ still written; the message names the fastest candidate); 2 bad input; 3 a failur
 (Named selection.py, not select.py: a module called `select` beside a script would shadow the
 standard library's.)
 """
+# lazy imports: a command loads only what it runs, so `edgecv --help` and light commands start fast
 
 from __future__ import annotations
 

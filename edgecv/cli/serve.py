@@ -1,5 +1,6 @@
 """`edgecv serve ARTIFACT|TARGET_FOLDER`: TF Serving's REST (and gRPC) API over any artifact; and
 `edgecv bench --serving URL`, the load test of a running server (edgecv's or TF Serving)."""
+# lazy imports: a command loads only what it runs, so `edgecv --help` and light commands start fast
 
 from __future__ import annotations
 

@@ -8,6 +8,9 @@ import json
 import re
 from pathlib import Path
 from typing import List, Optional, Tuple
+from edgecv.config.loader import apply_overrides, format_validation_error
+from edgecv.config.recipe import Recipe
+from edgecv.errors import ConfigError
 
 
 def export_recipe(model: Path, data: Path, task: str, preprocess: Optional[str], architecture: Optional[str],
@@ -47,9 +50,6 @@ def recipe_of(data: dict, overrides: List[str]):
     """Validate the in-memory recipe (after --set) as a recipe file would be."""
     from pydantic import ValidationError
 
-    from edgecv.config.loader import apply_overrides, format_validation_error
-    from edgecv.config.recipe import Recipe
-    from edgecv.errors import ConfigError
 
     data = apply_overrides(data, overrides, Path("edgecv export"))
     try:

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ValidationError
 from edgecv.config.recipe import Recipe
 from edgecv.config.target import Target
 from edgecv.errors import ConfigError, EdgecvError, did_you_mean
+from edgecv.limits import check_yaml_node, MAX_YAML_BYTES, decode_utf8, read_limited
+from edgecv.registry import FORMAT_PACKAGES
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -115,8 +117,6 @@ Yaml12Loader.add_constructor(_INT, lambda loader, node: int(loader.construct_sca
 def yaml_compose_load(text: str, where: str = "YAML") -> tuple[Any, Optional[yaml.Node]]:
     """(data, node) of one YAML document, its expansion checked against edgecv's limits before
     any value is built (a YAML alias bomb is refused, not expanded)."""
-    from edgecv.limits import check_yaml_node
-
     loader = Yaml12Loader(text)
     try:
         node = loader.get_single_node()
@@ -158,8 +158,6 @@ def apply_overrides(data: dict, overrides: Iterable[str], file: Path) -> dict:
 
 
 def _read_yaml(path: Path) -> tuple[dict, Any]:
-    from edgecv.limits import MAX_YAML_BYTES, decode_utf8, read_limited
-
     if path.is_dir():
         inside = sorted(p.name for p in path.glob("*.y*ml"))
         hint = (f": give the file inside it, e.g. {path / ('edgecv.yaml' if 'edgecv.yaml' in inside else inside[0])}"
@@ -223,8 +221,7 @@ def find_target(name: str, recipe_dir: Optional[Path] = None) -> Path:
         if p.is_file():
             return p
     known = sorted({p.stem for d in target_search_dirs(recipe_dir) if d.is_dir() for p in d.glob("*.yaml")})
-    from edgecv.config.target import FORMAT_ALIASES
-    from edgecv.registry import FORMAT_PACKAGES
+    from edgecv.config.target import FORMAT_ALIASES  # lazy: import cycle (config.target -> config -> config.loader)
 
     fmt = FORMAT_ALIASES.get(name, name)
     if fmt in FORMAT_PACKAGES:  # `-t tflite`: a format where a target was expected
@@ -245,7 +242,7 @@ def load_target(name_or_path: str, recipe_dir: Optional[Path] = None) -> Target:
 
 def targets_building(fmt: str, recipe_dir: Optional[Path] = None) -> list[str]:
     """Names of the known targets with an artifact of format `fmt` (aliases accepted)."""
-    from edgecv.config.target import FORMAT_ALIASES
+    from edgecv.config.target import FORMAT_ALIASES  # lazy: import cycle (config.target -> config -> config.loader)
 
     fmt = FORMAT_ALIASES.get(fmt, fmt)
     found = []

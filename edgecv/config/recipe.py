@@ -13,6 +13,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from typing_extensions import Annotated
 
 from edgecv.config.selection import SelectConfig
+from edgecv.data.groups import compile_group_by
+from edgecv.models.user_model import model_facts
+from edgecv.tasks import task_class, get_task
 
 
 class Strict(BaseModel):
@@ -52,8 +55,6 @@ class DataConfig(Strict):
     @classmethod
     def _group_by_compiles(cls, value: Optional[str]) -> Optional[str]:
         if value is not None:
-            from edgecv.data.groups import compile_group_by
-
             compile_group_by(value)
         return value
 
@@ -208,8 +209,6 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def _task_known(self) -> "Recipe":
-        from edgecv.tasks import task_class
-
         try:
             cls = task_class(self.task)
         except KeyError as e:
@@ -244,14 +243,10 @@ class Recipe(Strict):
 
     def make_task(self):
         """The recipe's task object, with its options."""
-        from edgecv.tasks import get_task
-
         return get_task(self.task, self.task_options)
 
     def model_facts(self) -> dict:
         """What the index and the report need from a user's model (its outputs, input size)."""
-        from edgecv.models.user_model import model_facts
-
         return model_facts(self)
 
     def resolve(self, path: Union[str, Path]) -> Path:

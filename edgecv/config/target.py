@@ -7,6 +7,8 @@ from typing import Dict, List, Literal, Optional, Union
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from edgecv.config.recipe import SafeName, Strict
+from edgecv.errors import did_you_mean
+from edgecv.tasks.gates import known_gate_names
 
 Precision = Literal["fp32", "fp16", "int8"]
 
@@ -38,13 +40,9 @@ class Gates(Strict):
 
     @model_validator(mode="after")
     def _known_gates(self) -> "Gates":
-        from edgecv.tasks.gates import known_gate_names
-
         known = known_gate_names()
         for name, value in (self.model_extra or {}).items():
             if name not in known:
-                from edgecv.errors import did_you_mean
-
                 close = did_you_mean(name, known)
                 raise ValueError(f"unknown gate `{name}`{close}" + ("; `edgecv tasks` lists every gate" if close else
                                  f"; known gates: {', '.join(sorted(known))} (`edgecv tasks` says what each means)"))
@@ -61,7 +59,6 @@ class Gates(Strict):
         if name.startswith("_"):
             raise AttributeError(name)
         extra = self.__pydantic_extra__ or {}
-        from edgecv.tasks.gates import known_gate_names
 
         if name in extra or name in known_gate_names():
             return extra.get(name)

@@ -19,6 +19,7 @@ import numpy as np
 
 from edgecv.data.index import DataIndex, Sample
 from edgecv.errors import ConfigError
+from edgecv.files import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,6 @@ class CalibrationSet:
         return [s.path for s in self.samples]
 
     def write(self, out_dir: Path, relative_to: Optional[Path] = None) -> None:
-        from edgecv.files import atomic_write_text
 
         def show(p: str) -> str:
             if relative_to is not None:

@@ -43,6 +43,7 @@ from edgecv.data.images import IMAGE_EXTENSIONS, ImageDecodeError, load_rgb
 from edgecv.data.index import DataIndex, Sample, Skipped, stratified_split
 from edgecv.data.safe_xml import UnsafeXML, parse_file
 from edgecv.errors import DataError
+from edgecv.data.keypoints import crop_transform
 
 OUTSIDE_TOLERANCE = 0.01  # of the image side (at least 1 px): further outside than this, a box is bad
 FORMATS = ("voc", "coco", "yolo")
@@ -506,8 +507,6 @@ def boxes_to_input(boxes: np.ndarray, wh: Sequence[int], size: tuple[int, int], 
     [0, 1] of the model input of `size` (height, width) after the recipe's resize policy (stretch,
     letterbox `pad`, `center_crop`), as `data.keypoints.crop_transform` maps points. A centre crop
     can cut a box: clip it (and drop what becomes empty) where training needs it."""
-    from edgecv.data.keypoints import crop_transform
-
     scale, offset = crop_transform(wh, size, policy)
     rel = np.asarray(boxes, np.float64).reshape(-1, 4) / np.tile(np.asarray(wh, np.float64), 2)
     return rel * np.tile(scale, 2) + np.tile(offset, 2)
@@ -516,8 +515,6 @@ def boxes_to_input(boxes: np.ndarray, wh: Sequence[int], size: tuple[int, int], 
 def boxes_from_input(boxes: np.ndarray, wh: Sequence[int], size: tuple[int, int], policy: str) -> np.ndarray:
     """The inverse of `boxes_to_input`: boxes in [0, 1] of the model input -> pixels of the image,
     clipped to it (a letterboxed model may put a box edge in the padding)."""
-    from edgecv.data.keypoints import crop_transform
-
     scale, offset = crop_transform(wh, size, policy)
     w, h = float(wh[0]), float(wh[1])
     rel = (np.asarray(boxes, np.float64).reshape(-1, 4) - np.tile(offset, 2)) / np.tile(scale, 2)

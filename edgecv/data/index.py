@@ -12,6 +12,7 @@ from typing import Any, Optional
 from edgecv.data.images import IMAGE_EXTENSIONS, ImageDecodeError, load_rgb
 from edgecv.errors import DataError
 from edgecv.files import name_problem, unusable_name, walk_files
+from edgecv.data.groups import group_of, split_by_group
 
 
 @dataclass(frozen=True)
@@ -168,8 +169,6 @@ def stratified_split(files: dict[str, list[Path]], val_fraction: float, seed: in
 
 
 def _grouped_stratified_split(files, val_fraction, seed, group_by, root):
-    from edgecv.data.groups import group_of, split_by_group
-
     items = [(label, p) for label, name in enumerate(sorted(files)) for p in sorted(files[name])]
     train, val = split_by_group(items, lambda it: group_of(it[1], root, group_by), val_fraction, seed)
     return [Sample(str(p), label) for label, p in train], [Sample(str(p), label) for label, p in val]

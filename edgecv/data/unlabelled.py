@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edgecv.data.index import DataIndex, Sample, _check_readable, _image_files
 from edgecv.errors import DataError
+from edgecv.data.groups import group_of, split_by_group
 
 
 def readable_images(root: Path) -> tuple[list[Path], list]:
@@ -28,8 +29,6 @@ def unlabelled_index(data_cfg, resolve, info: dict) -> DataIndex:
         paths, skipped = readable_images(resolve(data_cfg.root))
         paths = sorted(paths)
         if getattr(data_cfg, "group_by", None) is not None:
-            from edgecv.data.groups import group_of, split_by_group
-
             root = resolve(data_cfg.root)
             train, val = split_by_group(paths, lambda p: group_of(p, root, data_cfg.group_by),
                                         data_cfg.val_fraction, data_cfg.seed)

@@ -14,11 +14,14 @@ from typing import Any, Callable, ClassVar, Iterator, Optional
 import numpy as np
 
 from edgecv.registry import FORMAT_PACKAGES, LazyRegistry
+from edgecv.errors import ConfigError
+from edgecv.files import tree_sha256
 
 EXPORTER_MODULES: dict[str, str] = {fmt: f"{package}.export" for fmt, package in FORMAT_PACKAGES.items()}
 EXPORTERS: LazyRegistry["Exporter"] = LazyRegistry("artifact format", EXPORTER_MODULES)
 # names users know from other exporters (Ultralytics, TensorFlow), accepted in target files
 from edgecv.config.target import FORMAT_ALIASES  # noqa: F401  (where formats are named)
+from edgecv.metrics.nms import DETECTION_OUTPUTS
 
 
 @dataclass
@@ -63,8 +66,6 @@ class Artifact:
         return p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
     def sha256(self) -> str:
-        from edgecv.files import tree_sha256
-
         return tree_sha256(self.path)
 
 
@@ -99,6 +100,13 @@ class Exporter(ABC):
         int8 preparation has defaults declares them resolved here, so a changed default rebuilds."""
         return options, {}
 
+    @classmethod
+    def int8_passes(cls, spec) -> list:
+        """The int8 weight-preparation passes this format runs for `spec` right before converting,
+        as (Pass, config) in order (edgecv.passes.int8_weights): the format's defaults, switched by
+        the artifact's options. Empty for formats and precisions without them."""
+        return []
+
     @abstractmethod
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         """Write the artifact for `spec` into out_dir (atomically) and describe it."""
@@ -115,7 +123,6 @@ def artifact_output_names(model, postprocess) -> list[str]:
     """An artifact's outputs: the four detection outputs after a post-process, else the task's."""
     if postprocess is None:
         return list(model.output_names)
-    from edgecv.metrics.nms import DETECTION_OUTPUTS
 
     return list(DETECTION_OUTPUTS)
 
@@ -125,7 +132,6 @@ def parse_options(raw: Optional[dict], model: type, what: str):
     naming each wrong key and the allowed keys (raised while planning, through `check_spec`)."""
     from pydantic import ValidationError
 
-    from edgecv.errors import ConfigError
 
     try:
         return model.model_validate(raw or {})

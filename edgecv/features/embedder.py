@@ -13,6 +13,8 @@ import numpy as np
 from edgecv.errors import ConfigError
 from edgecv.features.embedding_layer import embedding_model, looks_like_probabilities
 from edgecv.files import tree_sha256
+from edgecv.models.user_model import load_user_model
+from edgecv.runtimes import load_runtime
 
 EMBEDDING = "embedding"
 
@@ -76,7 +78,6 @@ def load_embedder(path: Path | str, resize: Optional[str] = None, threads: Optio
         return _keras_embedder(path, sha, resize, unsafe, layer)
     if layer is not None:
         raise ConfigError(f"--layer {layer}: only a Keras model can be cut at a layer; {path.name} is an artifact")
-    from edgecv.runtimes import load_runtime
 
     try:
         rt = load_runtime(path, None, threads=threads)
@@ -95,7 +96,6 @@ def _keras_embedder(path: Path, sha: str, resize: Optional[str], unsafe: bool = 
             return Embedder(path, sha, tuple(model.input_size), resize or "center_crop", model.predict)
         cut, chosen = embedding_model(model.keras_model, layer, f"{path.name} ({model.task} model)")
         return Embedder(path, sha, tuple(model.input_size), resize or "center_crop", _keras_predict(cut), layer=chosen)
-    from edgecv.models.user_model import load_user_model
 
     km = load_user_model(path, unsafe=unsafe)
     h, w = km.input_shape[1:3]

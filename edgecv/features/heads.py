@@ -15,6 +15,7 @@ import numpy as np
 
 from edgecv.errors import DataError
 from edgecv.features.store import iter_chunks, read_features
+from edgecv.errors import ConfigError
 
 HOLDOUT_EVERY = 5  # the streaming head's held-out rows: every fifth image
 
@@ -23,8 +24,6 @@ def _sklearn():
     try:
         import sklearn  # noqa: F401
     except ImportError:
-        from edgecv.errors import ConfigError
-
         raise ConfigError("heads need scikit-learn: pip install 'edgecv[features]'") from None
 
 

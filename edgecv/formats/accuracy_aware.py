@@ -44,6 +44,13 @@ from pydantic import Field
 
 from edgecv.config.recipe import Strict
 from edgecv.errors import ConversionError
+from edgecv.errors import ConfigError
+from edgecv.exporters.base import parse_options
+from edgecv.formats.tflite.convert import EXPECTED_INPUT_QUANT
+from edgecv.formats.tflite.diagnose import diagnose
+from edgecv.quantization.qdq import quantize_qdq
+from edgecv.tasks import all_task_classes
+from edgecv.validate.gates import task_gates
 
 QUALITY_SOURCES = ("metrics", "deltas", "agreement")  # gates a float layer can move (not latency, size)
 
@@ -57,8 +64,6 @@ class AccuracyAwareConfig(Strict):
 def quality_gates(tasks: Iterable) -> tuple[str, ...]:
     """Names of the gates the search aims for: the tasks' gates on metrics, deltas and agreement
     (one task, or several when the build's task is not known, e.g. `edgecv targets`)."""
-    from edgecv.validate.gates import task_gates
-
     if not isinstance(tasks, (list, tuple, set)):
         tasks = [tasks]
     return tuple(dict.fromkeys(g.name for t in tasks for g in task_gates(t) if g.source in QUALITY_SOURCES))
@@ -152,7 +157,6 @@ def _io_problem(model: bytes, io_dtype: str, output_dtype: Optional[str] = None)
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgecv.formats.tflite.convert import EXPECTED_INPUT_QUANT
 
     interp = Interpreter(model_content=model)
     inp = interp.get_input_details()[0]
@@ -198,8 +202,6 @@ def accuracy_aware_tflite(model, spec, ctx, out_dir: Path, cfg: AccuracyAwareCon
                           output_dtype: Optional[str] = None) -> tuple[bytes, dict]:
     """Run the loop for a TFLite int8 artifact of a task model; returns the chosen model and the
     report section."""
-    from edgecv.formats.tflite.diagnose import diagnose
-
     _needs(ctx, "int8 TFLite")
     t0 = time.perf_counter()
     io_dtype = spec.resolved_io_dtype
@@ -237,8 +239,6 @@ def accuracy_aware_onnx(model, fp32: bytes, opts, spec, ctx, out_dir: Path, cfg:
     quantization info, report)."""
     import onnx
 
-    from edgecv.formats.tflite.diagnose import diagnose
-    from edgecv.quantization.qdq import quantize_qdq
 
     _needs(ctx, "int8 QDQ ONNX")
     t0 = time.perf_counter()
@@ -270,17 +270,12 @@ def accuracy_aware_onnx(model, fp32: bytes, opts, spec, ctx, out_dir: Path, cfg:
 def check_accuracy_aware(spec, task=None) -> None:
     """While planning: options.accuracy_aware needs int8, valid settings and a quality gate to aim
     for: one of the task's gates on its metrics, their deltas or its agreement."""
-    from edgecv.errors import ConfigError
-    from edgecv.exporters.base import parse_options
-
     if "accuracy_aware" not in spec.options:
         return
     if spec.precision != "int8":
         raise ConfigError(f"options.accuracy_aware needs precision int8, not {spec.precision}")
     parse_options(spec.options["accuracy_aware"], AccuracyAwareConfig, "accuracy_aware")
     if task is None:
-        from edgecv.tasks import all_task_classes
-
         aims = quality_gates(all_task_classes())
     else:
         aims = quality_gates(task)

@@ -32,6 +32,7 @@ import numpy as np
 from edgecv.metrics.bootstrap import bootstrap_interval
 from edgecv.results import Interval
 from edgecv.metrics.bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, DEFAULT_CONFIDENCE
+from edgecv.data.detection import boxes_from_input
 
 # built as COCOeval's Params builds them, so thresholds compare bit for bit
 IOU_THRESHOLDS = np.linspace(.5, 0.95, int(np.round((0.95 - .5) / .05)) + 1, endpoint=True)
@@ -406,8 +407,6 @@ def from_postprocess(boxes: np.ndarray, classes: np.ndarray, scores: np.ndarray,
     `classes` [K], `scores` [K], `count` valid rows -> detections in pixels of the image of size
     wh = (w, h) that was fed through `policy` at `size`. `class_offset` is subtracted from the
     class ids (1 for a model whose label map keeps index 0 for the background)."""
-    from edgecv.data.detection import boxes_from_input
-
     n = int(np.asarray(count).reshape(-1)[0])
     b = np.asarray(boxes, np.float64).reshape(-1, 4)[:n]
     xyxy = boxes_from_input(b[:, [1, 0, 3, 2]], wh, size, policy)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
+from edgecv.errors import did_you_mean
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
@@ -134,8 +135,6 @@ register(BackboneSpec("TinyCNN", _tiny_cnn, "tf", 32, takes_alpha=True, min_size
 def get_backbone(name: str) -> BackboneSpec:
     spec = BACKBONES.get(name.lower())
     if spec is None:
-        from edgecv.errors import did_you_mean
-
         known = ", ".join(s.name for s in BACKBONES.values())
         raise KeyError(f"unknown backbone {name!r}{did_you_mean(name, (s.name for s in BACKBONES.values()))}; "
                        f"known: {known}")

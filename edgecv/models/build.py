@@ -17,6 +17,8 @@ from edgecv._keras import keras
 from edgecv.errors import ConfigError
 from edgecv.models.backbones import Normalization, normalization
 from edgecv.models.check import check_model_config
+from edgecv.models.user_model import load_keras
+from edgecv.tasks import get_task, as_named
 
 NORMALIZE_LAYER = "normalize"
 
@@ -42,8 +44,6 @@ class TaskModel:
     unsafe_deserialization: bool = False
 
     def make_task(self):
-        from edgecv.tasks import get_task
-
         return get_task(self.task, self.task_options)
 
     @property
@@ -52,8 +52,6 @@ class TaskModel:
 
     def named(self, outputs) -> dict:
         """Raw Keras outputs (tensor, list or dict) by the task's output names."""
-        from edgecv.tasks import as_named
-
         return as_named(outputs, self.output_names)
 
     def predict(self, images: np.ndarray, batch_size: int = 32) -> dict[str, np.ndarray]:
@@ -95,9 +93,6 @@ class TaskModel:
     def load(cls, folder: Path, unsafe: Optional[bool] = None) -> "TaskModel":
         """`unsafe`: whether Lambda layers may load; None takes model.json's word (a build's own
         cache entry, written for a recipe that said so), a command given a folder passes its flag."""
-        from edgecv.models.user_model import load_keras
-        from edgecv.tasks import get_task
-
         meta = json.loads((folder / "model.json").read_text())
 
         get_task(meta["task"], meta.get("task_options", {})).register_keras_objects()  # a head's own layers

@@ -6,6 +6,8 @@ from typing import Optional
 
 from edgecv.errors import ConfigError
 from edgecv.models.backbones import get_backbone
+from edgecv.models.preprocess import user_normalization
+from edgecv.models.user_model import model_format
 
 
 def resolve_weights(weights: str, resolve) -> Optional[str]:
@@ -24,8 +26,6 @@ def check_model_config(recipe):
     """Backbone, width, input size and weights file, checked before any work. Returns (spec, weights)."""
     m = recipe.model
     if m.path is not None:  # a user's model: no backbone to check; its preprocessing must be known
-        from edgecv.models.preprocess import user_normalization
-        from edgecv.models.user_model import model_format
 
         model_format(recipe.resolve(m.path))
         user_normalization(m.preprocess or m.architecture)

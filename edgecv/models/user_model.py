@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from edgecv.errors import ConfigError
+from edgecv.files import file_key
+from edgecv.models.preprocess import user_normalization
 
 UNSAFE_FLAG = "--unsafe-deserialization (recipe: model.unsafe_deserialization: true)"
 CUSTOM_OPTION = "--custom-objects package.module (recipe: model.custom_objects)"
@@ -50,8 +52,6 @@ def model_format(path: Path) -> str:
 
 def model_digest(path: Path) -> str:
     """sha256 of the model's bytes (every file of a SavedModel folder): the train stage's key."""
-    from edgecv.files import file_key  # cached per path, size and mtime
-
     path = Path(path)
     if path.is_file():
         return file_key(path)
@@ -352,7 +352,6 @@ def build_user_task_model(recipe, info: dict, task=None):
     """Pixels in, the declared normalization, the user's model: the float reference."""
     from edgecv._keras import keras
     from edgecv.models.build import TaskModel, normalization_layer
-    from edgecv.models.preprocess import user_normalization
 
     m = recipe.model
     task = task or recipe.make_task()

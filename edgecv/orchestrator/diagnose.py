@@ -14,6 +14,9 @@ from pathlib import Path
 from edgecv.errors import InputError
 from edgecv.files import tree_sha256
 from edgecv.orchestrator.cache import StageCache
+from edgecv.data.images import load_batch
+from edgecv.formats.tflite.diagnose import diagnose
+from edgecv.formats.tflite.runtime import import_interpreter
 
 
 def locate(artifact: Path) -> dict:
@@ -65,7 +68,6 @@ def _check_int8_tflite(artifact: Path) -> None:
     """The file itself: a TFLite model with int8 tensors (what the debugger's re-quantization mirrors)."""
     from types import SimpleNamespace
 
-    from edgecv.formats.tflite.runtime import import_interpreter
 
     try:
         interp = import_interpreter(SimpleNamespace())(model_path=str(artifact))
@@ -76,9 +78,7 @@ def _check_int8_tflite(artifact: Path) -> None:
 
 
 def diagnose_artifact(artifact: Path, samples: int = 32):
-    from edgecv.data.images import load_batch
     from edgecv.models.build import TaskModel
-    from edgecv.formats.tflite.diagnose import diagnose
 
     where = locate(artifact)
     model = TaskModel.load(where["model_dir"])

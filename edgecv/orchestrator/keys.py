@@ -16,6 +16,8 @@ from edgecv.orchestrator.cache import stable_hash
 from edgecv.data.images import IMAGE_EXTENSIONS
 from edgecv.files import file_key, walk_files
 from edgecv.environment import library_versions
+from edgecv.exporters import get_exporter
+from edgecv.models.user_model import model_digest
 
 # Libraries whose version can change what a stage produces
 TRAIN_LIBS = ("tensorflow", "tf-keras")
@@ -56,8 +58,6 @@ USER_MODEL_KEYS = ("path", "preprocess", "architecture", "labels", "label_offset
 
 def user_model_fields(recipe) -> dict:
     """A user's model section with its files by content: the model's bytes and its labels'."""
-    from edgecv.models.user_model import model_digest
-
     m = recipe.model
     fields = m.model_dump(mode="json", exclude={"backbone", "alpha", "weights", "head"})
     fields["path"] = model_digest(recipe.resolve(m.path))
@@ -144,7 +144,6 @@ def export_key(model_key: str, spec, calib_key: str, model_name: str, searched: 
     the artifact's gates, the reference outputs, the runtime settings)."""
     fields = spec.model_dump(mode="json", exclude={"gates", "passes"})
     extra = {"searched": searched} if searched else {}
-    from edgecv.exporters import get_exporter
 
     fields["options"], resolved = get_exporter(spec.format).export_key_fields(spec, fields["options"])
     extra.update(resolved)
@@ -158,5 +157,13 @@ VALIDATION_FORMAT = 2
 
 
 def validate_key(exp_key: str, ref_key: str, runtime_settings: dict) -> str:
+    """What a validation reads besides the artifact's bytes (planned before anything is exported)."""
     return stable_hash({"stage": "validate", "export": exp_key, "reference": ref_key, "runtime": runtime_settings,
                         "versions": versions(EXPORT_LIBS), "format": VALIDATION_FORMAT})
+
+
+def validation_entry_key(planned: str, artifact_sha256: str) -> str:
+    """The key a validation is cached under: the planned key and the artifact's bytes. An export run
+    again (`--force export`, a converter that is not byte-stable) that writes other bytes under the
+    same export key is validated again; the same bytes keep their validation."""
+    return stable_hash({"validate": planned, "artifact_sha256": artifact_sha256})

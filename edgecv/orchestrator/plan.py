@@ -9,6 +9,10 @@ from typing import Optional
 from edgecv.config.target import effective_gates
 from edgecv.errors import ConfigError
 from edgecv.orchestrator import keys
+from edgecv.exporters import get_exporter
+from edgecv.passes.base import parse_pass_config
+from edgecv.registry import UnknownName
+from edgecv.runtimes import get_runtime
 
 STAGES = ("index", "train", "reference", "passes", "export", "validate")
 
@@ -40,9 +44,6 @@ class BuildKeys:
 def runtime_settings(target, spec) -> dict:
     """What decides how an artifact runs, for its keys: the target's runtime section and the
     defaults its format's runtime declares (ONNX: the int8 arithmetic edgecv picks)."""
-    from edgecv.registry import UnknownName
-    from edgecv.runtimes import get_runtime
-
     try:
         declared = get_runtime(spec.format).key_settings()
     except UnknownName:  # a format registered without a runtime of its own
@@ -65,22 +66,27 @@ def artifact_keys(recipe, k: BuildKeys, target, spec) -> dict:
     return out
 
 
-def plan_rows(recipe, k: BuildKeys, targets, is_cached) -> list[StageRecord]:
-    """Every stage with its key and whether the cache has it (`is_cached(stage, key)`)."""
+def plan_rows(recipe, k: BuildKeys, targets, is_cached, validation_key=lambda akeys: None) -> list[StageRecord]:
+    """Every stage with its key and whether the cache has it (`is_cached(stage, key)`). A
+    validation is cached by the artifact's bytes too: `validation_key(akeys)` gives its entry's key
+    when the export is cached (None: the export runs first, so its validation is not known cached)."""
     rows = [StageRecord(s, key, is_cached(s, key)) for s, key in
             (("index", k.index), ("train", k.train), ("reference", k.reference))]
     for t in targets:
         for spec in t.artifacts:
-            for stage, key in artifact_keys(recipe, k, t, spec).items():
-                rows.append(StageRecord(stage, key, is_cached(stage, key), target=t.name, artifact=spec.name))
+            akeys = artifact_keys(recipe, k, t, spec)
+            for stage, key in akeys.items():
+                if stage == "validate":
+                    entry = validation_key(akeys)
+                    key, cached = (entry, is_cached(stage, entry)) if entry else (key, False)
+                else:
+                    cached = is_cached(stage, key)
+                rows.append(StageRecord(stage, key, cached, target=t.name, artifact=spec.name))
     return rows
 
 
 def check_plan(targets, task=None, recipe_gates=None) -> None:
     """Reject unknown formats, precisions and passes before any training starts."""
-    from edgecv.exporters import get_exporter
-    from edgecv.passes.base import parse_pass_config
-
     problems = []
     for t in targets:
         for a in t.artifacts:
@@ -103,6 +109,12 @@ def check_plan(targets, task=None, recipe_gates=None) -> None:
                     msg = e.args[0] if isinstance(e, KeyError) else str(e)
                     problems.append(f"target {t.name}, artifact {a.name}, passes[{i}]: {msg}")
                     continue
+                if cls.stage != "model":
+                    problems.append(f"target {t.name}, artifact {a.name}, passes[{i}]: {cls.name} is int8 weight "
+                                    f"preparation that the {a.format} exporter runs right before converting; switch "
+                                    f"it in the artifact's options (tflite: options.ptq.{cls.name}; onnx, tensorrt: "
+                                    f"options.{cls.name}), not in passes")
+                    continue
                 if a.precision not in cls.precisions:
                     problems.append(f"target {t.name}, artifact {a.name}: pass {cls.name} suits precision "
                                     f"{', '.join(cls.precisions)}, not {a.precision}")
@@ -122,8 +134,6 @@ def check_plan(targets, task=None, recipe_gates=None) -> None:
 def check_untrainable_passes(targets, why: str) -> None:
     """Passes that train (prune, qat, swap) need labelled images; reject them when `why` says there
     are none."""
-    from edgecv.passes.base import parse_pass_config
-
     problems = [f"target {t.name}, artifact {a.name}: pass {parse_pass_config(raw)[0].name} trains, and {why}"
                 for t in targets for a in t.artifacts for raw in a.passes
                 if parse_pass_config(raw)[0].needs & {"train_data", "teacher"}]

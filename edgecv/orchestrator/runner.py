@@ -13,6 +13,7 @@ this module holds what they share (recipe, task, cache, decoded images, referenc
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import time
 import traceback
@@ -35,6 +36,7 @@ from edgecv.files import OutputError, ensure_dir, explain_write_error, is_write_
 from edgecv.models.backbones import get_backbone, normalization
 from edgecv.models.check import check_model_config
 from edgecv.orchestrator import assemble, publish
+from edgecv.orchestrator.keys import validation_entry_key
 from edgecv.orchestrator.cache import StageCache
 from edgecv.orchestrator.lock import BuildLock
 from edgecv.orchestrator.plan import (STAGES, BuildKeys, StageRecord, artifact_keys, check_plan,
@@ -52,6 +54,10 @@ from edgecv.results import ArtifactResult, Report
 from edgecv.terminal import NativeOutput
 from edgecv.sidecars import preprocessing, write_sidecars
 from edgecv.train.cluster import cluster_role
+from edgecv.config.loader import find_target
+from edgecv.models.preprocess import user_normalization
+from edgecv.models.user_model import with_input_size
+from edgecv.validate.intervals import as_stored
 
 __all__ = ["Build", "BuildResult", "TargetOutcome", "StageRecord", "STAGES", "check_plan", "load_build", "run_build"]
 
@@ -107,7 +113,6 @@ class Build:
                  gates: bool = True, recipe_sha256: str = "", force: frozenset = frozenset(),
                  regen_reference: bool = False, native: Optional[NativeOutput] = None):
         if recipe.model.path is not None:  # a user's model: input size read from it
-            from edgecv.models.user_model import with_input_size
 
             recipe = with_input_size(recipe)
         self.recipe, self.targets, self.console, self.gates = recipe, targets, console, gates
@@ -136,6 +141,7 @@ class Build:
         self._reference: Optional[dict] = None
         self._reference_scores: Optional[dict] = None
         self._environment: Optional[dict] = None
+        self._calibration_images: dict[tuple, list] = {}  # (set, size, policy) -> decoded 1xHxWx3 batches
 
     # ---- shared state the stages use -----------------------------------------------------------
     def hit(self, stage: str, key: str) -> Optional[Path]:
@@ -158,7 +164,16 @@ class Build:
         self.stages.append(StageRecord(stage, key, hit, time.perf_counter() - t0, target, artifact))
 
     def plan(self) -> list[StageRecord]:
-        return plan_rows(self.recipe, self.keys, self.targets, lambda s, k: self.hit(s, k) is not None)
+        return plan_rows(self.recipe, self.keys, self.targets, lambda s, k: self.hit(s, k) is not None,
+                         self._planned_validation_key)
+
+    def _planned_validation_key(self, akeys: dict) -> Optional[str]:
+        """The validation entry's key when the export is cached (its artifact's bytes are known)."""
+        hit = self.hit("export", akeys["export"])
+        if hit is None or not (hit / "artifact.json").is_file():
+            return None
+        path = hit / json.loads((hit / "artifact.json").read_text())["path"]
+        return validation_entry_key(akeys["validate"], tree_sha256(path))
 
     def gates_for(self, target: Target, spec=None):
         """The artifact's effective gates (the task's defaults in the recipe, the target's, its own)."""
@@ -201,8 +216,6 @@ class Build:
         """The float model's per-sample scores on the evaluated samples (paired intervals and the
         report's reference); targets only, no image is decoded."""
         if self._reference_scores is None:
-            from edgecv.validate.intervals import as_stored
-
             samples = self.task.eval_samples(index)
             targets = self.task.targets(samples, index.info) if self.task.needs_targets else None
             self._reference_scores = {} if targets is None else as_stored(self.task.sample_scores(
@@ -223,17 +236,20 @@ class Build:
     def calibration_batches(self, calib: CalibrationSet, size=None):
         """Calibration images at `size` (default the recipe's input size) by the recipe's resize policy."""
         size, policy = tuple(size or self.recipe.input.size), self.recipe.input.resize
+        key = (calib.sha256, size, policy)
 
         def batches():
-            for s in calib.samples:
-                yield load_batch([s.path], size, policy)
+            # decoded once per build: the int8 steps' statistics, the converter's calibration and
+            # the accuracy-aware search of every artifact read the same images
+            if key not in self._calibration_images:
+                self._calibration_images[key] = [load_batch([s.path], size, policy) for s in calib.samples]
+            for batch in self._calibration_images[key]:
+                yield batch.copy()  # a consumer may write into its batch
 
         return batches
 
     def normalization_json(self) -> dict:
         if self.recipe.model.path is not None:
-            from edgecv.models.preprocess import user_normalization
-
             return user_normalization(self.recipe.model.preprocess or self.recipe.model.architecture).to_json()
         return normalization(get_backbone(self.recipe.model.backbone).normalization).to_json()
 
@@ -261,8 +277,6 @@ class Build:
     def build_artifact(self, spec, target: Target, out_dir: Path, index: DataIndex, calib: CalibrationSet,
                        final_dir: Optional[Path] = None) -> ArtifactResult:
         """Build one artifact into `out_dir` (the staging folder that becomes `final_dir`)."""
-        import json
-
         final_dir = final_dir or out_dir
         akeys = self.artifact_keys(target, spec)
         entry = {"name": spec.name, "format": spec.format, "precision": spec.precision, "status": "ok", "keys": akeys}
@@ -392,8 +406,6 @@ class Build:
 
 def check_unique_target_names(targets: list[Target], given: list[str], recipe_dir: Path) -> None:
     """Each target is built into <out>/<name>/: two targets of one name would overwrite each other."""
-    from edgecv.config.loader import find_target
-
     by_name: dict[str, list[str]] = {}
     for t, arg in zip(targets, given):
         by_name.setdefault(t.name, []).append(str(find_target(arg, recipe_dir).resolve()))

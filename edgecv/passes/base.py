@@ -1,8 +1,17 @@
-"""Pass interface: a task model in, a task model out (pruning, QAT, backbone swap, ...).
+"""Pass interface: the one kind of model-to-model transform (pruning, QAT, backbone swap with
+distillation, learned rounding, bias correction).
 
-A pass declares what it needs (calibration data, training data, a teacher) and which precisions
-it suits, so a bad combination is rejected while planning, before any training. Target files
-choose passes per artifact: `passes: [{name: prune, sparsity: 0.5}]`.
+A pass declares what it needs (calibration data, training data, a teacher), which precisions it
+suits, and which statistics of the calibration images it reads (`statistic_points`: gathered in one
+pass for every step that asks, edgecv.passes.statistics), so a bad combination is rejected while
+planning, before any training. Passes run at one of two points (`stage`):
+
+- "model": chosen per artifact in the target file (`passes: [{name: prune, sparsity: 0.5}]`), run by
+  the build's passes stage and cached;
+- "int8": weight preparation for an int8 converter (adaround, bias_correction: their grid is the
+  format's), run by the exporter right before it converts, on the model the "model" passes gave.
+  Each format declares which it runs by default (its exporter's `int8_passes`); the artifact's
+  options switch them (tflite: `options.ptq`, onnx: `options`). edgecv.passes.int8_weights.
 """
 
 from __future__ import annotations
@@ -16,6 +25,8 @@ from pydantic import BaseModel, ConfigDict
 from edgecv.registry import LazyRegistry
 
 PASS_MODULES: dict[str, str] = {  # pass name -> module that defines it (imported on use)
+    "adaround": "edgecv.passes.adaround",
+    "bias_correction": "edgecv.passes.bias_correction",
     "prune": "edgecv.passes.prune",
     "qat": "edgecv.passes.qat",
     "swap": "edgecv.passes.swap",
@@ -67,6 +78,12 @@ class Pass(ABC):
     needs: ClassVar[frozenset[str]] = frozenset()  # subset of {"calibration", "train_data", "teacher"}
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
     suits: ClassVar[str] = "any target"  # which targets it is for, in words (shown by `edgecv passes`)
+    stage: ClassVar[str] = "model"  # "model": listed in an artifact's `passes`; "int8": run by the exporter
+
+    def statistic_points(self, keras_model, cfg: PassConfig) -> dict[str, set[str]]:
+        """Layer name -> statistics of its input over the calibration images this pass reads
+        (edgecv.passes.statistics: "gram", "row_sum"); gathered once for every pass that asks."""
+        return {}
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)

@@ -10,6 +10,8 @@ import numpy as np
 
 from edgecv._keras import keras
 from edgecv.models.build import NORMALIZE_LAYER, copy_keras  # noqa: F401 (copy_keras: the passes' copy)
+from edgecv.data.images import load_batch
+from edgecv.tasks import as_named
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 
@@ -37,8 +39,6 @@ def steps_per_epoch(ctx, batch_size: int) -> int:
 def val_arrays(ctx, size: Optional[tuple[int, int]] = None) -> tuple[np.ndarray, object]:
     """Validation images (uint8, decoded at `size` by the recipe's resize policy) and the task's
     targets: the pixels the build's validation feeds an artifact of that input size."""
-    from edgecv.data.images import load_batch
-
     size = tuple(size or ctx.recipe.input.size)
     samples = ctx.task.eval_samples(ctx.index)
     images = load_batch([s.path for s in samples], size, ctx.recipe.input.resize)
@@ -48,8 +48,6 @@ def val_arrays(ctx, size: Optional[tuple[int, int]] = None) -> tuple[np.ndarray,
 def quality(ctx, model: keras.Model, images: np.ndarray, targets, batch_size: int = 32) -> float:
     """The task's quality metric (what passes optimize: accuracy in percent for classification) of
     a Keras model on float pixels, in the metric's own units."""
-    from edgecv.tasks import as_named
-
     task, info = ctx.task, ctx.index.info
     raw = model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
     outputs = {k: np.asarray(v) for k, v in as_named(raw, task.output_names(info)).items()}

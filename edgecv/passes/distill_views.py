@@ -21,6 +21,7 @@ import numpy as np
 
 from edgecv._keras import keras, tf
 from edgecv.data.images import IMAGE_EXTENSIONS
+from edgecv.errors import ConfigError
 
 
 @dataclass
@@ -41,8 +42,6 @@ class ViewPool:
 def pooled_features(keras_model: keras.Model, backbone_layers: list) -> keras.Model:
     """A model giving the backbone's last feature map averaged over space: what the head reads."""
     if not backbone_layers:
-        from edgecv.errors import ConfigError
-
         raise ConfigError("swap: feature_weight needs a model with a known backbone (a recipe backbone, not a "
                           "loaded model); set feature_weight: 0")
     fmap = keras_model.get_layer(backbone_layers[-1]).output
@@ -87,13 +86,9 @@ def blend(x, kind: str, rng: np.random.Generator) -> tf.Tensor:
 
 def unlabelled_files(folder: Path) -> list:
     if not folder.is_dir():
-        from edgecv.errors import ConfigError
-
         raise ConfigError(f"swap: unlabelled folder {folder} not found; give a folder of images (any depth)")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     if not files:
-        from edgecv.errors import ConfigError
-
         raise ConfigError(f"swap: unlabelled folder {folder} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     return files
 

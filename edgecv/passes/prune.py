@@ -27,6 +27,7 @@ from edgecv._keras import keras
 from edgecv.models.build import NORMALIZE_LAYER, TaskModel
 from edgecv.passes import common
 from edgecv.passes.base import Pass, PassConfig
+from edgecv.errors import ConfigError
 
 
 class PruneConfig(PassConfig):
@@ -112,8 +113,6 @@ class Prune(Pass):
             elif why:
                 skipped.append({"layer": layer.name, "reason": why})
         if not chosen:
-            from edgecv.errors import ConfigError
-
             raise ConfigError("prune: no Conv2D or Dense layer left to prune (check `exclude` and `min_params`)")
         if cfg.train_layers == "from_first_pruned":
             first = [l.name for l in base.layers].index(chosen[0])

@@ -53,6 +53,10 @@ from edgecv.errors import ConfigError
 from edgecv.models.build import TaskModel, build_task_model
 from edgecv.passes import common, distill_views
 from edgecv.passes.base import Pass, PassConfig
+from edgecv.data.images import load_batch
+from edgecv.models.backbones import get_backbone
+from edgecv.runtimes.latency import measure_latency
+from edgecv.tasks.base import Task
 
 
 class SwapConfig(PassConfig):
@@ -85,8 +89,6 @@ class SwapConfig(PassConfig):
     @field_validator("backbone")
     @classmethod
     def _known(cls, v: str) -> str:
-        from edgecv.models.backbones import get_backbone
-
         try:
             return get_backbone(v).name
         except KeyError as e:
@@ -107,8 +109,6 @@ class SwapConfig(PassConfig):
 
 
 def keras_latency_ms(model: keras.Model, image: np.ndarray) -> float:
-    from edgecv.runtimes.latency import measure_latency
-
     x = tf.constant(image[:1].astype(np.float32))
     fn = tf.function(lambda b: model(b, training=False))
     return measure_latency(lambda b: fn(x), image[:1], min_runs=20, min_seconds=0.5).p50_ms
@@ -197,7 +197,6 @@ class Swap(Pass):
     @staticmethod
     def unlabelled_batches(teacher: TaskModel, cfg: SwapConfig, ctx, batch: int):
         """Augmented float batches of the unlabelled folder's images at the teacher's size."""
-        from edgecv.data.images import load_batch
         from edgecv.data.pipeline import augmentation
 
         files = distill_views.unlabelled_files(ctx.recipe.resolve(cfg.unlabelled))
@@ -215,8 +214,6 @@ def crops_keep_targets(task) -> bool:
     """Whether a random crop leaves the task's targets right: true for tasks that augment through
     the base pipeline (class labels); a task that overrides train_dataset moves its targets with
     the pixels (keypoints), so its labelled views are not cropped (teacher-only views still are)."""
-    from edgecv.tasks.base import Task
-
     return type(task).train_dataset is Task.train_dataset
 
 

@@ -15,6 +15,9 @@ from typing import Callable, List, Optional, Sequence
 
 import edgecv
 from edgecv.remote.ssh import HostSpec, RemoteError, Upload, connect, put, quote, remote_command, run
+from edgecv.errors import InputError
+from edgecv.report.bench_result import check_bench_result
+from edgecv.tasks.classification_folder import default_labels
 
 SIDECARS = ("labels.txt", "preprocessing.json")
 INSTALL_HINT = "{python} -m pip install 'edgecv=={version}'"
@@ -50,9 +53,6 @@ MAX_RESULT_BYTES = 16 << 20
 
 def _device_result(raw: bytes, spec: HostSpec) -> dict:
     """The device's bench result, checked like a file given to `report --merge`."""
-    from edgecv.errors import InputError
-    from edgecv.report.bench_result import check_bench_result
-
     try:
         if len(raw) > MAX_RESULT_BYTES:
             raise ValueError(f"over {MAX_RESULT_BYTES >> 20} MB")
@@ -91,9 +91,6 @@ def bench_on_host(artifact: Path, host: str, data: Optional[Path], random_inputs
                   timeout: float = DEFAULT_TIMEOUT) -> dict:
     """Run `edgecv bench` for `artifact` on `host` (user@host[:port]); returns the bench result.
     `timeout`: seconds any one command on the device may take before it counts as hung."""
-    from edgecv.errors import InputError
-    from edgecv.tasks.classification_folder import default_labels
-
     spec = HostSpec.parse(host)
     remote_command(remote_python)  # an empty --remote-python is bad input before connecting
     if not 0 < timeout < float("inf"):

@@ -7,6 +7,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 from typing import Callable, List, Optional
+from edgecv.remote.bench import bench_on_host, copy_split
+from edgecv.report.merge import merge_results
+from edgecv.results import load_report
 
 # formats `edgecv bench` runs on a device install (SavedModel needs TensorFlow, Core ML macOS, and
 # TensorRT engines are built and measured on the device by `edgecv engine build`)
@@ -16,10 +19,6 @@ DEVICE_FORMATS = ("tflite", "onnx")
 def bench_build_on_device(build, result, host: str, remote_python: str = "python3", identity: Optional[Path] = None,
                           known_hosts: Optional[Path] = None, log: Callable[[str], None] = print) -> List[str]:
     """Bench each built artifact of each target on `host` and merge; returns gate failure messages."""
-    from edgecv.remote.bench import bench_on_host, copy_split
-    from edgecv.report.merge import merge_results
-    from edgecv.results import load_report
-
     import json
 
     failures: List[str] = []

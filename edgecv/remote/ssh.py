@@ -14,6 +14,8 @@ from typing import List, Optional, Tuple
 
 from edgecv.errors import EdgecvError, InputError
 from edgecv.extras import require_extra
+from edgecv.data.images import IMAGE_EXTENSIONS
+from edgecv.files import unusable_name
 
 HOST_PATTERN = re.compile(r"^(?P<user>[^@\s]+)@(?P<host>[^:@\s]+|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?$")
 
@@ -150,9 +152,6 @@ def put(sftp, local: Path, remote: PurePosixPath, images_only: bool = False, upl
     (to /etc/ssh, say), a link to a folder (loops), a broken link, a hidden entry (.ssh, .env) is
     skipped and listed in `Upload.skipped`. `images_only`: only files the data index accepts as
     images (by extension and a usable name), for `--data`."""
-    from edgecv.data.images import IMAGE_EXTENSIONS
-    from edgecv.files import unusable_name
-
     local = Path(local)
     up = upload if upload is not None else Upload()
     if local.is_symlink() and not local.exists():

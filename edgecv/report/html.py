@@ -12,6 +12,7 @@ from edgecv.report.outputs import (artifact_rows, as_report, column_specs, devic
                                    latency_provenance, reference_line, report_notes, report_task, report_verdict)
 from edgecv.report.plots import plots, pyplot
 from edgecv.report.uncertainty import interval_rows
+from edgecv.report.merge import device_metrics
 
 
 # text marks, not emoji: they render in every font a headless browser or a CI viewer has
@@ -57,7 +58,6 @@ def device_rows(report) -> list[dict]:
     task = report_task(report)
     q = task.quality_metric if task is not None else None
     spec = task.metric(q) if q else None
-    from edgecv.report.merge import device_metrics
 
     rows = []
     for a in report.artifacts:

@@ -18,6 +18,10 @@ from edgecv.report.outputs import report_task
 from edgecv.results import Report
 from edgecv.validate.evaluate import judge
 from edgecv.validate.gates import task_gate_table
+from edgecv.errors import EdgecvError
+from edgecv.report.bench_result import check_bench_result
+from edgecv.report.outputs import write_reports
+from edgecv.report.regression import read_report
 
 DEVICE_FIELDS = ("created", "device", "threads", "runtime", "load_seconds", "first_inference_ms", "memory", "latency",
                  "latency_by_batch", "accuracy", "metrics", "remote", "eval_set")
@@ -62,9 +66,6 @@ def _judge_metrics(kept: dict, report: Report) -> dict:
 def carry_device_results(previous: Path, report: Report, gates_for: Optional[Callable] = None) -> list[str]:
     """A rebuild keeps the device results merged into the target's previous report for every
     artifact whose file is the same (sha256), re-judged against the new report; returns the names."""
-    from edgecv.errors import EdgecvError
-    from edgecv.report.regression import read_report
-
     if not Path(previous).is_file():
         return []
     try:
@@ -119,17 +120,12 @@ def recheck_device_gates(report: Report, gates_for: Optional[Callable] = None) -
 
 
 def merge_files(report_path: Path, result_paths: list[Path]) -> list[str]:
-    from edgecv.report.bench_result import check_bench_result
-
     results = [check_bench_result(read_json(Path(p), "--merge"), Path(p)) for p in result_paths]
     return merge_results(report_path, results)
 
 
 def merge_results(report_path: Path, results: list[dict]) -> list[str]:
     """Merge bench results into a report file and rewrite its reports; returns gate failures."""
-    from edgecv.report.outputs import write_reports
-    from edgecv.report.regression import read_report
-
     report = read_report(Path(report_path), "report")
     failures = merge_device_results(report, results)
     write_reports(Path(report_path).parent, report)

@@ -14,6 +14,7 @@ from typing import Optional
 from edgecv.files import atomic_write_text
 from edgecv.results import ArtifactResult, Report, load_report
 from edgecv.tasks.base import ColumnSpec
+from edgecv.tasks import get_task
 
 
 def _fmt(v, spec: str, suffix: str = "") -> str:
@@ -26,8 +27,6 @@ def as_report(report) -> Report:
 
 def report_task(report: Report):
     """The report's task (None when its module cannot be imported here: generic columns then)."""
-    from edgecv.tasks import get_task
-
     try:
         return get_task(report.task.get("name") or report.recipe.get("task", "classification"),
                         report.task.get("options") or {})
@@ -160,7 +159,7 @@ def artifact_rows(report) -> list[dict]:
         })
         dev = device_result(a)
         dlat = (dev or {}).get("latency") or {}
-        from edgecv.report.merge import device_metrics
+        from edgecv.report.merge import device_metrics  # lazy: import cycle (report.merge -> report.outputs)
 
         dq = device_metrics(dev).get(q) if dev and q else None
         spec = task.metric(q) if dq is not None else None
@@ -272,8 +271,8 @@ def report_notes(report, code=lambda c: c) -> list[tuple[str, str]]:
 
 
 def write_reports(out_dir: Path, report) -> None:
-    from edgecv.report.ci import junit_xml, markdown_summary
-    from edgecv.report.html import html_report
+    from edgecv.report.ci import junit_xml, markdown_summary  # lazy: import cycle (report.ci -> report.outputs)
+    from edgecv.report.html import html_report  # lazy: import cycle (report.html -> report.outputs)
 
     report = as_report(report)
     atomic_write_text(out_dir / "report.json", json.dumps(report.to_json(), indent=2) + "\n")

@@ -23,6 +23,9 @@ from pathlib import Path
 from edgecv.errors import InputError
 from edgecv.files import read_json
 from edgecv.results import SCHEMA_VERSION, Report
+from edgecv.report.outputs import report_task
+from edgecv.results import load_report
+from edgecv.validate.intervals import delta_interval
 
 
 def check_schema_version(raw: dict, where: str) -> None:
@@ -39,7 +42,6 @@ def read_report(path: Path, option: str, like: Optional[Report] = None) -> Repor
     result, no artifacts (a gate that checks nothing must not pass), another target or task than `like`."""
     from pydantic import ValidationError
 
-    from edgecv.results import load_report
 
     raw = read_json(path, option)
     if isinstance(raw, dict) and str(raw.get("schema", "")).startswith("edgecv.bench"):
@@ -121,8 +123,6 @@ def _not_compared(name: str, check: str, bv, cv, tol: Tolerances, usable=number)
 
 
 def compare_reports(baseline: Report, current: Report, tol: Tolerances) -> list[Finding]:
-    from edgecv.report.outputs import report_task
-
     task = report_task(current)
     metric_specs = [m for m in (task.metrics if task is not None else ()) if tol.for_metric(m) is not None]
     out: list[Finding] = []
@@ -162,8 +162,6 @@ def compare_reports(baseline: Report, current: Report, tol: Tolerances) -> list[
 
 def paired_change(spec, baseline: Report, b, current: Report, c, confidence: float):
     """(interval of current - baseline paired image by image, None) or (None, why not paired)."""
-    from edgecv.validate.intervals import delta_interval
-
     if not spec.per_sample:
         return None, f"the task scores no {spec.name} per image"
     if spec.name not in b.sample_scores or spec.name not in c.sample_scores:

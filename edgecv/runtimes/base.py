@@ -16,10 +16,22 @@ from typing import Callable, ClassVar, Optional
 import numpy as np
 
 from edgecv.registry import FORMAT_PACKAGES, LazyRegistry
+from edgecv.errors import EdgecvError, InputError
 
 # format -> module defining its Runtime subclass (imported only when that format is used)
 RUNTIME_MODULES: dict[str, str] = {fmt: f"{package}.runtime" for fmt, package in FORMAT_PACKAGES.items()}
 RUNTIMES: LazyRegistry["Runtime"] = LazyRegistry("runtime format", RUNTIME_MODULES)
+
+
+def pixels_to_input(images: np.ndarray, dtype, float_range: tuple[float, float] = (0.0, 255.0)) -> np.ndarray:
+    """The pixel contract: uint8 takes the pixel, int8 takes pixel - 128, float takes the pixel
+    value (0..255 for edgecv artifacts; third-party float models may declare another range)."""
+    if dtype == np.uint8:
+        return images.astype(np.uint8)
+    if dtype == np.int8:
+        return (images.astype(np.int16) - 128).astype(np.int8)
+    lo, hi = float_range
+    return (images.astype(np.float32) * ((hi - lo) / 255.0) + lo).astype(dtype)
 
 
 class RuntimeUnavailable(RuntimeError):
@@ -74,8 +86,6 @@ class Runtime(ABC):
     def resolve_size(self, declared: tuple) -> tuple[int, int]:
         """The (height, width) to feed: the model's own where it declares one, else `input_size`; a
         model that accepts any size and was given none is an error, not 1x1 images."""
-        from edgecv.errors import InputError
-
         if None not in declared:
             return int(declared[0]), int(declared[1])
         if self.requested_size is None:
@@ -152,8 +162,6 @@ def get_runtime(fmt: str) -> type[Runtime]:
 
 def load_runtime(path: Path | str, fmt: Optional[str] = None, threads: Optional[int] = None, **options) -> Runtime:
     """Load an artifact; a file its runtime cannot read is an InputError that names it."""
-    from edgecv.errors import EdgecvError, InputError
-
     fmt = fmt or detect_format(Path(path))
     cls = get_runtime(fmt)
     try:

@@ -16,6 +16,7 @@ from typing import Optional
 from edgecv.config.selection import CandidateConfig
 from edgecv.errors import ConfigError
 from edgecv.models.backbones import get_backbone
+from edgecv.models.check import check_model_config
 
 # (backbone, widths, input heights): the published grids of the edge families, plus the heavier
 # EfficientNet-B0 and ResNet50 for scale. Candidates the target cannot afford fall off the front.
@@ -122,8 +123,6 @@ def _width(spec, alpha: Optional[float]) -> Optional[float]:
 def _checked_backbone(recipe, c: CandidateConfig, size: tuple):
     """The candidate's backbone, width and size checked as the recipe's model is (weights aside:
     a candidate whose weights are missing is skipped, not an error)."""
-    from edgecv.models.check import check_model_config
-
     model = recipe.model.model_copy(update={"backbone": c.backbone, "alpha": c.alpha, "weights": "none"})
     try:
         spec, _ = check_model_config(recipe.model_copy(update={"model": model, "input": recipe.input.model_copy(

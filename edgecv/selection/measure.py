@@ -20,6 +20,11 @@ import numpy as np
 
 from edgecv.orchestrator.cache import StageCache, stable_hash
 from edgecv.orchestrator.keys import EXPORT_LIBS, versions
+from edgecv.config.target import ArtifactSpec
+from edgecv.exporters import ExportContext, get_exporter
+from edgecv.runtimes import load_runtime
+from edgecv.runtimes.latency import measure_latency
+from edgecv.selection.probe import accuracy
 
 SUPPORTED_FORMATS = ("tflite", "onnx")  # int8 formats this machine builds and runs
 # Candidates' int8: bias correction, no learned rounding. Rounding changes no latency and a fraction
@@ -32,8 +37,6 @@ def timing_spec(target):
     """The target's int8 artifact to time candidates as (its format, I/O type and float-op rule;
     passes and exporter options belong to the recipe's model and are left out), or TFLite int8
     when the target has none this machine can run. Returns (spec, note)."""
-    from edgecv.config.target import ArtifactSpec
-
     for spec in target.artifacts:
         if spec.precision == "int8" and spec.format in SUPPORTED_FORMATS:
             return spec.model_copy(update={"passes": [], "options": QUICK_INT8[spec.format], "gates": None}), None
@@ -54,8 +57,6 @@ def export_candidate(cache: StageCache, key: str, model_fn: Callable[[], object]
     hit = cache.get("select-export", key)
     was_hit = hit is not None
     if hit is None:
-        from edgecv.exporters import ExportContext, get_exporter
-
         ctx = ExportContext(name, calibration, calibration_sha256)
         with cache.put("select-export", key) as tmp:
             art = get_exporter(spec.format)().export(model_fn(), spec, tmp, ctx)
@@ -82,9 +83,6 @@ class Timed:
 def time_candidates(items: list[Timed], threads: Optional[int], batch: int, repeats: int,
                     min_runs: int = 20, min_seconds: float = 0.5, log: Callable[[str], None] = lambda m: None) -> None:
     """Fill each item's p50 per round: `repeats` rounds over all items, order rotated per round."""
-    from edgecv.runtimes import load_runtime
-    from edgecv.runtimes.latency import measure_latency
-
     runtimes = [load_runtime(t.path, t.runtime_format, threads=threads) for t in items]
     try:
         for r in range(repeats):
@@ -102,8 +100,5 @@ def time_candidates(items: list[Timed], threads: Optional[int], batch: int, repe
 def artifact_accuracy(path: Path, runtime_format: str, images: np.ndarray, labels, output: str,
                       threads: Optional[int]) -> float:
     """Top-1 accuracy (%) of the artifact, through its runtime, on the validation images."""
-    from edgecv.runtimes import load_runtime
-    from edgecv.selection.probe import accuracy
-
     with load_runtime(path, runtime_format, threads=threads) as rt:
         return accuracy(rt.predict_all(images)[output], labels)

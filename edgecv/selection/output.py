@@ -15,6 +15,8 @@ import yaml
 
 from edgecv.files import atomic_write_bytes, atomic_write_text
 from edgecv.selection.run import RANK_BY, Selection
+from edgecv.errors import InputError
+from edgecv.passes.base import parse_pass_config
 
 SCHEMA = "edgecv-select/1"
 ACCURACY_NOTE = ("accuracy: a linear probe (logistic regression on the frozen backbone's pooled features of the training "
@@ -32,8 +34,6 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def read_selection(path: Path) -> dict:
-    from edgecv.errors import InputError
-
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
@@ -58,8 +58,6 @@ def swap_pass(row: dict, recipe) -> dict:
 def student_target(sel: Selection, target, recipe, drop_max: float) -> Optional[dict]:
     """The target with its int8 artifact made from the pick by distillation; None when the pick is
     the recipe's own backbone (build as is)."""
-    from edgecv.passes.base import parse_pass_config
-
     row = sel.row(sel.pick)
     if row is None or row["reference"]:
         return None

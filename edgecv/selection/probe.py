@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecv.errors import DataError
+from edgecv.features.heads import _sklearn
 
 
 @dataclass
@@ -27,8 +28,6 @@ class Probe:
 
 
 def _logistic(c: float, seed: int):
-    from edgecv.features.heads import _sklearn
-
     _sklearn()
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline

@@ -17,6 +17,12 @@ from edgecv.selection.candidates import Candidate, candidate_list
 from edgecv.selection.features import Unavailable, build_candidate, extract, features_key, set_probe
 from edgecv.selection.measure import Timed, artifact_accuracy, export_candidate, export_key, time_candidates, timing_spec
 from edgecv.selection.pareto import pareto_front, pick_under_budget
+from edgecv.data.calibration import select_calibration
+from edgecv.data.images import load_batch
+from edgecv.orchestrator.cache import StageCache
+from edgecv.orchestrator.keys import calibration_key, index_key
+from edgecv.selection.offline import network_reachable
+from edgecv.selection.probe import cross_validated, fit_probe
 
 RANK_BY = {"probe": "probe_accuracy", "cv": "cv_accuracy", "int8": "int8_accuracy"}
 LATENCY_IMAGES = 16
@@ -58,13 +64,6 @@ def run_select(recipe, target, out_dir: Path, budget_ms: float, *, offline: Opti
                repeats: Optional[int] = None,
                rank_by: str = "probe", min_runs: int = 20, min_seconds: float = 0.5,
                log: Callable[[str], None] = lambda m: None) -> Selection:
-    from edgecv.data.calibration import select_calibration
-    from edgecv.data.images import load_batch
-    from edgecv.orchestrator.cache import StageCache
-    from edgecv.orchestrator.keys import calibration_key, index_key
-    from edgecv.selection.offline import network_reachable
-    from edgecv.selection.probe import cross_validated, fit_probe
-
     t_start = time.perf_counter()
     if rank_by not in RANK_BY:
         raise ConfigError(f"--rank-by {rank_by}: give one of {', '.join(RANK_BY)}")

@@ -9,6 +9,8 @@ import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from edgecv.serving.model import RequestError
+from edgecv.errors import InputError
+from edgecv.serving.tensors import shape_text, to_array, TF_DTYPES
 
 _CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND, 408: grpc.StatusCode.DEADLINE_EXCEEDED,
           413: grpc.StatusCode.RESOURCE_EXHAUSTED, 503: grpc.StatusCode.UNAVAILABLE}
@@ -35,8 +37,6 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         await context.abort(_CODES.get(e.status, grpc.StatusCode.INVALID_ARGUMENT), str(e))
 
     async def Predict(self, request, context):
-        from edgecv.serving.tensors import shape_text, to_array
-
         try:
             self._check_spec(request.model_spec)
             sig_name = request.model_spec.signature_name or "serving_default"
@@ -79,7 +79,6 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     async def GetModelMetadata(self, request, context):
         from tensorflow.core.framework import tensor_shape_pb2, types_pb2
 
-        from edgecv.serving.tensors import TF_DTYPES
 
         try:
             self._check_spec(request.model_spec)
@@ -108,8 +107,6 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 async def start_grpc(server, host: str, port: int, max_message_bytes: int):
     """A started grpc.aio server on host:port (InputError when the port is taken)."""
-    from edgecv.errors import InputError
-
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max_message_bytes), ("grpc.so_reuseport", 0)]
     g = grpc.aio.server(options=options)

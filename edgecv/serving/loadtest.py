@@ -19,6 +19,10 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from edgecv.errors import InputError
+import edgecv
+from edgecv.data.images import IMAGE_EXTENSIONS
+from edgecv.files import tree_sha256, walk_files
+from edgecv.validate.bench import BENCH_SCHEMA, describe_device
 
 
 def model_url(url: str) -> tuple[str, int, str]:
@@ -53,9 +57,6 @@ def request_bodies(metadata: dict, data: Optional[Path], count: int = 16, seed: 
     rng = np.random.default_rng(seed)
     if "serving_encoded" in sigs:
         if data is not None:
-            from edgecv.data.images import IMAGE_EXTENSIONS
-            from edgecv.files import walk_files
-
             files = sorted(p for p in walk_files(Path(data)) if p.suffix.lower() in IMAGE_EXTENSIONS)[:count]
             if not files:
                 raise InputError(f"--data {data}: no images")
@@ -129,8 +130,6 @@ def bench_serving(url: str, levels=(1, 4, 16), max_requests: int = 2000, max_sec
     files): `latency` is the concurrency-1 level, every level in `latency_by_batch`."""
     from datetime import datetime, timezone
 
-    import edgecv
-    from edgecv.validate.bench import BENCH_SCHEMA, describe_device
 
     host, port, path = model_url(url)
     status = get_json(host, port, path)
@@ -155,8 +154,6 @@ def bench_serving(url: str, levels=(1, 4, 16), max_requests: int = 2000, max_sec
         "latency": results[0] if results else None, "latency_by_batch": results, "accuracy": None, "metrics": {},
     }
     if artifact is not None:
-        from edgecv.files import tree_sha256
-
         out["artifact"] = {"path": str(artifact), "name": artifact.name, "format": "savedmodel" if artifact.is_dir()
                            else artifact.suffix.lstrip("."), "sha256": tree_sha256(artifact)}
     return out

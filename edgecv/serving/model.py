@@ -22,6 +22,11 @@ import numpy as np
 
 from edgecv.errors import InputError
 from edgecv.formats.savedmodel.encoded_images import ENCODED_INPUT, ENCODED_SIGNATURE
+from edgecv.data.images import ImageDecodeError, decode_rgb, resize
+from edgecv.files import tree_sha256
+from edgecv.formats.savedmodel.runtime import savedmodel_dir
+from edgecv.runtimes import load_runtime
+from edgecv.runtimes.base import detect_format
 
 DEFAULT_SIGNATURE = "serving_default"
 PIXELS_INPUT = "images"
@@ -64,7 +69,6 @@ def find_artifact(path: Path) -> Path:
         if path.suffix in SERVABLE_FILES:
             return path
         raise InputError(f"{path.name}: edgecv serve takes a SavedModel folder or a {', '.join(SERVABLE_FILES)} file")
-    from edgecv.runtimes.base import detect_format
 
     try:
         if detect_format(path) == "savedmodel":
@@ -146,15 +150,10 @@ class RuntimePool:
 class ServedModel:
     def __init__(self, path: Path, name: Optional[str] = None, workers: int = 2, threads: Optional[int] = None,
                  input_size: Optional[tuple] = None):
-        from edgecv.runtimes import load_runtime
-        from edgecv.runtimes.base import detect_format
-
         self.path = find_artifact(path)
         self.format = detect_format(self.path)
         self.version = 1
         if self.format == "savedmodel":
-            from edgecv.formats.savedmodel.runtime import savedmodel_dir
-
             model_dir = savedmodel_dir(self.path)
             self.version = int(model_dir.name) if model_dir.name.isdigit() else 1
         self.name = name or models_config_name(self.path) or _name_from(self.path)
@@ -216,8 +215,6 @@ class ServedModel:
                                    f"{MAX_IMAGE_PIXELS} pixels allowed; send a smaller image", status=413)
 
     def decode(self, encoded) -> np.ndarray:
-        from edgecv.data.images import ImageDecodeError, decode_rgb, resize
-
         out = np.empty((len(encoded), *self.input_size, 3), np.uint8)
         for i, data in enumerate(encoded):
             try:
@@ -227,8 +224,6 @@ class ServedModel:
         return out
 
     def sha256(self) -> str:
-        from edgecv.files import tree_sha256
-
         return tree_sha256(self.path)
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ mistyped field is an error, as in tensorflow_model_server.
 from __future__ import annotations
 
 from functools import lru_cache
+from edgecv.errors import InputError
 
 
 @lru_cache(maxsize=1)
@@ -56,7 +57,6 @@ def read_batching(path) -> dict:
 
     from google.protobuf import text_format
 
-    from edgecv.errors import InputError
 
     try:
         msg = parse(Path(path).read_text(), "BatchingParameters")

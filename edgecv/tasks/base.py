@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from edgecv.registry import LazyRegistry
+from edgecv.errors import InputError
 
 TASK_MODULES: Dict[str, str] = {  # built-in task name -> module (imported on first use)
     "classification": "edgecv.tasks.classification",
@@ -299,8 +300,6 @@ class Task(ABC):
     def read_device_set(self, data: Path, annotations: Optional[Path], info: dict, options: dict) -> DeviceSet:
         """An evaluation set from a folder of images (`data`) and, where the task needs one, an
         annotation file. `options`: the command's own (labels, label_offset, resize, warn ...)."""
-        from edgecv.errors import InputError
-
         raise InputError(f"task {self.name} cannot read an evaluation set on this machine: it defines no "
                          "read_device_set")
 

@@ -12,6 +12,10 @@ import numpy as np
 
 from edgecv.errors import ConfigError
 from edgecv.tasks.base import ColumnSpec, GateSpec, MetricSpec, OutputSpec, Task, drop_gate
+from edgecv.data.index import build_index
+from edgecv.data.user_labels import user_classification_index
+from edgecv.figures import pyplot, svg
+from edgecv.tasks.classification_folder import read_class_folder, class_targets, class_report, print_per_image
 
 OUTPUT = "probabilities"
 ACCURACY = MetricSpec("accuracy", True, "%", "top-1 accuracy on the validation split", ".2f", 0.5,
@@ -67,10 +71,7 @@ class Classification(Task):
 
     # ---- data ----------------------------------------------------------------------------------
     def read_data(self, recipe):
-        from edgecv.data.index import build_index
-
         if recipe.model.path is not None:  # a user's classifier: its labels file names the classes
-            from edgecv.data.user_labels import user_classification_index
 
             outputs = recipe.model_facts()["outputs"]
             if len(outputs) != 1 or len(outputs[0]["shape"]) != 2:
@@ -166,18 +167,12 @@ class Classification(Task):
 
     # ---- evaluation on any machine ---------------------------------------------------------------
     def read_device_set(self, data, annotations, info: dict, options: dict):
-        from edgecv.tasks.classification_folder import read_class_folder
-
         return read_class_folder(data, options)
 
     def device_targets(self, evaluation, outputs, input_size):
-        from edgecv.tasks.classification_folder import class_targets
-
         return class_targets(self, evaluation, outputs)
 
     def device_report(self, evaluation, result, outputs, options: dict) -> dict:
-        from edgecv.tasks.classification_folder import class_report
-
         return class_report(self, evaluation, result, outputs, options.get("top_k") or 5)
 
     def print_device_report(self, report: dict, artifact, data, out, err, options: dict) -> None:
@@ -185,7 +180,6 @@ class Classification(Task):
         seen most."""
         from collections import Counter
 
-        from edgecv.tasks.classification_folder import print_per_image
 
         for p, why in report["skipped"]:
             err.print(f"[yellow]skipped unreadable image[/] {p}: {why}")
@@ -220,8 +214,6 @@ class Classification(Task):
 
 def per_class_plot(report: dict) -> Dict[str, str]:
     """Per-class recall change of each measured artifact against the float model: where int8 loses."""
-    from edgecv.figures import pyplot, svg
-
     plt = pyplot()
     ref_recall = ((report.get("reference") or {}).get("metrics") or {}).get("per_class_recall")
     measured = [a for a in report["artifacts"] if (a.get("metrics") or {}).get("per_class_recall")]

@@ -13,6 +13,7 @@ import numpy as np
 from edgecv.data.images import IMAGE_EXTENSIONS
 from edgecv.errors import DataError
 from edgecv.tasks.base import DeviceSet
+from edgecv.errors import InputError
 
 
 def _norm(name: str) -> str:
@@ -20,8 +21,6 @@ def _norm(name: str) -> str:
 
 
 def read_labels(path: Path) -> list[str]:
-    from edgecv.errors import InputError
-
     try:
         return [line.strip() for line in Path(path).read_text().splitlines()]
     except (OSError, UnicodeDecodeError) as e:

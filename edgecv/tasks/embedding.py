@@ -20,6 +20,8 @@ import numpy as np
 from pydantic import Field
 
 from edgecv.tasks.base import ColumnSpec, GateSpec, MetricSpec, OutputSpec, Task, TaskOptions, drop_gate
+from edgecv.data.index import build_index
+from edgecv.tasks.embedding_report import neighbours_panel, recall_table
 
 OUTPUT = "embedding"
 QUERY, GALLERY = 1, 0  # Sample.target of validation / training images
@@ -129,7 +131,6 @@ class Embedding(Task):
     def read_data(self, recipe):
         from dataclasses import replace
 
-        from edgecv.data.index import build_index
 
         index = build_index(recipe.data, recipe.resolve)
         index.train = [replace(s, target=GALLERY) for s in index.train]
@@ -229,8 +230,6 @@ class Embedding(Task):
         return {"labels.txt": "".join(f"{c}\n" for c in info["class_names"])}
 
     def report_plots(self, report: dict) -> Dict[str, str]:
-        from edgecv.tasks.embedding_report import neighbours_panel, recall_table
-
         return {**recall_table(report), **neighbours_panel(report)}
 
 

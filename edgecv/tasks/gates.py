@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from edgecv.tasks.base import GateSpec
+from edgecv.tasks import all_task_classes
 
 GENERIC_GATES: tuple[GateSpec, ...] = (
     GateSpec("latency_p50_ms_max", "latency", "p50_ms", "max", unit=" ms", description="median latency at the first batch size"),
@@ -51,6 +52,4 @@ def task_gate_table(task) -> dict[str, GateSpec]:
 
 def known_gate_names() -> set[str]:
     """Every gate a target file may state: generic ones and every known task's."""
-    from edgecv.tasks import all_task_classes
-
     return {g.name for g in GENERIC_GATES} | {g.name for cls in all_task_classes() for g in task_gates(cls)}

@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import List, Sequence
 
 from edgecv.tasks.base import OutputSpec, Task
+from edgecv.data.unlabelled import unlabelled_index
+from edgecv.errors import ConfigError
 
 
 class Generic(Task):
@@ -20,9 +22,6 @@ class Generic(Task):
     needs_targets = False
 
     def read_data(self, recipe):
-        from edgecv.data.unlabelled import unlabelled_index
-        from edgecv.errors import ConfigError
-
         if recipe.model.path is None:
             raise ConfigError("task generic judges a model you bring: give model.path (edgecv export MODEL)")
         facts = recipe.model_facts()

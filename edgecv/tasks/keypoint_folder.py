@@ -16,6 +16,8 @@ import numpy as np
 
 from edgecv.errors import DataError
 from edgecv.tasks.base import DeviceSet
+from edgecv.data.keypoints import read_annotations, input_targets
+from edgecv.tasks.classification_folder import list_images
 
 SIDECAR = "keypoints.json"
 
@@ -30,9 +32,6 @@ def keypoint_sidecar(folder: Optional[Path]) -> Optional[dict]:
 def read_keypoint_set(task, folder: Path, annotations: Optional[Path], info: dict, options: dict) -> DeviceSet:
     """The annotated images (labels: annotation rows), or with no annotations the folder's images
     unlabelled (latency inputs for `bench`)."""
-    from edgecv.data.keypoints import read_annotations
-    from edgecv.tasks.classification_folder import list_images
-
     policy = options.get("resize") or info.get("resize") or "resize"
     if annotations is None:
         _, items = list_images(Path(folder))
@@ -52,8 +51,6 @@ def read_keypoint_set(task, folder: Path, annotations: Optional[Path], info: dic
 
 def keypoint_targets(evaluation: DeviceSet, input_size) -> Optional[np.ndarray]:
     """Points in [0, 1] of the artifact's input (after its resize policy)."""
-    from edgecv.data.keypoints import input_targets
-
     evaluation.info["input_size"] = list(input_size)
     if evaluation.labels is None:
         return None

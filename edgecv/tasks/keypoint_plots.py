@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Dict
 
 import numpy as np
+from edgecv.data.images import ImageDecodeError, load_image
+from edgecv.figures import pyplot, svg
 
 ARTIFACT_COLOURS = ["tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
 
 
 def _preview_image(path: str, size, policy: str):
-    from edgecv.data.images import ImageDecodeError, load_image
-
     try:
         return load_image(path, tuple(size), policy)
     except (ImageDecodeError, OSError):
@@ -20,8 +20,6 @@ def _preview_image(path: str, size, policy: str):
 
 
 def keypoint_plots(report: dict) -> Dict[str, str]:
-    from edgecv.figures import pyplot, svg
-
     plt = pyplot()
     info = report.get("task_info") or {}
     ref = (report.get("reference") or {}).get("metrics") or {}

@@ -18,6 +18,12 @@ from pydantic import Field, model_validator
 
 from edgecv.errors import ConfigError, DataError
 from edgecv.tasks.base import ColumnSpec, GateSpec, MetricSpec, OutputSpec, Task, TaskOptions, drop_gate
+from edgecv.data.groups import group_of, split_by_group
+from edgecv.data.index import DataIndex
+from edgecv.data.keypoints import PRESETS, read_annotations, input_targets, flip_permutation
+from edgecv.tasks.keypoint_folder import (keypoint_sidecar, read_keypoint_set, keypoint_targets, keypoint_report,
+                                          print_keypoint_report)
+from edgecv.tasks.keypoint_plots import keypoint_plots
 
 OUTPUT = "keypoints"
 PREVIEW_IMAGES = 4  # validation images drawn in report.html
@@ -61,8 +67,6 @@ class KeypointOptions(TaskOptions):
 
 
 def _preset(name: str):
-    from edgecv.data.keypoints import PRESETS
-
     return PRESETS[name]
 
 
@@ -177,9 +181,6 @@ class Keypoints(Task):
 
     # ---- data ----------------------------------------------------------------------------------
     def read_data(self, recipe):
-        from edgecv.data.index import DataIndex
-        from edgecv.data.keypoints import read_annotations
-
         d = recipe.data
         if d.annotations is None:
             raise ConfigError("task keypoints needs `data.annotations`: a CSV `image,x0,y0,...` in pixels or a COCO "
@@ -239,8 +240,6 @@ class Keypoints(Task):
                 "failure_nme": o.failure_nme}
 
     def targets(self, samples: Sequence, info: dict) -> np.ndarray:
-        from edgecv.data.keypoints import input_targets
-
         return input_targets(samples, tuple(info["input_size"]), info["resize"])
 
     # ---- model ---------------------------------------------------------------------------------
@@ -282,7 +281,6 @@ class Keypoints(Task):
                       augment: bool = True, size=None):
         from edgecv._keras import tf
         from edgecv.data.keypoint_augment import KeypointAugment, augment_batch
-        from edgecv.data.keypoints import flip_permutation
         from edgecv.data.pipeline import image_dataset
 
         size = tuple(size or recipe.input.size)
@@ -338,28 +336,18 @@ class Keypoints(Task):
 
     # ---- evaluation on any machine ---------------------------------------------------------------
     def device_info(self, folder) -> dict:
-        from edgecv.tasks.keypoint_folder import keypoint_sidecar
-
         return keypoint_sidecar(folder) or {}
 
     def read_device_set(self, data, annotations, info: dict, options: dict):
-        from edgecv.tasks.keypoint_folder import read_keypoint_set
-
         return read_keypoint_set(self, data, annotations, info, options)
 
     def device_targets(self, evaluation, outputs, input_size):
-        from edgecv.tasks.keypoint_folder import keypoint_targets
-
         return keypoint_targets(evaluation, input_size)
 
     def device_report(self, evaluation, result, outputs, options: dict) -> dict:
-        from edgecv.tasks.keypoint_folder import keypoint_report
-
         return keypoint_report(evaluation, result, outputs)
 
     def print_device_report(self, report: dict, artifact, data, out, err, options: dict) -> None:
-        from edgecv.tasks.keypoint_folder import print_keypoint_report
-
         print_keypoint_report(report, artifact, data, out)
 
     # ---- files and reports ---------------------------------------------------------------------
@@ -370,8 +358,6 @@ class Keypoints(Task):
         return {"keypoints.json": json.dumps({k: info.get(k) for k in keep}, indent=2) + "\n"}
 
     def report_plots(self, report: dict) -> Dict[str, str]:
-        from edgecv.tasks.keypoint_plots import keypoint_plots
-
         return keypoint_plots(report)
 
 
@@ -381,8 +367,6 @@ def seeded_split(samples: list, val_fraction: float, seed: int, group_by: Option
     With `group_by`, whole groups are shuffled instead (edgecv.data.groups)."""
     order = sorted(samples, key=lambda s: s.path)
     if group_by is not None:
-        from edgecv.data.groups import group_of, split_by_group
-
         return split_by_group(order, lambda s: group_of(s.path, root, group_by), val_fraction, seed)
     random.Random(seed).shuffle(order)
     n_val = max(1, round(len(order) * val_fraction)) if len(order) >= 2 else 0

@@ -10,7 +10,7 @@ import types
 
 class _CallablePackage(types.ModuleType):
     def __call__(self, *args, **kwargs):
-        from edgecv.validate.device import validate_folder  # what edgecv.api.validate runs
+        from edgecv.validate.device import validate_folder  # lazy: import cycle (validate.device -> validate); what edgecv.api.validate runs
 
         return validate_folder(*args, **kwargs)
 

@@ -16,6 +16,13 @@ import numpy as np
 
 import edgecv
 from edgecv.environment import describe_environment
+from edgecv.build_folder import sidecar_input_size
+from edgecv.data.image_set import image_set_id
+from edgecv.errors import InputError
+from edgecv.files import tree_sha256
+from edgecv.runtimes.base import detect_format
+from edgecv.validate.device import artifact_task, evaluation_set, ran_here
+from edgecv.validate.evaluate import EvaluationSet, evaluate_artifact
 
 BENCH_SCHEMA = "edgecv.bench/1"
 
@@ -38,8 +45,6 @@ def check_bench_options(threads: Optional[int] = None, batches: Sequence[int] = 
                         seconds: float = 0.0) -> None:
     """--threads, --batch, --runs and --seconds as a measurement can use them: a batch of -1 would
     time nothing and report a negative throughput."""
-    from edgecv.errors import InputError
-
     if threads is not None and not 1 <= threads <= MAX_THREADS:
         raise InputError(f"--threads {threads}: give a number of CPU threads from 1 to {MAX_THREADS} (or leave it out "
                          "for the runtime's default)")
@@ -60,13 +65,6 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
     """`input_size`: for a model that accepts any size (else the size preprocessing.json beside it
     records); `annotations`: the annotation file of --data for a task that needs one (keypoints).
     With --data, the artifact's task metrics on it come from the one evaluation kernel."""
-    from edgecv.build_folder import sidecar_input_size
-    from edgecv.errors import InputError
-    from edgecv.files import tree_sha256
-    from edgecv.runtimes.base import detect_format
-    from edgecv.validate.device import artifact_task, evaluation_set, ran_here
-    from edgecv.validate.evaluate import EvaluationSet, evaluate_artifact
-
     check_bench_options(threads, batches, min_runs, min_seconds)
 
     fmt = detect_format(artifact)
@@ -107,7 +105,6 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
     ran_here(result)
     m = result.model_dump(mode="json")
     measured = task.bench_fields(held["set"], result) if task is not None and result.metrics else {}
-    from edgecv.data.image_set import image_set_id
     return {
         "schema": BENCH_SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -19,6 +19,9 @@ from edgecv.errors import DataError, InputError
 from edgecv.tasks import all_task_classes, get_task
 from edgecv.tasks.base import DeviceSet, Task
 from edgecv.validate.evaluate import EvaluationSet, evaluate_artifact
+from edgecv.build_folder import check_before_use, sidecar_input_size
+from edgecv.runtimes import RuntimeUnavailable
+from edgecv.terminal import native_output, private_log
 
 PREPROCESSING = "preprocessing.json"
 
@@ -122,8 +125,6 @@ def validate_on_device(artifact: Path, data: Path, annotations: Optional[Path], 
 
 def ran_here(result) -> None:
     """A device command whose artifact cannot run on this machine stops with why (Core ML off macOS)."""
-    from edgecv.runtimes import RuntimeUnavailable
-
     if result.validation is not None and not result.validation.numeric:
         raise RuntimeUnavailable(result.validation.reason)
 
@@ -135,10 +136,8 @@ def validate_folder(artifact, data, *, labels=None, label_offset: Optional[int] 
     the artifact's task metrics on the folder, native libraries' output kept out of the terminal."""
     from rich.console import Console
 
-    from edgecv.build_folder import check_before_use, sidecar_input_size
-    from edgecv.terminal import native_output, private_log
 
-    from edgecv.validate.bench import check_bench_options
+    from edgecv.validate.bench import check_bench_options  # lazy: import cycle (validate.bench -> validate.device)
 
     check_bench_options(threads, [1])
     artifact, data = Path(artifact), Path(data)

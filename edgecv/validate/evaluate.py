@@ -20,6 +20,7 @@ from edgecv.validate.comparator import compare
 from edgecv.validate.gates import check_gates, not_applicable
 from edgecv.validate.intervals import attach_intervals
 from edgecv.validate.measure import measure_artifact, sizes
+from edgecv.runtimes import RuntimeUnavailable
 
 
 @dataclass
@@ -67,8 +68,6 @@ def measure_fields(path: Path, task, evaluation: EvaluationSet, *, fmt: Optional
     (metrics, deltas, intervals, agreement, per-output errors) and, with `timing`, latency per batch
     size, load time, first inference, memory and size. A runtime that cannot run here (Core ML off
     macOS) gives `validation.numeric: false` and why."""
-    from edgecv.runtimes import RuntimeUnavailable
-
     try:
         m = measure_artifact(path, fmt, evaluation.images, threads, batches if timing else (), runtime_options,
                              latency_images=latency_images, min_runs=min_runs, min_seconds=min_seconds,

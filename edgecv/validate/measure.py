@@ -14,6 +14,7 @@ import numpy as np
 
 from edgecv.runtimes.latency import measure_latency
 from edgecv.validate.memory import peak_memory
+from edgecv.runtimes import load_runtime
 
 EVAL_BATCH = 32
 LATENCY_SAMPLES_KEPT = 2000
@@ -48,7 +49,6 @@ def measure_artifact(path: Path, fmt: Optional[str], images: Union[None, np.ndar
     `progress(fraction, what)` hears each part: outputs on the images, then each batch size's runs.
     Without `timing` (a search's candidates): outputs only, no first inference, memory or size.
     `images` and `latency_images` may be functions of the loaded runtime (images at its input size)."""
-    from edgecv.runtimes import load_runtime
 
     def part(index: int, parts: int, what: str):
         return None if progress is None else lambda f: progress((index + f) / parts, what)

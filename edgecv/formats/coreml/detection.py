@@ -25,6 +25,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from edgecv.metrics.nms import DETECTION_OUTPUTS
+from edgecv.formats.detection_tf import decode
+from edgecv.tasks.base import as_named
 
 RAW_CONFIDENCE, RAW_COORDINATES = "raw_confidence", "raw_coordinates"
 CONFIDENCE, COORDINATES = "confidence", "coordinates"
@@ -34,8 +36,6 @@ NMS_SPEC_VERSION = 4  # NonMaximumSuppression models exist from Core ML 2 (iOS 1
 def detector_function(keras_model, output_names: Sequence[str], pp):
     """A tf.function [1, H, W, 3] float32 `image` -> {raw_confidence [L, C], raw_coordinates [L, 4]}."""
     from edgecv._keras import tf
-    from edgecv.formats.detection_tf import decode
-    from edgecv.tasks.base import as_named
 
     h, w = keras_model.input_shape[1:3]
     box_name, score_name = pp.raw_outputs

@@ -45,6 +45,9 @@ from edgecv.formats.coreml.checks import (
     main_function,
     preprocessing_parity,
 )
+from edgecv.models.signature import serving_function
+from edgecv.formats.coreml.detection import (CONFIDENCE, COORDINATES, class_names_of, detector_function, inspect_pipeline,
+                                             nms_model)
 
 INPUT_NAME = "image"
 COMPRESSIONS = ("none", "int8", "palettize6", "palettize4", "prune")
@@ -127,14 +130,11 @@ def convert(task_model, precision: str, opts: CoreMLOptions, pre: ImagePreproces
     raw_confidence, raw_coordinates: edgecv.formats.coreml.detection)."""
     import coremltools as ct
 
-    from edgecv.formats.tflite.convert import serving_function
 
     keras_model = network_without_normalize(task_model.keras_model) if pre.folded else task_model.keras_model
     h, w = task_model.input_size
     outputs = None
     if postprocess is not None:
-        from edgecv.formats.coreml.detection import detector_function
-
         fn = detector_function(keras_model, task_model.output_names, postprocess).get_concrete_function()
         labels = None  # the NMS model carries the labels: Vision's object observations
         outputs = [ct.TensorType(name=t.name.split(":")[0], dtype=np.float32) for t in fn.outputs]
@@ -310,7 +310,6 @@ class CoreMLExporter(Exporter):
         """A pipeline: the decoding detector, then Core ML's NonMaximumSuppression model."""
         import coremltools as ct
 
-        from edgecv.formats.coreml.detection import CONFIDENCE, COORDINATES, class_names_of, inspect_pipeline, nms_model
 
         program = compress(convert(model, spec.precision, opts, pre, task, postprocess), opts)
         scores_shape = dict(zip(model.output_names, model.keras_model.outputs))[postprocess.raw_outputs[1]].shape

@@ -25,6 +25,9 @@ import sys
 import numpy as np
 
 from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs
+from edgecv.formats.coreml.checks import OUTPUTS_KEY, load_package, read_labels
+from edgecv.runtimes.latency import measure_latency
+from edgecv.formats.coreml.detection import CONFIDENCE, COORDINATES, to_contract
 
 COMPUTE_UNITS = ("cpu_only", "cpu_and_gpu", "cpu_and_ne", "all")
 LATENCY_IMAGES = 16
@@ -54,7 +57,6 @@ class CoreMLRuntime(Runtime):
             import coremltools as ct
         except ImportError:
             raise RuntimeUnavailable("Core ML runtime missing: pip install 'edgecv[coreml]' (coremltools)") from None
-        from edgecv.formats.coreml.checks import OUTPUTS_KEY, load_package, read_labels
 
         self._ct = ct
         self.compute_units = str(self.options.get("compute_units", "all")).lower()
@@ -87,8 +89,6 @@ class CoreMLRuntime(Runtime):
         for img in np.asarray(images, np.uint8):
             out = model.predict({self._input: Image.fromarray(img, "RGB")})
             if self._max_detections is not None:
-                from edgecv.formats.coreml.detection import CONFIDENCE, COORDINATES, to_contract
-
                 for name, value in to_contract(out[CONFIDENCE], out[COORDINATES], self._max_detections).items():
                     rows.setdefault(name, []).append(value[0])
             elif self._probs:
@@ -108,8 +108,6 @@ class CoreMLRuntime(Runtime):
 
     def latency_by_compute_units(self, images: np.ndarray, units) -> dict:
         """Latency of one-image predictions under each compute unit (a fresh model load for each)."""
-        from edgecv.runtimes.latency import measure_latency
-
         result = {}
         for unit in units:
             model = self._ct.models.MLModel(str(self.path), compute_units=_compute_unit(unit))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgecv.metrics.nms import DETECTION_OUTPUTS
+from edgecv.errors import ConversionError
 
 BATCH_DIM = "batch"
 
@@ -103,8 +104,6 @@ def append_postprocess(data: bytes, pp) -> bytes:
     scores_vi = next(o for o in proto.graph.output if o.name == score_name)
     num_classes = int(scores_vi.type.tensor_type.shape.dim[2].dim_value)
     if num_classes < 1:
-        from edgecv.errors import ConversionError
-
         raise ConversionError(f"the ONNX output {score_name} has no fixed class count: the NMS needs [batch, L, C]")
     L, k = pp.num_anchors, pp.nms.max_detections
     boxes = decode(g, box_name, pp)

@@ -27,6 +27,11 @@ from edgecv.exporters.base import (Artifact, ExportContext, Exporter, artifact_o
 from edgecv.formats.accuracy_aware import check_accuracy_aware
 from edgecv.files import atomic_write_bytes
 from edgecv.quantization.qdq import WEIGHTED_OPS, QdqOptions, match_nodes, quantize_qdq, with_model_float_layers
+from edgecv.formats.accuracy_aware import AccuracyAwareConfig, accuracy_aware_onnx
+from edgecv.models.signature import serving_function
+from edgecv.passes.int8_weights import prepare_int8
+from edgecv.quantization.ptq import PTQConfig, int8_steps
+from edgecv.formats.onnx.detection import append_postprocess
 
 INPUT_NAME = "image"
 BATCH_DIM = "batch"
@@ -96,7 +101,6 @@ def _convert_saved_model(keras_model, opset: int, output_names: list[str]) -> by
     from tf2onnx.convert import _convert_common  # what `python -m tf2onnx.convert --saved-model` runs
 
     from edgecv._keras import tf
-    from edgecv.formats.tflite.convert import serving_function
 
     module = tf.Module()
     module.model = keras_model
@@ -320,13 +324,11 @@ def _ptq_prepared_onnx(model, opts: OnnxOptions, ctx: ExportContext) -> tuple[by
     """The fp32 ONNX of the model prepared for int8 (learned rounding, bias correction: their weight
     grid is per-channel symmetric int8 with scale max|w| / 127, as onnxruntime's symmetric QDQ
     weights are) and what was applied."""
-    from edgecv.quantization.ptq import PTQConfig, prepare
-
     cfg = PTQConfig(bias_correction=opts.bias_correction, adaround=opts.adaround,
                     adaround_iterations=opts.adaround_iterations)
 
     def make():
-        prepared, info = prepare(model.keras_model, ctx.calibration, cfg, log=ctx.log)
+        prepared, info = prepare_int8(model.keras_model, ctx.calibration, int8_steps(opts), log=ctx.log)
         return keras_to_onnx(prepared, opts.opset, model.output_names), info
 
     if not ctx.calibration_sha256:
@@ -352,6 +354,14 @@ def qdq_key_fields(spec, options: dict) -> tuple[dict, dict]:
     return {k: v for k, v in options.items() if k not in resolved}, {"ptq": ptq}
 
 
+def qdq_int8_passes(spec) -> list:
+    """int8 (ONNX and the TensorRT bundle's QDQ graph): bias correction by default, learned rounding
+    when `adaround: true` (the options of the same names switch them)."""
+    if spec.precision != "int8":
+        return []
+    return int8_steps(OnnxOptions.model_validate({k: v for k, v in spec.options.items() if k in OnnxOptions.model_fields}))
+
+
 class OnnxExporter(Exporter):
     format = "onnx"
     precisions = ("fp32", "fp16", "int8")
@@ -366,6 +376,10 @@ class OnnxExporter(Exporter):
     def export_key_fields(cls, spec, options: dict) -> tuple[dict, dict]:
         return qdq_key_fields(spec, options)
 
+    @classmethod
+    def int8_passes(cls, spec) -> list:
+        return qdq_int8_passes(spec)
+
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         _ensure_onnx()
         # accuracy_aware (int8): keep the worst layers float until the gate passes (edgecv.formats.accuracy_aware)
@@ -377,7 +391,6 @@ class OnnxExporter(Exporter):
         if "accuracy_aware" in spec.options and spec.precision == "int8":
             import onnxruntime
 
-            from edgecv.formats.accuracy_aware import AccuracyAwareConfig, accuracy_aware_onnx
 
             cfg = AccuracyAwareConfig.model_validate(spec.options["accuracy_aware"] or {})
             opts = with_model_float_layers(opts, model.keras_model)
@@ -396,8 +409,6 @@ class OnnxExporter(Exporter):
         else:
             data, meta = export_onnx_bytes(model, spec.precision, opts, ctx)
         if postprocess is not None:  # after QDQ: the int8 flow sees the raw outputs, the post-process stays float
-            from edgecv.formats.onnx.detection import append_postprocess
-
             data = append_postprocess(data, postprocess)
             meta["outputs"] = artifact_output_names(model, postprocess)
             meta["postprocess"] = {**postprocess.describe(), "op": "NonMaxSuppression", "computes_in": "float32",

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs
-from edgecv.formats.tflite.runtime import pixels_to_input
+from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs, pixels_to_input
+from edgecv.formats.onnx.session import DEFAULT_FOR_INTEGER_OPS, DEFAULT_FOR_QDQ, INT8_SEMANTICS, resolve_session_config
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
               "tensor(int8)": np.int8, "tensor(double)": np.float64}
@@ -31,8 +31,6 @@ class OnnxRuntime(Runtime):
     @classmethod
     def key_settings(cls) -> dict:
         """The int8 arithmetic edgecv picks by default (a changed default re-validates)."""
-        from edgecv.formats.onnx.session import DEFAULT_FOR_INTEGER_OPS, DEFAULT_FOR_QDQ, INT8_SEMANTICS
-
         return {"onnx_int8": {"default_for_qdq": DEFAULT_FOR_QDQ, "default_for_integer_ops": DEFAULT_FOR_INTEGER_OPS,
                               "presets": {name: entries for name, (entries, _) in INT8_SEMANTICS.items()}}}
 
@@ -47,7 +45,6 @@ class OnnxRuntime(Runtime):
             so.intra_op_num_threads = int(self.threads)
             so.inter_op_num_threads = 1
         so.log_severity_level = 3  # errors only: no provider-fallback chatter
-        from edgecv.formats.onnx.session import resolve_session_config
 
         self.session_options = resolve_session_config(self.path, self.options.get("int8_semantics"),
                                                       self.options.get("session_config"))

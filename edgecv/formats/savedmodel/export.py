@@ -22,6 +22,8 @@ from edgecv.exporters.base import Artifact, ExportContext, Exporter, artifact_ou
 from edgecv.formats.savedmodel.encoded_images import ENCODED_INPUT, ENCODED_SIGNATURE, encoded_to_pixels
 from edgecv.formats.savedmodel.tfserving_files import BatchingOptions, DeployOptions, models_config  # noqa: F401
 from edgecv.files import atomic_path, atomic_write_text
+from edgecv.formats.savedmodel.tfserving_files import write_deployment_files, write_warmup
+from edgecv.formats.savedmodel.detection import detection_outputs
 
 
 class SavedModelOptions(BaseModel):
@@ -56,8 +58,6 @@ def serving_module(task_model, task=None, resize: str = "center_crop", pad_value
         def serve(self, images):
             outputs = task_model.named(model(tf.cast(images, tf.float32), training=False))
             if postprocess is not None:  # decode + NMS: the TF Object Detection API's outputs
-                from edgecv.formats.savedmodel.detection import detection_outputs
-
                 return detection_outputs(postprocess, outputs)
             return task.serving_outputs(outputs, images, info)
 
@@ -89,7 +89,6 @@ class SavedModelExporter(Exporter):
 
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         from edgecv._keras import tf
-        from edgecv.formats.savedmodel.tfserving_files import write_deployment_files
 
         opts = parse_options(spec.options, SavedModelOptions, "savedmodel artifact")
         task = model.make_task()
@@ -145,7 +144,6 @@ class SavedModelExporter(Exporter):
         import numpy as np
 
         try:
-            from edgecv.formats.savedmodel.tfserving_files import write_warmup
             import tensorflow_serving.apis  # noqa: F401
         except ImportError:
             log("warm-up requests skipped: pip install tensorflow-serving-api (the build extra has it)")

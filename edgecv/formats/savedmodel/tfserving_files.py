@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import List
 
 from pydantic import BaseModel, ConfigDict, Field
+from edgecv.files import atomic_write_text
 
 MODELS_PATH = "/models"  # where TF Serving's image looks for models
 METRICS_PATH = "/monitoring/prometheus/metrics"  # TF Serving's Prometheus path (monitoring.config)
@@ -201,8 +202,6 @@ def write_warmup(path: Path, name: str, signatures: dict, batch_sizes=(1,)) -> i
 def write_deployment_files(root: Path, model_name: str, batching: BatchingOptions, deploy: DeployOptions,
                            tf_version: str) -> list[str]:
     """Everything beside the versions except models.config; returns the file names."""
-    from edgecv.files import atomic_write_text
-
     image = deploy.image or f"tensorflow/serving:{tf_version}"
     files = {
         "batching_parameters.txt": batching_parameters(batching),

@@ -30,6 +30,11 @@ import edgecv
 from edgecv.errors import EdgecvError, InputError
 from edgecv.files import atomic_write_bytes, atomic_write_text, ensure_dir
 from edgecv.formats.tensorrt.engine import TensorRTUnavailable, build_engine, file_sha256, now, tensorrt_status
+from edgecv.results import ArtifactResult, Validation
+from edgecv.sidecars import preprocessing, write_sidecars
+from edgecv.tasks import get_task
+from edgecv.validate.evaluate import EvaluationSet, StoredGates, evaluate_artifact
+from edgecv.formats.tensorrt import versions as trt_versions  # trt_versions.jetpack_version: probed at call time
 
 BUNDLE_SCHEMA = "edgecv.device-bundle/2"
 REPORT_SCHEMA = "edgecv.device-report/2"
@@ -108,8 +113,6 @@ def write_bundle(bundle: Path, model, spec, opts, onnx_bytes: bytes, onnx_checks
     the artifact's TensorRTOptions, `ctx` its ExportContext; `expects`: the TensorRT/JetPack
     versions the engine needs (edgecv.formats.tensorrt.versions), checked on the device;
     `postprocess`: the detection post-process in the graph (its four outputs are the engine's)."""
-    from edgecv.sidecars import preprocessing, write_sidecars
-
     ensure_dir(bundle)
     try:
         data = read_bundle(bundle)
@@ -267,8 +270,6 @@ target's report.json has those numbers, the device's report.json shows what Tens
 # ---- building and validating (the device) -------------------------------------------------------
 
 def bundle_task(data: dict):
-    from edgecv.tasks import get_task
-
     return get_task(data["task"]["name"], data["task"].get("options"))
 
 
@@ -276,8 +277,6 @@ def build_bundle(bundle: Path, only: list[str] = (), build: bool = True, validat
                  latency_batch: int = 1, log: Callable[[str], None] = print) -> dict:
     """Build (optionally) and validate the engines of a bundle; writes and returns report.json
     (`engines`: one edgecv.results.ArtifactResult each, as JSON)."""
-    from edgecv.results import ArtifactResult
-
     bundle = Path(bundle)
     data = read_bundle(bundle)
     names = list(only) or list(data["engines"])
@@ -288,12 +287,11 @@ def build_bundle(bundle: Path, only: list[str] = (), build: bool = True, validat
     if trt is None:
         raise TensorRTUnavailable(f"not built on this machine: {reason}. Run `edgecv engine build {bundle}` on the "
                                   "device (a Jetson with JetPack 5 or 6, or a GPU with TensorRT 10/11)")
-    from edgecv.formats.tensorrt.versions import check_device, jetpack_version
 
     expects = {name: data["engines"][name].get("expects") for name in names}
-    jetpack = jetpack_version() if any(expects.values()) else None
+    jetpack = trt_versions.jetpack_version() if any(expects.values()) else None
     for name in names:  # before any build: a device with other versions is refused, with both named
-        check_device(expects[name], getattr(trt, "__version__", "unknown"), jetpack, f"{bundle} ({name})")
+        trt_versions.check_device(expects[name], getattr(trt, "__version__", "unknown"), jetpack, f"{bundle} ({name})")
     task = bundle_task(data)
     results = []
     for name in names:
@@ -340,9 +338,6 @@ def validate_engine(result, engine_path: Path, bundle: Path, data: dict, task, l
     """`result` (an ArtifactResult) filled as the build does for its artifacts (the one evaluation
     kernel): the task's metrics against the targets, deltas and agreement with the float model,
     every output's error, latency, then the engine's gates."""
-    from edgecv.results import Validation
-    from edgecv.validate.evaluate import EvaluationSet, StoredGates, evaluate_artifact
-
     if not data.get("validation"):
         result.validation = Validation(numeric=False, reason="the bundle holds no validation images")
         return result

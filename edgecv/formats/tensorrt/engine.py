@@ -18,6 +18,8 @@ from typing import Callable, Optional
 import edgecv
 from edgecv.errors import ConversionError, EdgecvError
 from edgecv.files import atomic_write_bytes, atomic_write_text
+from edgecv.formats.tensorrt.runtime import cuda_device, import_cudart, import_tensorrt
+from edgecv.runtimes.base import RuntimeUnavailable
 
 
 class TensorRTUnavailable(EdgecvError):
@@ -28,9 +30,6 @@ class TensorRTUnavailable(EdgecvError):
 
 def tensorrt_status():
     """(tensorrt module, "") when TensorRT can create a builder on a GPU here, else (None, reason)."""
-    from edgecv.runtimes.base import RuntimeUnavailable
-    from edgecv.formats.tensorrt.runtime import cuda_device, import_cudart, import_tensorrt
-
     try:
         trt = import_tensorrt()
     except RuntimeUnavailable as e:
@@ -61,8 +60,6 @@ def build_engine(trt, onnx_path: Path, engine_path: Path, precision: str, batch:
                  log: Callable[[str], None] = print) -> dict:
     """Parse the ONNX, build a strongly typed engine with one optimization profile, save the plan,
     the timing cache (reused by the next build) and the metadata sidecar. Returns the sidecar."""
-    from edgecv.formats.tensorrt.runtime import cuda_device, import_cudart
-
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags_enum = trt.NetworkDefinitionCreationFlag

@@ -22,6 +22,12 @@ from edgecv.errors import ConversionError
 from edgecv.exporters.base import (Artifact, ExportContext, Exporter, NotBuiltHere, artifact_output_names, parse_options,
                                    task_postprocess)
 from edgecv.formats.onnx.export import OnnxOptions
+from edgecv.formats.onnx.export import (qdq_key_fields, qdq_int8_passes, INPUT_NAME, _ensure_onnx, export_onnx_bytes,
+                                        inspect_onnx, model_fingerprint)
+from edgecv.formats.tensorrt.bundle import write_bundle
+from edgecv.formats.tensorrt.engine import build_engine, tensorrt_status
+from edgecv.formats.tensorrt.detection import tensorrt_tail
+from edgecv.formats.tensorrt import versions as trt_versions  # trt_versions.jetpack_version: probed at call time
 
 
 class TensorRTOptions(OnnxOptions):
@@ -42,9 +48,7 @@ class TensorRTOptions(OnnxOptions):
     @classmethod
     def _requirement(cls, v: Optional[str]) -> Optional[str]:
         if v is not None:
-            from edgecv.formats.tensorrt.versions import parse_requirement
-
-            parse_requirement(v)
+            trt_versions.parse_requirement(v)
         return v
 
     @field_validator("batch")
@@ -74,15 +78,13 @@ class TensorRTExporter(Exporter):
 
     @classmethod
     def export_key_fields(cls, spec, options: dict) -> tuple[dict, dict]:
-        from edgecv.formats.onnx.export import qdq_key_fields
-
         return qdq_key_fields(spec, options)
 
-    def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
-        from edgecv.formats.onnx.export import INPUT_NAME, _ensure_onnx, export_onnx_bytes, inspect_onnx, model_fingerprint
-        from edgecv.formats.tensorrt.bundle import write_bundle
-        from edgecv.formats.tensorrt.engine import build_engine, tensorrt_status
+    @classmethod
+    def int8_passes(cls, spec) -> list:
+        return qdq_int8_passes(spec)
 
+    def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         _ensure_onnx()
         opts = parse_options(spec.options, TensorRTOptions, "tensorrt artifact")
         onnx_bytes, meta = export_onnx_bytes(model, spec.precision, opts.onnx_options(), ctx)
@@ -90,9 +92,6 @@ class TensorRTExporter(Exporter):
         expects = {"tensorrt": opts.tensorrt, "jetpack": opts.jetpack,
                    "reasons": ["the target's tensorrt artifact options"] if opts.tensorrt or opts.jetpack else []}
         if postprocess is not None:  # decode + EfficientNMS_TRT after the (QDQ or fp16) graph
-            from edgecv.formats.tensorrt.detection import tensorrt_tail
-            from edgecv.formats.tensorrt.versions import combine
-
             onnx_bytes = tensorrt_tail(onnx_bytes, postprocess)
             meta["outputs"] = artifact_output_names(model, postprocess)
             meta["postprocess"] = {**postprocess.describe(), "op": "EfficientNMS_TRT", "computes_in": "float32",
@@ -100,7 +99,7 @@ class TensorRTExporter(Exporter):
                                    "note": f"decode + EfficientNMS_TRT ({postprocess.nms.variant} NMS, K "
                                            f"{postprocess.nms.max_detections})"}
             need = ">=8.0" if postprocess.nms.per_class else ">=8.6"
-            expects["tensorrt"] = combine(opts.tensorrt, need)
+            expects["tensorrt"] = trt_versions.combine(opts.tensorrt, need)
             expects["reasons"].append(f"EfficientNMS_TRT {'per class' if postprocess.nms.per_class else 'with class_agnostic'}"
                                       f" needs TensorRT {need}")
         checks = inspect_onnx(onnx_bytes, spec.precision, artifact_output_names(model, postprocess))
@@ -115,9 +114,8 @@ class TensorRTExporter(Exporter):
         trt, reason = tensorrt_status()
         if trt is None:
             raise NotBuiltHere(reason, prepared=bundle, how_to_finish=f"edgecv engine build {bundle}")
-        from edgecv.formats.tensorrt.versions import check_device, jetpack_version
 
-        check_device(expects, trt.__version__, jetpack_version(), str(bundle))
+        trt_versions.check_device(expects, trt.__version__, trt_versions.jetpack_version(), str(bundle))
         engine_path = bundle / entry["engine"]
         b = entry["batch"]
         sidecar = build_engine(trt, bundle / entry["onnx"], engine_path, spec.precision, (b["min"], b["opt"], b["max"]),

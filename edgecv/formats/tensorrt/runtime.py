@@ -15,8 +15,8 @@ from typing import Optional
 
 import numpy as np
 
-from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs
-from edgecv.formats.tflite.runtime import pixels_to_input
+from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs, pixels_to_input
+from edgecv.formats.tensorrt.cuda_ctypes import CtypesCudart, load_libcudart
 
 
 def import_tensorrt():
@@ -39,8 +39,6 @@ def import_cudart():
         try:
             from cuda import cudart
         except ImportError:
-            from edgecv.formats.tensorrt.cuda_ctypes import CtypesCudart, load_libcudart
-
             lib = load_libcudart()
             if lib is None:
                 raise RuntimeUnavailable("no CUDA runtime: neither cuda-python nor libcudart is here (JetPack ships "

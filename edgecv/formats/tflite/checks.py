@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 
 from edgecv.formats.tflite.convert import EXPECTED_INPUT_QUANT
+from edgecv.formats.tflite.detection import OP_NAME, postprocess_ops
 
 # Boundary ops that legitimately touch float when the model's own input/output is float
 _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
@@ -24,7 +25,6 @@ def inspect_tflite(path: Path, precision: str, io_dtype: str = "float32", allow_
     result is a model output is a boundary op, not float compute. `postprocess`: the model ends in
     the detection post-process op, which computes in float (with the DEQUANTIZE ops feeding it):
     listed as `postprocess_ops`, not as float compute; the model must have it."""
-    from edgecv.formats.tflite.detection import OP_NAME, postprocess_ops
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=str(path))

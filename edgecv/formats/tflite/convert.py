@@ -9,6 +9,10 @@ from typing import Optional, Sequence
 import numpy as np
 
 from edgecv.errors import ConversionError
+from edgecv.formats.tflite.detection import fused_postprocess
+from edgecv.metrics.nms import DETECTION_OUTPUTS
+from edgecv.models.signature import serving_function  # also its old home: older imports keep working
+from edgecv.formats.tflite.detection import outputs_in_op_order
 
 # (scale, zero point) of an integer input that is the pixel itself
 EXPECTED_INPUT_QUANT = {"uint8": (1.0, 0), "int8": (1.0, -128)}
@@ -23,34 +27,18 @@ def pin_pixel_range(batch: np.ndarray) -> np.ndarray:
     return batch
 
 
-def serving_function(keras_model, output_names: Optional[Sequence[str]] = None, batch: Optional[int] = None,
-                     postprocess=None):
-    """A tf.function from float32 pixels `image` [batch, H, W, 3] to the model's outputs by name
-    (the task's names; the Keras output names when none are given). With a detection `postprocess`
-    (edgecv.metrics.nms.DetectionPostProcess) the outputs are the four detection outputs of the
-    fused TFLite_Detection_PostProcess op, one image per call (edgecv.formats.tflite.detection)."""
-    from edgecv._keras import tf
-    from edgecv.tasks.base import as_named
-
+def detection_serving_function(keras_model, output_names: Optional[Sequence[str]], postprocess):
+    """The serving function ending in the fused TFLite_Detection_PostProcess op: its four detection
+    outputs (edgecv.metrics.nms.DETECTION_OUTPUTS), one image per call (the op decodes one image)."""
     names = list(output_names or keras_model.output_names)
-    h, w = keras_model.input_shape[1:3]
-    if postprocess is not None:
-        from edgecv.formats.tflite.detection import fused_postprocess
-        from edgecv.metrics.nms import DETECTION_OUTPUTS
+    box_name, score_name = postprocess.raw_outputs
+    num_classes = int(dict(zip(names, keras_model.outputs))[score_name].shape[-1])
+    fused = fused_postprocess(postprocess, num_classes)
 
-        box_name, score_name = postprocess.raw_outputs
-        num_classes = int(dict(zip(names, keras_model.outputs))[score_name].shape[-1])
-        fused = fused_postprocess(postprocess, num_classes)
-        batch = 1  # the op decodes one image
-
-    @tf.function(input_signature=[tf.TensorSpec([batch, h, w, 3], tf.float32, name="image")])
-    def serve(image):
-        outputs = as_named(keras_model(image, training=False), names)
-        if postprocess is None:
-            return outputs
+    def tail(outputs):
         return dict(zip(DETECTION_OUTPUTS, fused(outputs[box_name], outputs[score_name])))
 
-    return serve
+    return serving_function(keras_model, names, batch=1, tail=tail)
 
 
 def make_converter(keras_model, precision: str, io_dtype: str, allow_float_ops: bool, calibration=None,
@@ -61,7 +49,8 @@ def make_converter(keras_model, precision: str, io_dtype: str, allow_float_ops: 
     op's float32 outputs)."""
     from edgecv._keras import tf
 
-    serve = serving_function(keras_model, output_names, postprocess=postprocess)
+    serve = (serving_function(keras_model, output_names) if postprocess is None
+             else detection_serving_function(keras_model, output_names, postprocess))
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], keras_model)
     if postprocess is not None:
         converter.allow_custom_ops = True  # TFLite_Detection_PostProcess: a custom op every TFLite runtime registers
@@ -102,8 +91,6 @@ def convert(keras_model, precision: str, io_dtype: str, allow_float_ops: bool, c
     try:
         flat = converter.convert()
         if postprocess is not None:
-            from edgecv.formats.tflite.detection import outputs_in_op_order
-
             flat = outputs_in_op_order(flat)
         return flat
     except Exception as e:

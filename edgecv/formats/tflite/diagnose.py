@@ -23,6 +23,7 @@ from itertools import islice
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
+from edgecv.formats.tflite.convert import make_converter, io_tf_dtype
 
 
 @dataclass
@@ -72,7 +73,6 @@ class Diagnosis:
     def quantized(self, float_tensors: list[str] = ()) -> bytes:
         """The int8 model with these ops kept in float (input/output type per io_dtype)."""
         from edgecv._keras import tf
-        from edgecv.formats.tflite.convert import io_tf_dtype
         from tensorflow.lite.python.util import modify_model_io_type
 
         with warnings.catch_warnings():
@@ -94,7 +94,6 @@ def diagnose(keras_model, calibration: Callable[[], Iterator[np.ndarray]], debug
     `debug_samples` calibration images (training split: no evaluation image is used). The
     re-quantized models (`Diagnosis.quantized`) keep `output_names` (the task's)."""
     from edgecv._keras import tf
-    from edgecv.formats.tflite.convert import make_converter
 
     converter = make_converter(keras_model, "int8", io_dtype, True, calibration, output_names)
 

@@ -15,6 +15,10 @@ from edgecv.formats.accuracy_aware import check_accuracy_aware
 from edgecv.files import atomic_write_bytes
 from edgecv.formats.tflite.convert import convert
 from edgecv.formats.tflite.checks import inspect_tflite
+from edgecv.errors import ConfigError
+from edgecv.formats.accuracy_aware import AccuracyAwareConfig, accuracy_aware_tflite
+from edgecv.quantization.ptq import PTQConfig, int8_steps, prepare
+from edgecv.formats.tflite.detection import OP_NAME
 
 
 class TFLiteExporter(Exporter):
@@ -32,7 +36,6 @@ class TFLiteExporter(Exporter):
         """int8: the weight preparation (options.ptq) with its defaults filled in."""
         if spec.precision != "int8":
             return options, {}
-        from edgecv.quantization.ptq import PTQConfig
 
         try:
             ptq = PTQConfig.model_validate(spec.options.get("ptq") or {}).model_dump(mode="json")
@@ -40,6 +43,12 @@ class TFLiteExporter(Exporter):
         except ValueError:  # bad options: check_spec reports them
             ptq = spec.options.get("ptq")
         return options, {"ptq": ptq}
+
+    @classmethod
+    def int8_passes(cls, spec) -> list:
+        """int8: learned rounding then bias correction by default (options.ptq switches them)."""
+        cfg = ptq_options(spec)
+        return int8_steps(cfg) if cfg is not None else []
 
     def export(self, model, spec, out_dir: Path, ctx: ExportContext) -> Artifact:
         io_dtype = spec.resolved_io_dtype
@@ -52,15 +61,12 @@ class TFLiteExporter(Exporter):
         if postprocess is not None:
             output_dtype = "float32"  # the post-process op's outputs
         if cfg is not None and ctx.calibration is not None:  # none: convert says int8 needs one
-            from edgecv.quantization.ptq import prepare
 
             keras_model, ptq = prepare(keras_model, ctx.calibration, cfg, log=ctx.log)
         if postprocess is not None and "accuracy_aware" in spec.options:
             raise ConversionError(f"{spec.name}: accuracy_aware int8 is not available for a model with a detection "
                                   "post-process yet: remove options.accuracy_aware")
         if "accuracy_aware" in spec.options and spec.precision == "int8":
-            from edgecv.formats.accuracy_aware import AccuracyAwareConfig, accuracy_aware_tflite
-
             aim = AccuracyAwareConfig.model_validate(spec.options["accuracy_aware"] or {})
             flat, report = accuracy_aware_tflite(model.with_keras(keras_model), spec, ctx, out_dir, aim, log=ctx.log,
                                                  output_dtype=output_dtype)
@@ -76,8 +82,6 @@ class TFLiteExporter(Exporter):
             raise ConversionError(f"{path.name}: {checks['message']}")
         meta = {"io_dtype": io_dtype, "outputs": artifact_output_names(model, postprocess)}
         if postprocess is not None:
-            from edgecv.formats.tflite.detection import OP_NAME
-
             tail = ", ".join(f"{op} x{n}" for op, n in checks.get("postprocess_ops", {}).items())
             note = (f"decode + NMS in the artifact: {OP_NAME}, {postprocess.nms.variant} NMS, K "
                     f"{postprocess.nms.max_detections}")
@@ -99,9 +103,6 @@ class TFLiteExporter(Exporter):
 def ptq_options(spec):
     """An int8 artifact's `options.ptq` (defaults when absent); None for float precisions, where
     giving it is a ConfigError."""
-    from edgecv.errors import ConfigError
-    from edgecv.quantization.ptq import PTQConfig
-
     if spec.precision != "int8":
         if "ptq" in spec.options:
             raise ConfigError(f"options.ptq needs precision int8, not {spec.precision} (artifact {spec.name})")

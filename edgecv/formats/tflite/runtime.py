@@ -9,18 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs
-
-
-def pixels_to_input(images: np.ndarray, dtype, float_range: tuple[float, float] = (0.0, 255.0)) -> np.ndarray:
-    """The pixel contract: uint8 takes the pixel, int8 takes pixel - 128, float takes the pixel
-    value (0..255 for edgecv artifacts; third-party float models may declare another range)."""
-    if dtype == np.uint8:
-        return images.astype(np.uint8)
-    if dtype == np.int8:
-        return (images.astype(np.int16) - 128).astype(np.int8)
-    lo, hi = float_range
-    return (images.astype(np.float32) * ((hi - lo) / 255.0) + lo).astype(dtype)
+from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs, pixels_to_input  # noqa: F401 (its old home)
 
 
 def import_interpreter(runtime):

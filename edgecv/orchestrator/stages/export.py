@@ -10,11 +10,10 @@ from pathlib import Path
 import edgecv
 from edgecv.orchestrator.stages import passes as passes_stage
 from edgecv.orchestrator.stages.validate import candidate_evaluator
+from edgecv.exporters import ExportContext, NotBuiltHere, get_exporter
 
 
 def run(b, spec, target, akeys: dict, index, calib, sidecar_dir: Path = None) -> Path:
-    from edgecv.exporters import ExportContext, NotBuiltHere, get_exporter
-
     key = akeys["export"]
     t0 = time.perf_counter()
     hit = b.hit("export", key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from edgecv.passes.base import make_context, parse_pass_config
 
 
 def run(b, spec, akeys: dict, index, calib):
@@ -11,7 +12,6 @@ def run(b, spec, akeys: dict, index, calib):
     if not spec.passes:
         return base
     from edgecv.models.build import TaskModel
-    from edgecv.passes.base import make_context, parse_pass_config
 
     key = akeys["passes"]
     if key in b.pass_models:

@@ -6,6 +6,7 @@ import json
 import time
 
 from edgecv.train.cluster import cluster_role
+from edgecv.models.user_model import build_user_task_model, model_digest
 
 
 def info(b, index=None) -> dict:
@@ -57,8 +58,6 @@ def _run(b, index):
 
 def load_user(b, index, key: str):
     """Bring your own model: the user's model wrapped to take pixels, cached like a trained one."""
-    from edgecv.models.user_model import build_user_task_model, model_digest
-
     t0 = time.perf_counter()
     path = b.recipe.resolve(b.recipe.model.path)
     model = build_user_task_model(b.recipe, index.info, b.task)

@@ -9,16 +9,17 @@ from pathlib import Path
 
 from typing import Optional
 
+from edgecv.files import tree_sha256
+from edgecv.orchestrator.keys import validation_entry_key
 from edgecv.results import ArtifactResult
 from edgecv.validate.evaluate import EvaluationSet, evaluate_artifact
+from edgecv.formats.accuracy_aware import quality_gates
 
 
 def candidate_evaluator(b, spec, target, images, targets, reference):
     """What an exporter that searches (accuracy-aware int8) calls on each candidate file: the
     build's own evaluation (images, reference, runtime settings), judged on the artifact's quality
     gates only."""
-    from edgecv.formats.accuracy_aware import quality_gates
-
     gates = b.gates_for(target, spec)
     evaluation = EvaluationSet(images, targets, b.info, reference)
     quality = set(quality_gates(b.task))
@@ -52,8 +53,8 @@ def run(b, spec, target, akeys: dict, artifact_path: Path, runtime_format: str, 
         entry: Optional[dict] = None) -> ArtifactResult:
     """The artifact judged on the build's evaluation set: its measured fields cached as
     validation.json (a rebuild re-judges them at the current gates without running it again)."""
-    key = akeys["validate"]
     t0 = time.perf_counter()
+    key = validation_entry_key(akeys["validate"], tree_sha256(artifact_path))
     hit = b.hit("validate", key)
 
     def cached(measure) -> dict:
