@@ -282,6 +282,8 @@ def test_build_reports_map_gates_sidecars_and_panels(built):
     assert any(g["gate"] == "map_drop_max" for g in int8["gates"])
     pre = json.loads((folder / "preprocessing.json").read_text())
     assert pre["resize"] == "resize" and pre["detection"]["anchors"]["strides"] == [8, 16]
+    assert list(pre["outputs"]) == ["detection_boxes", "detection_classes", "detection_scores", "num_detections"]
+    assert list(pre["raw_outputs"]) == ["box_encodings", "scores"]
     assert json.loads((folder / "detection.json").read_text())["class_names"] == ["blue", "red"]
     assert (folder / "labels.txt").read_text() == "blue\nred\n"
     if report["reference"]["metrics"].get("preview_detections") is not None:

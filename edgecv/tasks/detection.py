@@ -23,8 +23,19 @@ from typing import Dict, List, Literal, Optional, Sequence
 import numpy as np
 from pydantic import Field, model_validator
 
+from edgecv.data.detection import ImageBoxes, read_detection
+from edgecv.data.index import DataIndex
 from edgecv.errors import ConfigError, DataError
+from edgecv.metrics.detection import (DetectionEvaluation, detection_agreement, from_postprocess, map_delta_interval,
+                                      map_interval)
+from edgecv.metrics.nms import DetectionPostProcess, NmsSettings
 from edgecv.tasks.base import ColumnSpec, GateSpec, MetricSpec, OutputSpec, Task, TaskOptions
+from edgecv.tasks.detection_anchors import DEFAULT_SCALES, anchor_params, anchors_per_location, generate_anchors
+from edgecv.tasks.detection_data import detection_dataset
+from edgecv.tasks.detection_folder import (detection_report, detection_sidecar, looks_like_detection,
+                                           print_detection_report, read_detection_set)
+from edgecv.tasks.detection_plots import detection_plots
+from edgecv.tasks.keypoints import seeded_split
 
 BOX_OUTPUT, SCORE_OUTPUT = "box_encodings", "scores"
 RAW_OUTPUTS = (BOX_OUTPUT, SCORE_OUTPUT)
@@ -95,8 +106,6 @@ class DetectionOptions(TaskOptions):
 
 def postprocessor(info: dict):
     """The numpy decode + NMS of info["detection"] (edgecv.metrics.nms.DetectionPostProcess)."""
-    from edgecv.metrics.nms import DetectionPostProcess, NmsSettings
-    from edgecv.tasks.detection_anchors import generate_anchors
 
     det = info.get("detection")
     if not det:
@@ -133,7 +142,6 @@ def image_detections(outputs: Dict[str, np.ndarray], info: dict, frames: Optiona
     """Per image an edgecv.metrics.detection.ImageDetections: in pixels of each photo when `frames`
     gives each one's (width, height), else in pixels of the model input (IoU is the same in both
     frames for the `resize` policy and up to the crop for the others)."""
-    from edgecv.metrics.detection import from_postprocess
 
     d = detection_outputs(outputs, info)
     size = tuple(info.get("input_size") or (1, 1))
@@ -192,7 +200,6 @@ class Detection(Task):
 
     # ---- data ----------------------------------------------------------------------------------
     def read_data(self, recipe):
-        from edgecv.data.detection import read_detection
 
         d, o = recipe.data, self.options
         if recipe.model.path is not None:
@@ -205,7 +212,6 @@ class Detection(Task):
             tr = read_detection(recipe.resolve(d.train), recipe.resolve(d.annotations), o.classes, o.annotation_format)
             va = read_detection(recipe.resolve(d.val), recipe.resolve(d.annotations), tr.class_names,
                                 o.annotation_format)
-            from edgecv.data.index import DataIndex
 
             index = DataIndex({"class_names": tr.class_names, "annotation_format": tr.format}, tr.samples(),
                               va.samples(), [s for s in tr.skipped + va.skipped if "image not found" not in s.reason])
@@ -213,8 +219,6 @@ class Detection(Task):
             found = read_detection(recipe.resolve(d.root), recipe.resolve(d.annotations), o.classes,
                                    o.annotation_format)
             if d.group_by is not None:
-                from edgecv.data.index import DataIndex
-                from edgecv.tasks.keypoints import seeded_split
 
                 train, val = seeded_split(found.samples(), d.val_fraction, d.seed, d.group_by, recipe.resolve(d.root))
                 index = DataIndex({"class_names": found.class_names, "annotation_format": found.format}, train, val,
@@ -240,7 +244,6 @@ class Detection(Task):
 
     def model_facts(self, class_names: Sequence[str], input_size, resize: str) -> dict:
         """class names, input size, resize policy and the detection section (anchors, scales, NMS)."""
-        from edgecv.tasks.detection_anchors import DEFAULT_SCALES, anchor_params
 
         o = self.options
         scale, per_octave, ratios = ANCHOR_LAYOUTS[o.head]
@@ -251,7 +254,6 @@ class Detection(Task):
 
     def targets(self, samples: Sequence, info: dict) -> Optional[list]:
         """Ground truth per image (edgecv.data.detection.ImageBoxes, pixels of the photo)."""
-        from edgecv.data.detection import ImageBoxes
 
         if any(not isinstance(s.target, dict) for s in samples):
             return None
@@ -265,7 +267,6 @@ class Detection(Task):
         det = info.get("detection")
         n_anchor = "L"
         if det:
-            from edgecv.tasks.detection_anchors import generate_anchors
 
             n_anchor = len(generate_anchors(det["anchors"]))
         c = len(info.get("class_names", [])) or "C"
@@ -279,7 +280,6 @@ class Detection(Task):
         return postprocessor(info) if info.get("detection") else None
 
     def build_head(self, features, recipe, info: dict):
-        from edgecv.tasks.detection_anchors import anchors_per_location
         from edgecv.tasks.detection_heads import build_detection_head
 
         backbone = recipe.model.backbone
@@ -293,7 +293,6 @@ class Detection(Task):
 
     def loss(self, recipe):
         from edgecv.tasks.detection_heads import box_loss, focal_loss
-        from edgecv.tasks.detection_anchors import generate_anchors
 
         info = getattr(self, "_train_info", None)
         if info is None:
@@ -303,7 +302,6 @@ class Detection(Task):
 
     def train_dataset(self, samples, info: dict, recipe, batch_size: int, *, training: bool, seed: int = 0,
                       augment: bool = True, size=None):
-        from edgecv.tasks.detection_data import detection_dataset
 
         size = tuple(size or recipe.input.size)
         if list(size) != list(info["detection"]["anchors"]["input_size"]):
@@ -327,7 +325,6 @@ class Detection(Task):
                          f"{list(RAW_OUTPUTS)} nor the detection outputs {list(DETECTION_OUTPUTS)}")
 
     def _evaluation(self, outputs, targets, info):
-        from edgecv.metrics.detection import DetectionEvaluation
 
         dets = image_detections(outputs, info, [(t.width, t.height) for t in targets])
         return DetectionEvaluation(targets, dets, info["class_names"]), dets
@@ -349,7 +346,6 @@ class Detection(Task):
     def metric_intervals(self, candidate, reference, targets, info: dict, confidence: float) -> tuple[dict, dict]:
         """Bootstrap intervals over images of mAP and AP@0.5, and of their change against the
         reference (the same images drawn for both)."""
-        from edgecv.metrics.detection import map_delta_interval, map_interval
 
         if targets is None:
             return {}, {}
@@ -367,7 +363,6 @@ class Detection(Task):
         return metrics, deltas
 
     def agreement(self, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], info: dict) -> dict:
-        from edgecv.metrics.detection import detection_agreement
 
         a = detection_agreement(image_detections(reference, info), image_detections(candidate, info),
                                 score_threshold=self._score_threshold(info))
@@ -380,17 +375,14 @@ class Detection(Task):
     # ---- evaluation on any machine ---------------------------------------------------------------
     @classmethod
     def takes_annotations(cls, annotations) -> bool:
-        from edgecv.tasks.detection_folder import looks_like_detection
 
         return looks_like_detection(annotations)
 
     def device_info(self, folder) -> dict:
-        from edgecv.tasks.detection_folder import detection_sidecar
 
         return detection_sidecar(folder) or {}
 
     def read_device_set(self, data, annotations, info: dict, options: dict):
-        from edgecv.tasks.detection_folder import read_detection_set
 
         return read_detection_set(self, data, annotations, info, options)
 
@@ -399,12 +391,10 @@ class Detection(Task):
         return evaluation.labels
 
     def device_report(self, evaluation, result, outputs, options: dict) -> dict:
-        from edgecv.tasks.detection_folder import detection_report
 
         return detection_report(self, evaluation, result, outputs)
 
     def print_device_report(self, report: dict, artifact, data, out, err, options: dict) -> None:
-        from edgecv.tasks.detection_folder import print_detection_report
 
         print_detection_report(report, artifact, data, out)
 
@@ -417,9 +407,19 @@ class Detection(Task):
         return {SIDECAR: json.dumps({k: info.get(k) for k in keep}, indent=2) + "\n", "labels.txt": labels}
 
     def preprocessing_fields(self, info: dict) -> dict:
-        return {"detection": info.get("detection")} if info.get("detection") else {}
+        """The detection section, and `outputs` as every artifact answers (after its decode + NMS);
+        the Keras model's raw outputs under `raw_outputs`."""
+        if not info.get("detection"):
+            return {}
+        k = info["detection"]["nms"]["max_detections"]
+        meaning = {"detection_boxes": ((1, k, 4), "ymin, xmin, ymax, xmax in [0, 1] of the input"),
+                   "detection_classes": ((1, k), "0-based class index (labels.txt line), as float"),
+                   "detection_scores": ((1, k), "score of each detection, decreasing"),
+                   "num_detections": ((1,), "valid rows; rows past it are padding")}
+        return {"detection": info["detection"],
+                "raw_outputs": {o.name: o.to_json() for o in self.output_spec(info)},
+                "outputs": {n: OutputSpec(n, shape, "float32", text).to_json() for n, (shape, text) in meaning.items()}}
 
     def report_plots(self, report: dict) -> Dict[str, str]:
-        from edgecv.tasks.detection_plots import detection_plots
 
         return detection_plots(report)

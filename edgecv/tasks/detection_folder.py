@@ -17,8 +17,10 @@ from typing import Optional
 
 import numpy as np
 
+from edgecv.data.detection import read_detection
 from edgecv.errors import DataError
 from edgecv.tasks.base import DeviceSet
+from edgecv.tasks.classification_folder import list_images
 
 SIDECAR = "detection.json"
 
@@ -46,8 +48,6 @@ def looks_like_detection(annotations) -> bool:
 def read_detection_set(task, folder: Path, annotations: Optional[Path], info: dict, options: dict) -> DeviceSet:
     """The annotated images (labels: each one's ImageBoxes), or without annotations the folder's
     images unlabelled (latency inputs for `bench`)."""
-    from edgecv.data.detection import read_detection
-    from edgecv.tasks.classification_folder import list_images
 
     policy = options.get("resize") or info.get("resize") or "resize"
     info = dict(info)
@@ -68,7 +68,7 @@ def read_detection_set(task, folder: Path, annotations: Optional[Path], info: di
 
 def detection_report(task, evaluation: DeviceSet, result, outputs: dict) -> dict:
     """`edgecv validate --json` for detection: per image its detections (photo pixels), the metrics."""
-    from edgecv.tasks.detection import DETECTION_OUTPUTS, RAW_OUTPUTS, image_detections
+    from edgecv.tasks.detection import DETECTION_OUTPUTS, RAW_OUTPUTS, image_detections  # lazy: it imports this module
 
     named = task.select_outputs(outputs, evaluation.info) if outputs else {}
     images = []

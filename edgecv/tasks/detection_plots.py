@@ -8,13 +8,14 @@ from typing import Dict
 
 import numpy as np
 
+from edgecv.data.images import ImageDecodeError, load_rgb
+from edgecv.figures import pyplot, svg
+
 ARTIFACT_COLOURS = ["tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
 SHOWN = 2  # best and worst images each
 
 
 def _photo(path: str):
-    from edgecv.data.images import ImageDecodeError, load_rgb
-
     try:
         return load_rgb(path)
     except (ImageDecodeError, OSError):
@@ -48,8 +49,6 @@ def _chosen(artifact: dict, count: int) -> list[tuple[int, str]]:
 
 
 def detection_plots(report: dict) -> Dict[str, str]:
-    from edgecv.figures import pyplot, svg
-
     plt = pyplot()
     info = report.get("task_info") or {}
     ref = (report.get("reference") or {}).get("metrics") or {}
