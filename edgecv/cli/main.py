@@ -100,7 +100,7 @@ def clean(
 @app.command()
 def validate(
     artifact: Path = typer.Argument(..., help=".tflite file or SavedModel folder"),
-    data: Path = typer.Option(..., "--data", help="folder of images, or of class sub-folders for accuracy"),
+    data: Path = typer.Option(..., "--data", help="folder of images, of class sub-folders for accuracy, or images/ + labels/ for segmentation mIoU"),
     labels: Optional[Path] = typer.Option(None, "--labels", help="labels file, one per line (default: labels.txt beside the artifact)"),
     label_offset: Optional[int] = typer.Option(None, "--label-offset", help="output i is label line i+N (default 0; "
                                                "1 for the 1001-line ImageNet labels file)"),
@@ -131,7 +131,7 @@ def validate(
             res = api.validate(artifact, data, labels=labels, label_offset=label_offset, resize=resize,
                                threads=threads, top_k=top_k, input_size=_input_size(input_size),
                                annotations=annotations, warn=_warn, native=native)
-        task = artifact_task(artifact, annotations)[0]
+        task = artifact_task(artifact, annotations, data)[0]
     except EdgecvError as e:
         _fail(e)
     if str(json_out) == "-":  # stdout holds the JSON alone
@@ -146,7 +146,7 @@ def validate(
 def bench(
     artifact: Optional[Path] = typer.Argument(None, help=".tflite, .onnx, SavedModel folder, ... (edgecv's or a "
                                               "third party's); with --serving: the files served (optional)"),
-    data: Optional[Path] = typer.Option(None, "--data", help="images (class sub-folders also give accuracy)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="images (class sub-folders also give accuracy; images/ + labels/ give mIoU)"),
     random_inputs: bool = typer.Option(False, "--random", help="random uint8 images at the artifact's input size"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads the runtime may use (default: its own)"),
     batch: List[int] = typer.Option([1], "--batch", help="batch size; repeatable"),
@@ -240,7 +240,7 @@ def bench(
     elif res["metrics"]:
         from edgecv.validate.device import artifact_task, metrics_text
 
-        show.print(metrics_text(artifact_task(artifact, annotations)[0], res["metrics"]))
+        show.print(metrics_text(artifact_task(artifact, annotations, data)[0], res["metrics"]))
     if json_out:
         emit_json(json_out, res)
         if str(json_out) != "-":

@@ -30,6 +30,7 @@ TASK_MODULES: Dict[str, str] = {  # built-in task name -> module (imported on fi
     "embedding": "edgecv.tasks.embedding",
     "generic": "edgecv.tasks.generic",
     "keypoints": "edgecv.tasks.keypoints",
+    "segmentation": "edgecv.tasks.segmentation",
 }
 TASKS: "LazyRegistry[Task]" = LazyRegistry("task", TASK_MODULES)
 
@@ -261,6 +262,12 @@ class Task(ABC):
         whole computation), and of their change against the reference: ({name: Interval}, {name:
         Interval}). Merged with the per-sample ones; the metric is declared `per_sample="images"`."""
         return {}, {}
+
+    @classmethod
+    def claims_folder(cls, data: Path) -> bool:
+        """True when `--data data` has this task's layout, so a third party's model without
+        preprocessing.json or sidecar is taken to be of this task (before `device_default_for`)."""
+        return False
 
     def agreement_with_targets(self, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], targets,
                                info: dict) -> dict:

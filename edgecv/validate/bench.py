@@ -87,7 +87,7 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
             h, w = rt.input_size
             return np.random.default_rng(seed).integers(0, 256, (16, h, w, 3), dtype=np.uint8)
     else:
-        task, info = artifact_task(artifact, annotations)
+        task, info = artifact_task(artifact, annotations, Path(data))
         evaluation, held = evaluation_set(task, lambda: task.read_device_set(Path(data), annotations, info, {
             "artifact": artifact, "labels": labels_file, "resize": resize_policy, "warn": warn}), data,
             check=check_batches)

@@ -43,10 +43,11 @@ def sidecar_folder(artifact: Path) -> Optional[Path]:
     return None
 
 
-def artifact_task(artifact: Path, annotations: Optional[Path]) -> tuple[Task, dict]:
+def artifact_task(artifact: Path, annotations: Optional[Path], data: Optional[Path] = None) -> tuple[Task, dict]:
     """The artifact's task and the facts its metrics need: preprocessing.json's task, else the task
-    whose sidecar file lies beside it, else the task that takes a third party's file for these
-    inputs (an annotation file or a folder alone)."""
+    whose sidecar file lies beside it, else the task whose layout `data` has (Task.claims_folder),
+    else the task that takes a third party's file for these inputs (an annotation file or a folder
+    alone)."""
     folder = sidecar_folder(artifact)
     task = None
     if folder is not None and (folder / PREPROCESSING).is_file():
@@ -60,6 +61,8 @@ def artifact_task(artifact: Path, annotations: Optional[Path]) -> tuple[Task, di
                     None)
     if task is None and annotations is not None:
         task = next((cls() for cls in all_task_classes() if cls.takes_annotations(annotations)), None)
+    if task is None and data is not None and annotations is None:
+        task = next((cls() for cls in all_task_classes() if cls.claims_folder(Path(data))), None)
     if task is None:
         want = "annotations" if annotations is not None else "folder"
         task = next((cls() for cls in all_task_classes() if want in cls.device_default_for), None)
@@ -114,7 +117,7 @@ def metrics_text(task: Task, metrics: dict) -> str:
 def validate_on_device(artifact: Path, data: Path, annotations: Optional[Path], options: dict,
                        threads: Optional[int] = None, input_size: Optional[tuple] = None) -> tuple[Task, dict]:
     """(task, what `validate --json` writes): the artifact's task metrics on the evaluation set."""
-    task, info = artifact_task(artifact, annotations)
+    task, info = artifact_task(artifact, annotations, data)
     ev, held = evaluation_set(task, lambda: task.read_device_set(Path(data), annotations, info,
                                                                   {**options, "artifact": artifact}), data)
     result = evaluate_artifact(artifact, task, ev, timing=False, threads=threads,

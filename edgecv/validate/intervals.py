@@ -161,5 +161,10 @@ def attach_intervals(result, task, reference_scores: Optional[Dict[str, Sequence
     validation is re-judged at the gates' confidence without running the artifact again)."""
     if task is None or not result.sample_scores:
         return
-    result.intervals, result.delta_intervals = intervals_for(task, result.sample_scores, reference_scores,
-                                                             confidence or DEFAULT_CONFIDENCE)
+    # metrics that are not a mean over samples (mAP, mIoU: per_sample "images") cannot be re-derived
+    # from stored scores: their intervals from validation (Task.metric_intervals) are kept
+    whole = {m.name for m in task.metrics if m.per_sample == "images"}
+    kept = {k: v for k, v in result.intervals.items() if k in whole}
+    kept_deltas = {k: v for k, v in result.delta_intervals.items() if k in whole}
+    intervals, deltas = intervals_for(task, result.sample_scores, reference_scores, confidence or DEFAULT_CONFIDENCE)
+    result.intervals, result.delta_intervals = {**kept, **intervals}, {**kept_deltas, **deltas}

@@ -123,6 +123,26 @@ def network_without_normalize(keras_model):
                        name=f"{keras_model.name}_folded")
 
 
+def without_uint8_casts(keras_model):
+    """Core ML's cast has no uint8 (coremltools: "Cast: Provided destination type uint8 not
+    supported"): layers that cast to it (`cast_dtype`, e.g. a segmentation class map) are rebuilt
+    casting to int32, the nearest integer type an ML Program output takes. Same weights."""
+    from edgecv._keras import keras
+
+    if not any(getattr(layer, "cast_dtype", None) == "uint8" for layer in keras_model.layers):
+        return keras_model
+
+    def clone(layer):
+        config = layer.get_config()
+        if getattr(layer, "cast_dtype", None) == "uint8":
+            config["cast_dtype"] = "int32"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(keras_model, clone_function=clone)
+    copy.set_weights(keras_model.get_weights())
+    return copy
+
+
 def convert(task_model, precision: str, opts: CoreMLOptions, pre: ImagePreprocessing, task, postprocess=None):
     """The uncompressed ML Program (a coremltools MLModel in memory): a classifier where the task
     gives classifier labels, else multi-array outputs under the task's output names; with a
@@ -132,6 +152,7 @@ def convert(task_model, precision: str, opts: CoreMLOptions, pre: ImagePreproces
 
 
     keras_model = network_without_normalize(task_model.keras_model) if pre.folded else task_model.keras_model
+    keras_model = without_uint8_casts(keras_model)
     h, w = task_model.input_size
     outputs = None
     if postprocess is not None:
@@ -299,6 +320,9 @@ class CoreMLExporter(Exporter):
             raise ConversionError(f"{path.name}: {checks['message']}")
         outputs = ({CLASSIFIER_OUTPUTS[0]: "string", CLASSIFIER_OUTPUTS[1]: "dict label -> probability"}
                    if labels is not None else {o: "multi-array" for o in model.output_names})
+        for o in task.output_spec(model.info):
+            if labels is None and o.dtype == "uint8":
+                outputs[o.name] = "multi-array int32 (an ML Program has no uint8)"
         meta = {"minimum_deployment_target": opts.minimum_deployment_target, "compute_precision": spec.precision,
                 "compression": opts.compression, "preprocessing": pre.to_json(), "outputs": outputs}
         if opts.compression == "prune":
