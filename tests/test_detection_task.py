@@ -280,6 +280,8 @@ def test_build_reports_map_gates_sidecars_and_panels(built):
     assert {"map", "ap50", "ap75", "precision", "recall"} <= set(int8["metrics"]) and "map" in int8["deltas"]
     assert {"box_f1", "box_iou_mean"} <= set(int8["agreement"]) and "map" in int8["intervals"]
     assert any(g["gate"] == "map_drop_max" for g in int8["gates"])
+    ref = report["reference"]["intervals"]["map"]  # the float model's own mAP interval, beside the artifacts'
+    assert ref["low"] <= report["reference"]["metrics"]["map"] <= ref["high"]
     pre = json.loads((folder / "preprocessing.json").read_text())
     assert pre["resize"] == "resize" and pre["detection"]["anchors"]["strides"] == [8, 16]
     assert list(pre["outputs"]) == ["detection_boxes", "detection_classes", "detection_scores", "num_detections"]

@@ -19,10 +19,13 @@ def target_report(b, target, index, calib, entries: list[ArtifactResult]) -> Rep
     task = b.task
     ref_outputs = b.reference(index)
     _, targets = b.eval_set(index)
-    ref_metrics = task.evaluate(task.select_outputs(ref_outputs, b.info), targets, b.info) if targets is not None else {}
+    selected = task.select_outputs(ref_outputs, b.info)
+    ref_metrics = task.evaluate(selected, targets, b.info) if targets is not None else {}
     ref_scores = b.reference_scores(index)
-    ref_intervals, _ = intervals_for(task, ref_scores, None, b.gates_for(target).confidence
-                                     or DEFAULT_CONFIDENCE)
+    confidence = b.gates_for(target).confidence or DEFAULT_CONFIDENCE
+    ref_intervals, _ = intervals_for(task, ref_scores, None, confidence)
+    if targets is not None:  # metrics that are not means of per-image scores (mIoU, mAP): the task's bootstrap
+        ref_intervals.update(task.metric_intervals(selected, None, targets, b.info, confidence)[0])
     return Report(
         edgecv_version=edgecv.__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
