@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 
 from edgecv.runtimes.base import Runtime, RuntimeUnavailable, as_outputs, pixels_to_input
-from edgecv.formats.tensorrt.cuda_ctypes import CtypesCudart, load_libcudart
+from edgecv.formats.tensorrt import cuda_ctypes  # cuda_ctypes.load_libcudart: looked up at call time (a test stands in)
 
 
 def import_tensorrt():
@@ -39,11 +39,11 @@ def import_cudart():
         try:
             from cuda import cudart
         except ImportError:
-            lib = load_libcudart()
+            lib = cuda_ctypes.load_libcudart()
             if lib is None:
                 raise RuntimeUnavailable("no CUDA runtime: neither cuda-python nor libcudart is here (JetPack ships "
                                          "libcudart; on x86: pip install 'edgecv[tensorrt]')") from None
-            return CtypesCudart(lib)
+            return cuda_ctypes.CtypesCudart(lib)
     return cudart
 
 
