@@ -24,7 +24,7 @@ def test_misspelt_artifact_key_and_gates_get_a_close_match(tmp_path):
     code, text = dry_run("-t", t, "-r", RECIPE, "-o", tmp_path / "b")
     assert code == 2
     assert "unknown key `precison` — did you mean `precision`?" in text
-    assert "unknown gate `top1_agrement_min` — did you mean `top1_agreement_min`?" in text
+    assert "unknown gate `top1_agrement_min` — did you mean `top1_agreement_min`" in text  # closest first
     assert "unknown gate `acuracy_drop_max` — did you mean `accuracy_drop_max`" in text
     assert "Value error" not in text and "known gates: accuracy_drop_max, accuracy_drop_max_confident" not in text
 
