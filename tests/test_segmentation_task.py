@@ -364,3 +364,19 @@ def test_mIoU_intervals_survive_re_judging_from_stored_scores():
                        delta_intervals={"miou": dv})
     attach_intervals(r, task, {"image_miou": [60.0, 61.0, 62.0]})
     assert r.intervals["miou"] == iv and r.delta_intervals["miou"] == dv
+
+
+def test_preview_masks_are_of_the_images_the_report_draws():
+    """A mask is drawn beside its own photo: the masks follow info's preview indices (spread over the
+    split); a model trained before they were recorded previews the first images, as its photo list."""
+    from edgecv.tasks.segmentation import decode_mask, preview_indices, preview_masks
+
+    n, h, w = 9, 4, 6
+    classes = np.arange(n, dtype=np.uint8)[:, None, None] * np.ones((1, h, w), np.uint8)  # image i: class i
+    targets = [np.zeros((h, w), np.uint8)] * n
+    spread = preview_indices(n)
+    assert spread == [0, 3, 5, 8]  # over the split, not the first four
+    drawn = [int(decode_mask(m)[0, 0]) for m in preview_masks({"classes": classes}, targets, {"preview_indices": spread})]
+    assert drawn == spread
+    old = [int(decode_mask(m)[0, 0]) for m in preview_masks({"classes": classes}, targets, {})]
+    assert old == [0, 1, 2, 3]

@@ -132,7 +132,8 @@ class Segmentation(Task):
                               sets[0].samples, sets[1].samples, sets[0].skipped + sets[1].skipped)
         info = dict(index.info)
         info.update(num_classes=len(info["class_names"]), input_size=list(recipe.input.size), resize="resize",
-                    class_map=o.class_map, preview_images=[index.val[i].path for i in preview_indices(len(index.val))],
+                    class_map=o.class_map, preview_indices=preview_indices(len(index.val)),
+                    preview_images=[index.val[i].path for i in preview_indices(len(index.val))],
                     preview_labels=[index.val[i].target["label"] for i in preview_indices(len(index.val))])
         if sets[0].classes.colours:
             info["class_colours"] = {"classes": [list(c) for c in sets[0].classes.colours],
@@ -229,7 +230,7 @@ class Segmentation(Task):
                 "mean_dice": pct(m["mean_dice"]), "mean_class_accuracy": pct(m["mean_class_accuracy"]),
                 "per_class_iou": m["per_class_iou"], "per_class_dice": m["per_class_dice"],
                 "labelled_pixels": m["num_pixels"], "evaluated_from": SCORES if SCORES in outputs else CLASSES,
-                "preview_masks": preview_masks(outputs, targets)}
+                "preview_masks": preview_masks(outputs, targets, info)}
 
     def sample_scores(self, outputs: Dict[str, np.ndarray], targets, info: dict) -> Dict[str, np.ndarray]:
         """Each image's own mIoU (`image_miou`, percent), to find the worst images; the mIoU interval
@@ -374,9 +375,11 @@ def preview_indices(n: int) -> List[int]:
     return sorted({int(i) for i in np.linspace(0, n - 1, min(n, PREVIEW_IMAGES)).round()}) if n else []
 
 
-def preview_masks(outputs: Dict[str, np.ndarray], targets: Sequence[np.ndarray]) -> List[str]:
-    """The preview images' predicted class maps (at the label's size) for report.html."""
-    idx = preview_indices(len(targets))
+def preview_masks(outputs: Dict[str, np.ndarray], targets: Sequence[np.ndarray], info: dict) -> List[str]:
+    """The predicted class maps (at the label's size) of the images info["preview_images"] lists, for
+    report.html. Their indices travel with that list (a model trained before they were recorded
+    previews the first images, as it did then), so a photo is never drawn beside another's mask."""
+    idx = [i for i in info.get("preview_indices", range(PREVIEW_IMAGES)) if i < len(targets)]
     return [encode_mask(m) for m in class_maps({k: np.asarray(v)[idx] for k, v in outputs.items()},
                                                [np.shape(targets[i]) for i in idx])]
 
