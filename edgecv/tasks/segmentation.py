@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Literal, Optional, Sequence
+from typing import Dict, List, Literal, Optional, Sequence, Tuple
 
 import numpy as np
 from pydantic import Field
@@ -62,7 +62,7 @@ class SegmentationOptions(TaskOptions):
     class_weights: Literal["median_frequency_sqrt", "none"] = Field(
         "median_frequency_sqrt", description="cross-entropy weight of each class: sqrt(median frequency / the "
         "class's pixel frequency) in the training labels, normalized to mean 1 per pixel; or none")
-    scale: tuple[float, float] = Field((0.75, 1.5), description="random scale range of the scale-and-crop augmentation")
+    scale: Tuple[float, float] = Field((0.75, 1.5), description="random scale range of the scale-and-crop augmentation")
 
 
 # ---- numpy judging (runs on devices) -------------------------------------------------------------
