@@ -128,12 +128,18 @@ def gate_next_steps(report, folder: Optional[Path]) -> list[str]:
     return lines
 
 
+PLAN_COLORS = {"cached": "green", "run": "yellow", "each build": "dim", "not built": "dim"}
+
+
 def print_plan(rows) -> None:
-    t = Table(title="build plan")
-    for col in ("stage", "target", "artifact", "key", "status"):
+    """The build graph (`Build.plan(every_step=True)`): each step in the order it can run, the steps
+    it reads, its key and what this build will do with it."""
+    t = Table(title="build graph (each step runs after the steps it reads; cached steps are not run)")
+    for col in ("step", "reads", "key", "status"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r.stage, r.target or "", r.artifact or "", r.key[:12], "[green]cached[/]" if r.hit else "[yellow]run[/]")
+        color = PLAN_COLORS.get(r.status, "cyan")
+        t.add_row(r.step, ", ".join(r.reads), r.key[:12], f"[{color}]{escape(r.status)}[/]")
     out.print(t)
 
 

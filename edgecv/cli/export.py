@@ -78,7 +78,7 @@ def export_model(
                                    unsafe_deserialization=unsafe_deserialization, out=out_dir, overrides=set_,
                                    gates=not no_gates, force=force, console=console, native=native)
             if dry_run:
-                print_plan(b.plan())
+                print_plan(b.plan(every_step=True))
                 raise typer.Exit(0)
             result = api.run(b, check=False, held=lock)
     except EdgecvError as e:

@@ -63,7 +63,7 @@ def build(
                                   gates=not no_gates, force=force, regen_reference=regen_reference, console=console,
                                   native=native)
             if dry_run:
-                print_plan(b.plan())
+                print_plan(b.plan(every_step=True))
                 raise typer.Exit(0)
             result = api.run(b, wait, check=False, held=lock)
     except EdgecvError as e:
