@@ -77,11 +77,6 @@ class PlannedStep:
         """Nothing to compute for it in this build."""
         return self.status == "cached" or self.status.startswith("reuses ")
 
-    @property
-    def runs(self) -> bool:
-        """The planner knows the step runs (`if new bytes`: it may)."""
-        return self.status in ("run", "each build")
-
 
 @dataclass
 class BuildGraph:
