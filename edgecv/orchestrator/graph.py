@@ -86,9 +86,6 @@ class BuildGraph:
     def __getitem__(self, step_id: str) -> Step:
         return self.steps[step_id]
 
-    def artifact_step(self, stage: str, target, spec) -> Step:
-        return self.steps[artifact_step_id(stage, target.name, spec.name)]
-
     def target_step(self, target) -> Step:
         return self.steps[f"target {target.name}"]
 
