@@ -156,7 +156,9 @@ def prepare_export(model: PathLike, targets: Sequence[str] = (), *, data: PathLi
                    label_offset: Optional[int] = None, calibration_data: Optional[PathLike] = None,
                    input_size: Optional[Tuple[int, int]] = None, resize: str = "center_crop",
                    name: Optional[str] = None, custom_objects: Optional[str] = None,
-                   unsafe_deserialization: bool = False, out: PathLike = "build", overrides: Sequence[str] = (),
+                   unsafe_deserialization: bool = False, annotations: Optional[PathLike] = None,
+                   anchors: Optional[PathLike] = None, box_scales: Optional[str] = None,
+                   out: PathLike = "build", overrides: Sequence[str] = (),
                    gates: bool = True, force: Sequence[str] = (), console: Optional["Console"] = None,
                    native: Optional["NativeOutput"] = None) -> "Build":
     """The build `export()` runs, checked but not started."""
@@ -180,7 +182,8 @@ def prepare_export(model: PathLike, targets: Sequence[str] = (), *, data: PathLi
         preprocess = _preprocess_of(Path(model), console)
     p = lambda v: None if v is None else Path(v)  # noqa: E731
     raw = export_recipe(Path(model), Path(data), task, preprocess, architecture, p(labels), label_offset,
-                        p(calibration_data), input_size, resize, name, custom_objects, unsafe_deserialization)
+                        p(calibration_data), input_size, resize, name, custom_objects, unsafe_deserialization,
+                        p(annotations), p(anchors), box_scales)
     recipe, sha = recipe_of(raw, list(overrides))
     check_plan(target_list, recipe.make_task(), recipe.gates)
     check_model_config(recipe)
@@ -221,7 +224,8 @@ def export(model: PathLike, targets: Sequence[str] = (), *, data: PathLike, form
     `data`: images to calibrate and validate on (class sub-folders named after the labels give
     accuracy). `options`: the command's other options by name (`preprocess="mobilenet_v2"`,
     `task`, `labels`, `label_offset`, `calibration_data`, `input_size`, `resize`, `name`,
-    `custom_objects`, `unsafe_deserialization`, `overrides`, `gates`, `force`)."""
+    `custom_objects`, `unsafe_deserialization`, `annotations`, `anchors`, `box_scales`, `overrides`,
+    `gates`, `force`)."""
     from edgecv.extras import require_extra
 
     from edgecv.orchestrator.lock import BuildLock
