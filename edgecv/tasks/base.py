@@ -296,7 +296,8 @@ class Task(ABC):
         if len(names) == 1 and len(outputs) == 1:
             return {names[0]: next(iter(outputs.values()))}
         raise ValueError(f"the artifact's outputs {sorted(outputs)} do not include the {self.name} task's "
-                         f"{names}")
+                         f"{names}; a third party's file of other outputs: --task generic measures it on the images "
+                         "(outputs and latency, no metric)")
 
     # ---- evaluation on any machine (edgecv validate, bench --data) ---------------------------------
     def device_info(self, folder: Optional[Path]) -> dict:

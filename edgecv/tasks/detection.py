@@ -336,8 +336,13 @@ class Detection(Task):
             return padding_cleared({n: outputs[n] for n in DETECTION_OUTPUTS})
         if len(outputs) == 4:
             return padding_cleared(dict(zip(DETECTION_OUTPUTS, outputs.values())))
-        raise ValueError(f"the artifact's outputs {sorted(outputs)} are neither the detection task's raw outputs "
-                         f"{list(RAW_OUTPUTS)} nor the detection outputs {list(DETECTION_OUTPUTS)}")
+        given = ", ".join(f"{n} {list(np.shape(v))}" for n, v in outputs.items())
+        raise ValueError(f"the artifact's outputs ({given}) are not a detector's that edgecv can judge: it expects the "
+                         "four outputs of TFLite's detection post-process, detection_boxes [1, K, 4], "
+                         "detection_classes [1, K], detection_scores [1, K], num_detections [1] (unnamed: in that "
+                         f"order), or the raw {BOX_OUTPUT} [1, L, 4] and {SCORE_OUTPUT} [1, L, C] with the anchors in "
+                         "edgecv's detection.json. A model that needs its own decode (BlazeFace's regressors and "
+                         "classificators) is measured with --task generic")
 
     def _evaluation(self, outputs, targets, info):
 
