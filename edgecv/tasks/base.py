@@ -138,6 +138,8 @@ class Task(ABC):
     sidecar_names: ClassVar[Tuple[str, ...]] = ()  # files of `sidecars` that name the task beside an artifact
     # pass name -> why the task cannot take it (refused while planning, with the reason)
     refused_passes: ClassVar[Dict[str, str]] = {}
+    # artifact option (options.<name> in a target) -> why the task's artifacts cannot take it (refused while planning)
+    refused_options: ClassVar[Dict[str, str]] = {}
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)

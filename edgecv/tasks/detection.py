@@ -207,6 +207,12 @@ class Detection(Task):
                  "at the pass's schedule); it is refused rather than reported untested",
     }
 
+    refused_options = {
+        "accuracy_aware": "the accuracy-aware int8 search keeps layers float by their effect on the raw outputs and "
+                          "is not wired for an artifact that ends in its decode + NMS (the exporters would refuse it "
+                          "after training); int8 is post-training quantization with options.ptq",
+    }
+
     # ---- data ----------------------------------------------------------------------------------
     def read_data(self, recipe):
 
