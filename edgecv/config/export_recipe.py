@@ -11,6 +11,7 @@ from typing import List, Optional, Tuple
 from edgecv.config.loader import apply_overrides, format_validation_error
 from edgecv.config.recipe import Recipe
 from edgecv.errors import ConfigError
+from edgecv.tasks import task_class
 
 
 def export_recipe(model: Path, data: Path, task: str, preprocess: Optional[str], architecture: Optional[str],
@@ -77,8 +78,6 @@ def parse_scales(text: str) -> list:
 
 
 def _task_option_fields(task: str):
-    from edgecv.tasks import task_class
-
     try:
         return set(task_class(task).options_model.model_fields)
     except KeyError:

@@ -17,6 +17,7 @@ ty = (yc - ya) / ha * y_scale, tx likewise, th = log(h / ha) * h_scale, tw likew
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -59,8 +60,6 @@ def anchor_boxes(params: dict) -> np.ndarray:
 def read_anchor_file(path) -> np.ndarray:
     """A .npy file of [L, 4] (yc, xc, h, w) in [0, 1] of the input (TFLite_Detection_PostProcess's
     anchor layout), checked: finite, positive sizes. ValueError says what is wrong."""
-    from pathlib import Path
-
     path = Path(path)
     if path.suffix.lower() != ".npy":
         raise ValueError(f"anchors {path}: give a .npy file of [L, 4] (yc, xc, h, w) in [0, 1] of the input "

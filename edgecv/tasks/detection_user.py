@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence
 
+from edgecv.data.detection import read_names
 from edgecv.errors import ConfigError
+from edgecv.tasks.detection_anchors import explicit_anchor_params, read_anchor_file
 
 BOX_OUTPUT, SCORE_OUTPUT = "box_encodings", "scores"
 
@@ -22,8 +24,6 @@ def user_class_names(recipe, options) -> Optional[List[str]]:
     else `task_options.classes`, else None (the annotations' names)."""
     if recipe.model.labels is None:
         return options.classes
-    from edgecv.data.detection import read_names
-
     path = recipe.resolve(recipe.model.labels)
     if not path.is_file():
         raise ConfigError(f"--labels {path}: no such file (class names of the detector's scores, one per line)")
@@ -51,8 +51,6 @@ def raw_output_shapes(recipe) -> tuple[list, list]:
 
 def user_detection_facts(recipe, options, class_names: Sequence[str], nms: dict) -> dict:
     """The `detection` section of a brought detector: its anchors file's array, the scales, NMS."""
-    from edgecv.tasks.detection_anchors import explicit_anchor_params, read_anchor_file
-
     if options.anchors is None:
         raise ConfigError(f"model {recipe.model.path}: a brought detector needs the anchors its box encodings are "
                           "relative to: --anchors FILE.npy ([L, 4] (yc, xc, h, w) in [0, 1] of the input, the layout "

@@ -19,6 +19,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from edgecv.tasks.base import DeviceSet, OutputSpec, Task
+from edgecv.tasks.classification_folder import list_images
 from edgecv.data.unlabelled import unlabelled_index
 from edgecv.errors import ConfigError
 
@@ -48,8 +49,6 @@ class Generic(Task):
 
     # ---- on any machine: a folder of images, no targets -------------------------------------------
     def read_device_set(self, data: Path, annotations, info: dict, options: dict) -> DeviceSet:
-        from edgecv.tasks.classification_folder import list_images
-
         _, items = list_images(Path(data))  # class sub-folders too: every image, no label
         return DeviceSet([str(p) for p, _ in items], None, dict(info),
                          options.get("resize") or info.get("resize") or "center_crop")

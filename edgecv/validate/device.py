@@ -16,7 +16,7 @@ import numpy as np
 
 from edgecv.data.images import ImageDecodeError, load_image
 from edgecv.errors import DataError, InputError
-from edgecv.tasks import all_task_classes, get_task
+from edgecv.tasks import all_task_classes, get_task, known_tasks
 from edgecv.tasks.base import DeviceSet, Task
 from edgecv.validate.evaluate import EvaluationSet, evaluate_artifact
 from edgecv.build_folder import check_before_use, sidecar_input_size
@@ -45,8 +45,6 @@ def sidecar_folder(artifact: Path) -> Optional[Path]:
 
 def named_task(name: str) -> Task:
     """--task NAME: a registered task (or package.module:Class), else bad input listing them."""
-    from edgecv.tasks import known_tasks
-
     try:
         return get_task(name)
     except (KeyError, ValueError) as e:
