@@ -97,6 +97,15 @@ def clean(
     out.print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'} ({freed / 1e6:.1f} MB), kept {kept}")
 
 
+# validate and bench: how to read a third party's file (no preprocessing.json beside it)
+THIRD_PARTY_TASK = typer.Option(None, "--task", help="a third party's file (no preprocessing.json): its task "
+                                "(`edgecv tasks`), e.g. generic for its outputs' shapes only, detection for the four "
+                                "post-process outputs")
+INPUT_RANGE = typer.Option(None, "--input-range", metavar="LO,HI", help="a third party's float input: the values "
+                           "pixels 0 and 255 become, e.g. --input-range=-1,1 (default 0,255; an int8/uint8 input uses "
+                           "its own quantization)")
+
+
 @app.command()
 def validate(
     artifact: Path = typer.Argument(..., help=".tflite file or SavedModel folder"),
@@ -116,12 +125,8 @@ def validate(
                                                "`image,x0,y0,...` in pixels or COCO keypoints JSON for --data"),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW for a model that accepts any size "
                                              "(default: preprocessing.json beside it)"),
-    task: Optional[str] = typer.Option(None, "--task", help="a third party's file (no preprocessing.json): its task "
-                                       "(`edgecv tasks`), e.g. generic for its outputs' shapes only, detection for the "
-                                       "four post-process outputs"),
-    input_range: Optional[str] = typer.Option(None, "--input-range", metavar="LO,HI", help="a third party's float "
-                                              "input: the values pixels 0 and 255 become, e.g. --input-range=-1,1 "
-                                              "(default 0,255; an int8/uint8 input uses its own quantization)"),
+    task: Optional[str] = THIRD_PARTY_TASK,
+    input_range: Optional[str] = INPUT_RANGE,
 ):
     """Evaluate an artifact on an image folder with its task's metrics: a classifier (third-party TFLite
     models included) on class sub-folders, a keypoint artifact with --annotations (NME, failure rate,
@@ -173,12 +178,8 @@ def bench(
                                             "(`-`: to stdout); merge it with `edgecv report --merge`"),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW for a model that accepts any size "
                                              "(default: preprocessing.json beside it)"),
-    task: Optional[str] = typer.Option(None, "--task", help="a third party's file (no preprocessing.json): its task "
-                                       "(`edgecv tasks`), e.g. generic for its outputs' shapes only, detection for the "
-                                       "four post-process outputs"),
-    input_range: Optional[str] = typer.Option(None, "--input-range", metavar="LO,HI", help="a third party's float "
-                                              "input: the values pixels 0 and 255 become, e.g. --input-range=-1,1 "
-                                              "(default 0,255; an int8/uint8 input uses its own quantization)"),
+    task: Optional[str] = THIRD_PARTY_TASK,
+    input_range: Optional[str] = INPUT_RANGE,
     host: Optional[str] = typer.Option(None, "--host", help="run it on this device over SSH: user@host[:port]; the "
                                        "result is merged into the report.json beside the artifact"),
     remote_python: str = typer.Option("python3", "--remote-python", help="--host: the device's Python, with edgecv"),
