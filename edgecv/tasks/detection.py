@@ -2,9 +2,10 @@
 
 The Keras model's raw outputs (what passes and int8 quantize and what the comparator compares) are
 `box_encodings [N, L, 4]` (the TF Object Detection API's center-size encoding against L anchors)
-and `scores [N, L, C]` (sigmoid, no background column); the anchors' parameters, the scales and the
-NMS settings travel in info["detection"] (preprocessing.json, detection.json), so any machine
-regenerates the anchors with numpy (edgecv.tasks.detection_anchors) and decodes. Exported artifacts
+and `scores [N, L, C]` (sigmoid, no background column); the anchors' parameters (or a brought
+detector's own anchor array: edgecv.tasks.detection_user), the scales and the NMS settings travel in
+info["detection"] (preprocessing.json, detection.json), so any machine regenerates the anchors with
+numpy (edgecv.tasks.detection_anchors) and decodes. Exported artifacts
 end in their format's decode + NMS (`Task.postprocess`) and answer with the four outputs of
 TFLite's detection post-process: detection_boxes, detection_classes, detection_scores,
 num_detections. Judging takes either form: raw outputs go through the numpy reference
