@@ -108,3 +108,15 @@ def test_wrong_anchors_and_options_are_refused_naming_what(brought, tmp_path):
     r = export(model, "--anchors", anchors, "--task", "generic", "--format", "tflite", "--data", images,
                "--preprocess", "tf", "-o", tmp_path / "g")
     assert r.exit_code == 2 and "--anchors is not an option of task generic" in r.output, r.output
+
+
+def test_anchors_and_box_scales_are_refused_for_a_detector_edgecv_trains(brought, tmp_path):
+    from edgecv.config.loader import load_recipe
+    from edgecv.errors import ConfigError
+    from synthetic_detection import write_detection_recipe
+
+    root, images, annotations, model, anchors, labels = brought
+    path = write_detection_recipe(tmp_path / "edgecv.yaml", images, annotations, anchors=str(anchors))
+    recipe = load_recipe(path)
+    with pytest.raises(ConfigError, match="for a detector you bring"):
+        recipe.make_task().read_data(recipe)
