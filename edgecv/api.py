@@ -157,7 +157,9 @@ def prepare_export(model: PathLike, targets: Sequence[str] = (), *, data: PathLi
                    label_offset: Optional[int] = None, calibration_data: Optional[PathLike] = None,
                    input_size: Optional[Tuple[int, int]] = None, resize: str = "center_crop",
                    name: Optional[str] = None, custom_objects: Optional[str] = None,
-                   unsafe_deserialization: bool = False, out: PathLike = "build", overrides: Sequence[str] = (),
+                   unsafe_deserialization: bool = False, annotations: Optional[PathLike] = None,
+                   anchors: Optional[PathLike] = None, box_scales: Optional[str] = None,
+                   out: PathLike = "build", overrides: Sequence[str] = (),
                    gates: bool = True, force: Sequence[str] = (), console: Optional["Console"] = None,
                    native: Optional["NativeOutput"] = None) -> "Build":
     """The build `export()` runs, checked but not started."""
@@ -181,7 +183,8 @@ def prepare_export(model: PathLike, targets: Sequence[str] = (), *, data: PathLi
         preprocess = _preprocess_of(Path(model), console)
     p = lambda v: None if v is None else Path(v)  # noqa: E731
     raw = export_recipe(Path(model), Path(data), task, preprocess, architecture, p(labels), label_offset,
-                        p(calibration_data), input_size, resize, name, custom_objects, unsafe_deserialization)
+                        p(calibration_data), input_size, resize, name, custom_objects, unsafe_deserialization,
+                        p(annotations), p(anchors), box_scales)
     recipe, sha = recipe_of(raw, list(overrides))
     check_plan(target_list, recipe.make_task(), recipe.gates)
     check_model_config(recipe)
@@ -222,7 +225,8 @@ def export(model: PathLike, targets: Sequence[str] = (), *, data: PathLike, form
     `data`: images to calibrate and validate on (class sub-folders named after the labels give
     accuracy). `options`: the command's other options by name (`preprocess="mobilenet_v2"`,
     `task`, `labels`, `label_offset`, `calibration_data`, `input_size`, `resize`, `name`,
-    `custom_objects`, `unsafe_deserialization`, `overrides`, `gates`, `force`)."""
+    `custom_objects`, `unsafe_deserialization`, `annotations`, `anchors`, `box_scales`, `overrides`,
+    `gates`, `force`)."""
     from edgecv.extras import require_extra
 
     from edgecv.orchestrator.lock import BuildLock
@@ -257,11 +261,13 @@ def _warn_to_stderr(message: str) -> None:
 def validate(artifact: PathLike, data: PathLike, *, labels: Optional[PathLike] = None,
              label_offset: Optional[int] = None, resize: Optional[str] = None, threads: Optional[int] = None,
              top_k: int = 3, input_size=None, annotations: Optional[PathLike] = None,
-             warn=None, native: Optional["NativeOutput"] = None) -> "FolderEval":
+             warn=None, native: Optional["NativeOutput"] = None, task: Optional[str] = None,
+             input_range: Optional[str] = None) -> "FolderEval":
     """Evaluate an artifact (edgecv's or a third party's .tflite, .onnx, SavedModel) on an image folder
     with its task's metrics: `edgecv validate ARTIFACT --data DIR`. The task is the one
-    preprocessing.json beside it names (a third party's file: a classifier, or keypoints with
-    `annotations`). Returns a `FolderEval` whose attributes are what `--json` writes: a classifier's
+    preprocessing.json beside it names (a third party's file: `task`, e.g. "generic" for its outputs
+    only, else a classifier, or a detector / keypoints with `annotations`; `input_range` "LO,HI":
+    the values its float input takes for pixels 0..255). Returns a `FolderEval` whose attributes are what `--json` writes: a classifier's
     `.accuracy` (percent, with class sub-folders), `.images`, `.truths` (each image's class folder),
     `.correct`, `.predictions` (top-k `(label, score)`); a keypoint artifact's `.metrics` (NME ...),
     `.points`."""
@@ -269,7 +275,7 @@ def validate(artifact: PathLike, data: PathLike, *, labels: Optional[PathLike] =
 
     return validate_folder(artifact, data, labels=labels, label_offset=label_offset, resize=resize, threads=threads,
                            top_k=top_k, input_size=_input_size(input_size), annotations=annotations,
-                           warn=warn or _warn_to_stderr, native=native)
+                           warn=warn or _warn_to_stderr, native=native, task=task, input_range=input_range)
 
 
 def bench(artifact: PathLike, data: Optional[PathLike] = None, *, random: bool = False,
@@ -278,10 +284,11 @@ def bench(artifact: PathLike, data: Optional[PathLike] = None, *, random: bool =
           runs: int = 50, seconds: float = 2.0, input_size=None, host: Optional[str] = None,
           remote_python: str = "python3", identity: Optional[PathLike] = None, known_hosts: Optional[PathLike] = None,
           warn=None, log=None, native: Optional["NativeOutput"] = None,
-          remote_timeout: float = 600.0) -> "BenchResult":
+          remote_timeout: float = 600.0, task: Optional[str] = None, input_range: Optional[str] = None) -> "BenchResult":
     """Measure an artifact here (or on `host` over SSH): `edgecv bench ARTIFACT`. Returns a
     `BenchResult`: `.latency` (`p50_ms`, ..., `throughput_ips` of the first batch size),
-    `.latency_by_batch`, `.memory`, `.load_seconds`, `.accuracy` with labelled `data`. `remote_timeout`:
+    `.latency_by_batch`, `.memory`, `.load_seconds`, `.accuracy` with labelled `data`, `.outputs`
+    (each output's shape on `data`). `task`, `input_range`: as for `validate`. `remote_timeout`:
     seconds one command on `host` may take before it counts as hung (RemoteError, exit 5)."""
     from edgecv.build_folder import check_before_use
     from edgecv.results import BenchResult
@@ -302,7 +309,7 @@ def bench(artifact: PathLike, data: Optional[PathLike] = None, *, random: bool =
             from edgecv.remote.bench import bench_on_host
 
             options = {"threads": threads, "batch": list(batch), "resize": resize, "runs": runs, "seconds": seconds,
-                       "int8_semantics": int8_semantics}
+                       "int8_semantics": int8_semantics, "task": task, "input_range": input_range}
             raw = bench_on_host(artifact, host, p(data), random, options, p(labels), remote_python, p(identity),
                                 p(known_hosts), log=log or _warn_to_stderr, timeout=remote_timeout)
         else:
@@ -313,6 +320,7 @@ def bench(artifact: PathLike, data: Optional[PathLike] = None, *, random: bool =
             with private_log("bench") as native_file, native_output(native_file, Console(stderr=True), native):
                 raw = run_bench(artifact, p(data), random, threads, list(batch), p(labels), resize, runs, seconds,
                                 annotations=p(annotations), input_size=_input_size(input_size), warn=warn,
+                                task_name=task, input_range=input_range,
                                 runtime_options={"int8_semantics": int8_semantics} if int8_semantics else None)
     except ValueError as e:
         raise InputError(str(e)) from None

@@ -214,6 +214,8 @@ class BenchResult(Open):
     latency_by_batch: List[Dict[str, Any]] = Field(default_factory=list)
     accuracy: Optional[Dict[str, Any]] = Field(None, description="top1, top5 (percent), images, skipped")
     metrics: Dict[str, Any] = Field(default_factory=dict)
+    outputs: Dict[str, List[int]] = Field(default_factory=dict, description="each output's shape on --data "
+                                          "(images first)")
 
     def to_json(self) -> dict:
         return json.loads(self.model_dump_json())

@@ -227,6 +227,24 @@ def test_plan_refuses_passes_the_detector_cannot_take(boxes_data, tmp_path):
     assert "pass qat is refused for task detection" in res.output and "quantization-aware" in res.output
 
 
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_plan_refuses_accuracy_aware_int8_for_a_detector(boxes_data, tmp_path, fmt):
+    """Refused while planning (before training), not by the exporter after it."""
+    from typer.testing import CliRunner
+
+    from edgecv.cli.main import app
+
+    target = tmp_path / "t.yaml"
+    target.write_text("description: accuracy-aware int8 detector\nruntime: {threads: 1, batch: 1}\nartifacts:\n"
+                      f"  - {{name: q, format: {fmt}, precision: int8, options: {{accuracy_aware: {{}}}}, "
+                      "gates: {map_drop_max: 0.02}}\n")
+    res = CliRunner().invoke(app, ["build", "-t", str(target), "-r", str(boxes_data[4]), "-o", str(tmp_path / "b"),
+                                   "--dry-run"])
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())
+    assert "options.accuracy_aware is refused for task detection" in text and "decode + NMS" in text
+
+
 def test_select_refuses_a_detector_with_the_reason(boxes_data, tmp_path):
     from typer.testing import CliRunner
 

@@ -78,3 +78,23 @@ def images(count: int = 6, seed: int = 1) -> np.ndarray:
 def calibration(count: int = 16, seed: int = 2):
     batches = [images(1, seed + i) for i in range(count)]
     return lambda: iter(batches)
+
+
+def save_raw_detector(path, size: int = 32, classes: int = 2, seed: int = 0, swap_outputs: bool = False):
+    """A plain Keras detector a user would bring, saved to `path`: input [N, size, size, 3] in [-1, 1]
+    (`--preprocess tf`), outputs box_encodings [N, 32, 4] and scores [N, 32, classes] (sigmoid)
+    against `tiny_anchors()` (4x4 locations x 2 anchors); `swap_outputs` lists scores first."""
+    from edgecv._keras import keras
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((size, size, 3), name="pixels")
+    x = inp
+    for i in range(3):  # 32 -> 4x4 locations
+        x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name=f"conv{i}")(x)
+    b = keras.layers.Conv2D(PER_CELL * 4, 1, name="box_head",
+                            kernel_initializer=keras.initializers.RandomNormal(stddev=0.3))(x)
+    s = keras.layers.Conv2D(PER_CELL * classes, 1, activation="sigmoid", name="class_head")(x)
+    b = keras.layers.Reshape((-1, 4), name="box_encodings")(b)
+    s = keras.layers.Reshape((-1, classes), name="scores")(s)
+    keras.Model(inp, [s, b] if swap_outputs else [b, s], name="brought_detector").save(path)
+    return path

@@ -13,7 +13,7 @@ from typing import List, Optional, Tuple
 
 import typer
 
-TASK_CHOICES = "classification | keypoints | embedding | generic"
+TASK_CHOICES = "classification | detection | keypoints | embedding | generic"
 
 
 def export_model(
@@ -36,7 +36,14 @@ def export_model(
     architecture: Optional[str] = typer.Option(None, "--architecture", help="for a weights-only h5 (keras-applications "
                                                "files): its keras.applications model, e.g. MobileNetV2; its family's "
                                                "preprocessing is then the default"),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="classification: class names, one per line"),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="class names, one per line, in the order of the "
+                                          "model's scores"),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="boxes of the --data images (a folder "
+                                               "of VOC .xml or YOLO .txt files, a COCO .json) for a detector"),
+    anchors: Optional[Path] = typer.Option(None, "--anchors", help="a detector's anchors: .npy of [L, 4] (yc, xc, "
+                                           "h, w) in [0, 1] of the input, in the order of its box encodings"),
+    box_scales: Optional[str] = typer.Option(None, "--box-scales", help="y,x,h,w scales the detector's box "
+                                             "encodings are divided by (default 10,10,5,5)"),
     label_offset: Optional[int] = typer.Option(None, "--label-offset", help="output i is labels line i+N (default: "
                                                "auto, 1 for a file with one extra leading `background` line)"),
     calibration_data: Optional[Path] = typer.Option(None, "--calibration-data", help="images to calibrate int8 "
@@ -75,7 +82,8 @@ def export_model(
                                    preprocess=preprocess, architecture=architecture, labels=labels,
                                    label_offset=label_offset, calibration_data=calibration_data,
                                    input_size=input_size, resize=resize, name=name, custom_objects=custom_objects,
-                                   unsafe_deserialization=unsafe_deserialization, out=out_dir, overrides=set_,
+                                   unsafe_deserialization=unsafe_deserialization, annotations=annotations,
+                                   anchors=anchors, box_scales=box_scales, out=out_dir, overrides=set_,
                                    gates=not no_gates, force=force, console=console, native=native)
             if dry_run:
                 print_plan(b.plan(every_step=True))

@@ -97,6 +97,15 @@ def clean(
     out.print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'} ({freed / 1e6:.1f} MB), kept {kept}")
 
 
+# validate and bench: how to read a third party's file (no preprocessing.json beside it)
+THIRD_PARTY_TASK = typer.Option(None, "--task", help="a third party's file (no preprocessing.json): its task "
+                                "(`edgecv tasks`), e.g. generic for its outputs' shapes only, detection for the four "
+                                "post-process outputs")
+INPUT_RANGE = typer.Option(None, "--input-range", metavar="LO,HI", help="a third party's float input: the values "
+                           "pixels 0 and 255 become, e.g. --input-range=-1,1 (default 0,255; an int8/uint8 input uses "
+                           "its own quantization)")
+
+
 @app.command()
 def validate(
     artifact: Path = typer.Argument(..., help=".tflite file or SavedModel folder"),
@@ -116,6 +125,8 @@ def validate(
                                                "`image,x0,y0,...` in pixels or COCO keypoints JSON for --data"),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW for a model that accepts any size "
                                              "(default: preprocessing.json beside it)"),
+    task: Optional[str] = THIRD_PARTY_TASK,
+    input_range: Optional[str] = INPUT_RANGE,
 ):
     """Evaluate an artifact on an image folder with its task's metrics: a classifier (third-party TFLite
     models included) on class sub-folders, a keypoint artifact with --annotations (NME, failure rate,
@@ -130,8 +141,9 @@ def validate(
         with private_log("validate") as native_file, capture_native(native_file) as native:
             res = api.validate(artifact, data, labels=labels, label_offset=label_offset, resize=resize,
                                threads=threads, top_k=top_k, input_size=_input_size(input_size),
-                               annotations=annotations, warn=_warn, native=native)
-        task = artifact_task(artifact, annotations, data)[0]
+                               annotations=annotations, warn=_warn, native=native, task=task,
+                               input_range=input_range)
+        task = artifact_task(artifact, annotations, data, task)[0]
     except EdgecvError as e:
         _fail(e)
     if str(json_out) == "-":  # stdout holds the JSON alone
@@ -166,6 +178,8 @@ def bench(
                                             "(`-`: to stdout); merge it with `edgecv report --merge`"),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW for a model that accepts any size "
                                              "(default: preprocessing.json beside it)"),
+    task: Optional[str] = THIRD_PARTY_TASK,
+    input_range: Optional[str] = INPUT_RANGE,
     host: Optional[str] = typer.Option(None, "--host", help="run it on this device over SSH: user@host[:port]; the "
                                        "result is merged into the report.json beside the artifact"),
     remote_python: str = typer.Option("python3", "--remote-python", help="--host: the device's Python, with edgecv"),
@@ -202,7 +216,8 @@ def bench(
                             resize=resize, annotations=annotations, int8_semantics=int8_semantics, runs=runs,
                             seconds=seconds, input_size=_input_size(input_size), host=host,
                             remote_python=remote_python, identity=identity, known_hosts=known_hosts, warn=_warn,
-                            log=console.print, native=native, remote_timeout=remote_timeout).to_json()
+                            log=console.print, native=native, remote_timeout=remote_timeout, task=task,
+                            input_range=input_range).to_json()
     except EdgecvError as e:
         _fail(e)
     show = console if str(json_out) == "-" else out  # `--json -`: stdout holds the JSON alone
@@ -240,7 +255,9 @@ def bench(
     elif res["metrics"]:
         from edgecv.validate.device import artifact_task, metrics_text
 
-        show.print(metrics_text(artifact_task(artifact, annotations, data)[0], res["metrics"]))
+        show.print(metrics_text(artifact_task(artifact, annotations, data, task)[0], res["metrics"]))
+    if res.get("outputs"):
+        show.print("outputs on --data: " + ", ".join(f"{n} {v}" for n, v in res["outputs"].items()))
     if json_out:
         emit_json(json_out, res)
         if str(json_out) != "-":

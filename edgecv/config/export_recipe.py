@@ -11,13 +11,18 @@ from typing import List, Optional, Tuple
 from edgecv.config.loader import apply_overrides, format_validation_error
 from edgecv.config.recipe import Recipe
 from edgecv.errors import ConfigError
+from edgecv.tasks import task_class
 
 
 def export_recipe(model: Path, data: Path, task: str, preprocess: Optional[str], architecture: Optional[str],
                   labels: Optional[Path],
                   label_offset: Optional[int], calibration_data: Optional[Path], input_size: Optional[Tuple[int, int]],
-                  resize: str, name: Optional[str], custom_objects: Optional[str], unsafe: bool) -> dict:
-    """The recipe the one-shot command stands for, as YAML-shaped data."""
+                  resize: str, name: Optional[str], custom_objects: Optional[str], unsafe: bool,
+                  annotations: Optional[Path] = None, anchors: Optional[Path] = None,
+                  box_scales: Optional[str] = None) -> dict:
+    """The recipe the one-shot command stands for, as YAML-shaped data. `annotations`: the --data
+    images' annotation file or folder (a task that reads one); `anchors`, `box_scales`: a brought
+    detector's anchors file and box coder scales (its task's options of those names)."""
     model = model.resolve()
     recipe: dict = {
         "name": name or re.sub(r"[^A-Za-z0-9_.-]", "_", model.stem if model.is_file() else model.name),
@@ -43,7 +48,40 @@ def export_recipe(model: Path, data: Path, task: str, preprocess: Optional[str],
         m["unsafe_deserialization"] = True
     if input_size:
         recipe["input"]["size"] = list(input_size)
+    if annotations is not None:
+        recipe["data"]["annotations"] = str(annotations.resolve())
+    options = {}
+    if anchors is not None:
+        options["anchors"] = str(anchors.resolve())
+    if box_scales is not None:
+        options["box_scales"] = parse_scales(box_scales)
+    if options:
+        fields = _task_option_fields(task)
+        for key in options:
+            if fields is not None and key not in fields:
+                raise ConfigError(f"--{key.replace('_', '-')} is not an option of task {task}: it is for a detector "
+                                  "you bring, whose raw box encodings are relative to anchors")
+        recipe["task_options"] = options
     return recipe
+
+
+def parse_scales(text: str) -> list:
+    """`10,10,5,5` -> [10.0, 10.0, 5.0, 5.0]: the box coder's (y, x, h, w) scales."""
+    try:
+        values = [float(v) for v in str(text).replace(" ", "").split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4 or min(values) <= 0:
+        raise ConfigError(f"--box-scales {text!r}: give four positive numbers y,x,h,w (the TF Object Detection API's "
+                          "default is 10,10,5,5)")
+    return values
+
+
+def _task_option_fields(task: str):
+    try:
+        return set(task_class(task).options_model.model_fields)
+    except KeyError:
+        return None  # an unknown task: the recipe's validation names it
 
 
 def recipe_of(data: dict, overrides: List[str]):

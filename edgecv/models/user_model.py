@@ -367,6 +367,9 @@ def build_user_task_model(recipe, info: dict, task=None):
     outputs = user(layer(inputs) if layer is not None else inputs)
     if isinstance(outputs, dict):
         outputs = [outputs[k] for k in user.output_names]
+    own = output_names(user)
+    if set(own) == set(names) and own != list(names):  # the task's outputs by name, in another order
+        outputs = [outputs[own.index(n)] for n in names]
     model = keras.Model(inputs, outputs, name=f"{recipe.name}_{task.name}")
     return TaskModel(model, recipe.task, dict(info), (h, w), norm, f"user:{Path(m.path).name}", [],
                      task_options=dict(recipe.task_options), custom_objects=m.custom_objects,

@@ -66,6 +66,16 @@ def user_model_fields(recipe) -> dict:
     return fields
 
 
+def task_options_key(recipe) -> dict:
+    """task_options with a brought detector's anchors file by content (another array at the same path
+    must not reuse the index); other options as they are, so existing keys stay what they were."""
+    options = dict(recipe.task_options)
+    anchors = options.get("anchors")
+    if isinstance(anchors, str) and recipe.resolve(anchors).is_file():
+        options["anchors"] = {"file_sha256": file_key(recipe.resolve(anchors))}
+    return options
+
+
 def index_key(recipe) -> str:
     d = recipe.data
     roots = [d.root] if d.root is not None else [d.train, d.val]
@@ -76,7 +86,7 @@ def index_key(recipe) -> str:
     data = d.model_dump(mode="json")
     if data.get("group_by") is None:  # keys of recipes without it stay what they were
         data.pop("group_by", None)
-    return stable_hash({"stage": "index", "task": recipe.task, "task_options": recipe.task_options,
+    return stable_hash({"stage": "index", "task": recipe.task, "task_options": task_options_key(recipe),
                         "data": data, "annotations": annotations, **user_model,
                         "folders": [folder_digest(recipe.resolve(r)) for r in roots], "edgecv": edgecv.__version__})
 
@@ -85,7 +95,8 @@ def train_key(recipe, idx_key: str) -> str:
     sections = recipe.model_dump(mode="json", include={"task", "task_options", "input", "model", "augment", "train"})
     weights = recipe.model.weights
     if recipe.model.path is not None:  # loaded, not trained: keyed by the model file's bytes
-        sections = {"task": recipe.task, "task_options": recipe.task_options, "input": sections["input"],
+        sections = {"task": recipe.task, "task_options": task_options_key(recipe),
+                    "input": sections["input"],
                     "model": user_model_fields(recipe)}
     else:  # keys of recipes that train stay what they were before models could be brought
         sections["model"] = {k: v for k, v in sections["model"].items() if k not in USER_MODEL_KEYS}

@@ -83,6 +83,9 @@ def check_plan(targets, task=None, recipe_gates=None) -> None:
                 exp.check_spec(a.model_copy(update={"gates": effective_gates(recipe_gates, t, a)}), task)
             except ConfigError as e:
                 problems.append(f"target {t.name}, artifact {a.name}: {e}")
+            for option in (o for o in a.options if task is not None and o in task.refused_options):
+                problems.append(f"target {t.name}, artifact {a.name}: options.{option} is refused for task "
+                                f"{task.name}: {task.refused_options[option]}; remove it")
             for i, raw in enumerate(a.passes):
                 try:
                     cls, _ = parse_pass_config(raw)

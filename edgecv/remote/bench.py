@@ -79,9 +79,9 @@ def bench_args(options: dict) -> List[str]:
         args += ["--threads", str(options["threads"])]
     for b in options.get("batch") or [1]:
         args += ["--batch", str(b)]
-    for key in ("resize", "runs", "seconds", "int8_semantics"):
-        if options.get(key) is not None:
-            args += [f"--{key.replace('_', '-')}", str(options[key])]
+    for key in ("resize", "runs", "seconds", "int8_semantics", "task", "input_range"):
+        if options.get(key) is not None:  # one token: a value may start with "-" (--input-range=-1,1)
+            args += [f"--{key.replace('_', '-')}={options[key]}"]
     return args
 
 

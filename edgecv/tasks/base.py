@@ -138,6 +138,8 @@ class Task(ABC):
     sidecar_names: ClassVar[Tuple[str, ...]] = ()  # files of `sidecars` that name the task beside an artifact
     # pass name -> why the task cannot take it (refused while planning, with the reason)
     refused_passes: ClassVar[Dict[str, str]] = {}
+    # artifact option (options.<name> in a target) -> why the task's artifacts cannot take it (refused while planning)
+    refused_options: ClassVar[Dict[str, str]] = {}
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -296,7 +298,8 @@ class Task(ABC):
         if len(names) == 1 and len(outputs) == 1:
             return {names[0]: next(iter(outputs.values()))}
         raise ValueError(f"the artifact's outputs {sorted(outputs)} do not include the {self.name} task's "
-                         f"{names}")
+                         f"{names}; a third party's file of other outputs: --task generic measures it on the images "
+                         "(outputs and latency, no metric)")
 
     # ---- evaluation on any machine (edgecv validate, bench --data) ---------------------------------
     def device_info(self, folder: Optional[Path]) -> dict:

@@ -2,9 +2,10 @@
 
 The Keras model's raw outputs (what passes and int8 quantize and what the comparator compares) are
 `box_encodings [N, L, 4]` (the TF Object Detection API's center-size encoding against L anchors)
-and `scores [N, L, C]` (sigmoid, no background column); the anchors' parameters, the scales and the
-NMS settings travel in info["detection"] (preprocessing.json, detection.json), so any machine
-regenerates the anchors with numpy (edgecv.tasks.detection_anchors) and decodes. Exported artifacts
+and `scores [N, L, C]` (sigmoid, no background column); the anchors' parameters (or a brought
+detector's own anchor array: edgecv.tasks.detection_user), the scales and the NMS settings travel in
+info["detection"] (preprocessing.json, detection.json), so any machine regenerates the anchors with
+numpy (edgecv.tasks.detection_anchors) and decodes. Exported artifacts
 end in their format's decode + NMS (`Task.postprocess`) and answer with the four outputs of
 TFLite's detection post-process: detection_boxes, detection_classes, detection_scores,
 num_detections. Judging takes either form: raw outputs go through the numpy reference
@@ -30,11 +31,13 @@ from edgecv.metrics.detection import (DetectionEvaluation, detection_agreement, 
                                       map_interval)
 from edgecv.metrics.nms import DetectionPostProcess, NmsSettings
 from edgecv.tasks.base import ColumnSpec, GateSpec, MetricSpec, OutputSpec, Task, TaskOptions
-from edgecv.tasks.detection_anchors import DEFAULT_SCALES, anchor_params, anchors_per_location, generate_anchors
+from edgecv.tasks.detection_anchors import (DEFAULT_SCALES, anchor_boxes, anchor_params, anchors_per_location,
+                                           generate_anchors)
 from edgecv.tasks.detection_data import detection_dataset
 from edgecv.tasks.detection_folder import (detection_report, detection_sidecar, looks_like_detection,
                                            print_detection_report, read_detection_set)
 from edgecv.tasks.detection_plots import detection_plots
+from edgecv.tasks.detection_user import user_class_names, user_detection_facts
 from edgecv.tasks.keypoints import seeded_split
 
 BOX_OUTPUT, SCORE_OUTPUT = "box_encodings", "scores"
@@ -89,9 +92,16 @@ class DetectionOptions(TaskOptions):
     score_threshold: float = Field(0.5, gt=0, lt=1, description="operating point: precision/recall/F1 and "
                                    "agreement count detections scoring at least this")
     nms: NmsOptions = NmsOptions()
+    anchors: Optional[str] = Field(None, description="a brought detector (model.path): .npy file of its [L, 4] "
+                                   "anchors (yc, xc, h, w) in [0, 1] of the input (edgecv export --anchors)")
+    box_scales: List[float] = Field(list(DEFAULT_SCALES), description="a brought detector: the box coder's scales "
+                                    "(y, x, h, w) its encodings are divided by (edgecv export --box-scales)")
 
     @model_validator(mode="after")
     def _thresholds(self) -> "DetectionOptions":
+        if len(self.box_scales) != 4 or min(self.box_scales) <= 0:
+            raise ValueError(f"box_scales {self.box_scales}: give four positive numbers (y, x, h, w), e.g. "
+                             "[10, 10, 5, 5]")
         if self.negative_iou > self.positive_iou:
             raise ValueError(f"negative_iou {self.negative_iou} is above positive_iou {self.positive_iou}")
         if sorted(self.strides) != list(self.strides) or len(set(self.strides)) != len(self.strides):
@@ -111,7 +121,7 @@ def postprocessor(info: dict):
     if not det:
         raise DataError("the model's facts have no `detection` section (anchors, scales, NMS): raw box encodings "
                         "cannot be decoded; give an artifact with the four detection outputs, or its detection.json")
-    return DetectionPostProcess(generate_anchors(det["anchors"]), tuple(det["scales"]), NmsSettings.from_dict(det["nms"]))
+    return DetectionPostProcess(anchor_boxes(det["anchors"]), tuple(det["scales"]), NmsSettings.from_dict(det["nms"]))
 
 
 def detection_outputs(outputs: Dict[str, np.ndarray], info: dict) -> Dict[str, np.ndarray]:
@@ -198,25 +208,35 @@ class Detection(Task):
                  "at the pass's schedule); it is refused rather than reported untested",
     }
 
+    refused_options = {
+        "accuracy_aware": "the accuracy-aware int8 search keeps layers float by their effect on the raw outputs and "
+                          "is not wired for an artifact that ends in its decode + NMS (the exporters would refuse it "
+                          "after training); int8 is post-training quantization with options.ptq",
+    }
+
     # ---- data ----------------------------------------------------------------------------------
     def read_data(self, recipe):
 
         d, o = recipe.data, self.options
-        if recipe.model.path is not None:
-            raise ConfigError("task detection with model.path: bring-your-own detectors are judged with `edgecv "
-                              "validate ARTIFACT --data DIR --annotations FILE`; a recipe trains one")
+        brought = recipe.model.path is not None
+        if not brought and ({"anchors", "box_scales"} & o.model_fields_set):
+            raise ConfigError("task_options.anchors and box_scales are for a detector you bring (model.path, edgecv "
+                              "export --anchors); the head edgecv trains makes its anchors from head, strides and "
+                              "anchor_scale and encodes with the scales (10, 10, 5, 5)")
         if d.annotations is None:
-            raise ConfigError("task detection needs `data.annotations`: a folder of PASCAL VOC .xml files, a COCO "
-                              ".json file or a folder of YOLO .txt files (with classes.txt)")
+            raise ConfigError("task detection needs `data.annotations` (edgecv export: --annotations): a folder of "
+                              "PASCAL VOC .xml files, a COCO .json file or a folder of YOLO .txt files (with "
+                              "classes.txt)")
+        classes = user_class_names(recipe, o) if brought else o.classes
         if d.root is None:
-            tr = read_detection(recipe.resolve(d.train), recipe.resolve(d.annotations), o.classes, o.annotation_format)
+            tr = read_detection(recipe.resolve(d.train), recipe.resolve(d.annotations), classes, o.annotation_format)
             va = read_detection(recipe.resolve(d.val), recipe.resolve(d.annotations), tr.class_names,
                                 o.annotation_format)
 
             index = DataIndex({"class_names": tr.class_names, "annotation_format": tr.format}, tr.samples(),
                               va.samples(), [s for s in tr.skipped + va.skipped if "image not found" not in s.reason])
         else:
-            found = read_detection(recipe.resolve(d.root), recipe.resolve(d.annotations), o.classes,
+            found = read_detection(recipe.resolve(d.root), recipe.resolve(d.annotations), classes,
                                    o.annotation_format)
             if d.group_by is not None:
 
@@ -239,6 +259,8 @@ class Detection(Task):
             raise ConfigError("augment.rotation is not supported for detection (a rotated box is no longer "
                               "axis-aligned): set it to 0 and use zoom/translate")
         index.info.update(self.model_facts(index.info["class_names"], recipe.input.size, recipe.input.resize))
+        if brought:  # the user's anchors and box coder, checked against the model's outputs
+            index.info["detection"] = user_detection_facts(recipe, o, index.info["class_names"], o.nms.model_dump())
         index.info["preview_images"] = [s.path for s in index.val[:PREVIEW_IMAGE_LIMIT]]
         return index
 
@@ -268,7 +290,7 @@ class Detection(Task):
         n_anchor = "L"
         if det:
 
-            n_anchor = len(generate_anchors(det["anchors"]))
+            n_anchor = len(anchor_boxes(det["anchors"]))
         c = len(info.get("class_names", [])) or "C"
         return [OutputSpec(BOX_OUTPUT, ("N", n_anchor, 4), "float32",
                            "(ty, tx, th, tw) per anchor, center-size encoding divided by the scales (TF OD API); "
@@ -321,8 +343,13 @@ class Detection(Task):
             return padding_cleared({n: outputs[n] for n in DETECTION_OUTPUTS})
         if len(outputs) == 4:
             return padding_cleared(dict(zip(DETECTION_OUTPUTS, outputs.values())))
-        raise ValueError(f"the artifact's outputs {sorted(outputs)} are neither the detection task's raw outputs "
-                         f"{list(RAW_OUTPUTS)} nor the detection outputs {list(DETECTION_OUTPUTS)}")
+        given = ", ".join(f"{n} {list(np.shape(v))}" for n, v in outputs.items())
+        raise ValueError(f"the artifact's outputs ({given}) are not a detector's that edgecv can judge: it expects the "
+                         "four outputs of TFLite's detection post-process, detection_boxes [1, K, 4], "
+                         "detection_classes [1, K], detection_scores [1, K], num_detections [1] (unnamed: in that "
+                         f"order), or the raw {BOX_OUTPUT} [1, L, 4] and {SCORE_OUTPUT} [1, L, C] with the anchors in "
+                         "edgecv's detection.json. A model that needs its own decode (BlazeFace's regressors and "
+                         "classificators) is measured with --task generic")
 
     def _evaluation(self, outputs, targets, info):
 

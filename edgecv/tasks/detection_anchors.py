@@ -17,6 +17,7 @@ ty = (yc - ya) / ha * y_scale, tx likewise, th = log(h / ha) * h_scale, tw likew
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -39,6 +40,45 @@ def grid_shape(input_size: Sequence[int], stride: int) -> tuple[int, int]:
 
 def anchors_per_location(params: dict) -> int:
     return int(params["scales_per_octave"]) * len(params["aspect_ratios"])
+
+
+def explicit_anchor_params(anchors: np.ndarray, source: str) -> dict:
+    """info["detection"]["anchors"] for a brought detector's own anchors: the [L, 4] (yc, xc, h, w)
+    array itself (float32 values, exact in JSON) and where it came from."""
+    a = np.asarray(anchors, np.float32)
+    return {"boxes": a.astype(np.float64).tolist(), "count": int(len(a)), "source": source}
+
+
+def anchor_boxes(params: dict) -> np.ndarray:
+    """[L, 4] float32 (yc, xc, h, w): the stored array of a brought detector (`boxes`), else the
+    anchors regenerated from their parameters. What every decode (numpy, each format's NMS) uses."""
+    if "boxes" in params:
+        return np.asarray(params["boxes"], np.float32).reshape(-1, 4)
+    return generate_anchors(params)
+
+
+def read_anchor_file(path) -> np.ndarray:
+    """A .npy file of [L, 4] (yc, xc, h, w) in [0, 1] of the input (TFLite_Detection_PostProcess's
+    anchor layout), checked: finite, positive sizes. ValueError says what is wrong."""
+    path = Path(path)
+    if path.suffix.lower() != ".npy":
+        raise ValueError(f"anchors {path}: give a .npy file of [L, 4] (yc, xc, h, w) in [0, 1] of the input "
+                         "(numpy.save('anchors.npy', anchors))")
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"anchors {path}: cannot be read as a .npy array ({e})") from None
+    if a.ndim != 2 or a.shape[1] != 4 or len(a) == 0:
+        raise ValueError(f"anchors {path}: shape {list(a.shape)}, expected [L, 4] (yc, xc, h, w)")
+    if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
+        raise ValueError(f"anchors {path}: values must be finite numbers")
+    if np.any(a[:, 2:] <= 0):
+        raise ValueError(f"anchors {path}: {int(np.sum(np.any(a[:, 2:] <= 0, axis=1)))} anchor(s) with a height or "
+                         "width <= 0; the columns are (yc, xc, h, w)")
+    if np.max(np.abs(a)) > 4:
+        raise ValueError(f"anchors {path}: values up to {float(np.max(np.abs(a))):g}; give them normalised to [0, 1] "
+                         "of the input, not in pixels")
+    return a.astype(np.float32)
 
 
 def generate_anchors(params: dict) -> np.ndarray:

@@ -21,7 +21,7 @@ from edgecv.data.image_set import image_set_id
 from edgecv.errors import InputError
 from edgecv.files import tree_sha256
 from edgecv.runtimes.base import detect_format
-from edgecv.validate.device import artifact_task, evaluation_set, ran_here
+from edgecv.validate.device import artifact_task, evaluation_set, input_range_options, ran_here
 from edgecv.validate.evaluate import EvaluationSet, evaluate_artifact
 
 BENCH_SCHEMA = "edgecv.bench/1"
@@ -61,18 +61,23 @@ def check_bench_options(threads: Optional[int] = None, batches: Sequence[int] = 
 def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Optional[int], batches: Sequence[int],
           labels_file: Optional[Path] = None, resize_policy: Optional[str] = None, min_runs: int = 50,
           min_seconds: float = 2.0, seed: int = 0, runtime_options: Optional[dict] = None,
-          annotations: Optional[Path] = None, input_size: Optional[tuple] = None, warn=None) -> dict:
+          annotations: Optional[Path] = None, input_size: Optional[tuple] = None, warn=None,
+          task_name: Optional[str] = None, input_range: Optional[str] = None) -> dict:
     """`input_size`: for a model that accepts any size (else the size preprocessing.json beside it
     records); `annotations`: the annotation file of --data for a task that needs one (keypoints).
-    With --data, the artifact's task metrics on it come from the one evaluation kernel."""
+    With --data, the artifact's task metrics on it come from the one evaluation kernel. `task_name`
+    (--task): a third party's file's task; `input_range` (--input-range LO,HI): what a third party's
+    float input takes for pixels 0..255."""
     check_bench_options(threads, batches, min_runs, min_seconds)
 
     fmt = detect_format(artifact)
     if data is None and not random_inputs:
         raise InputError("give --data DIR (images, or class sub-folders for accuracy) or --random")
-    options = {**(runtime_options or {}), "input_size": input_size or sidecar_input_size(artifact)}
+    extra, check_input = input_range_options(artifact, input_range, warn if data is not None else None)
+    options = {**(runtime_options or {}), "input_size": input_size or sidecar_input_size(artifact), **extra}
 
     def check_batches(rt) -> None:
+        check_input(rt)
         other = [b for b in batches if rt.fixed_batch and b != rt.fixed_batch]
         if other:
             raise InputError(f"{artifact.name} has a fixed batch size of {rt.fixed_batch}: run with --batch "
@@ -87,7 +92,7 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
             h, w = rt.input_size
             return np.random.default_rng(seed).integers(0, 256, (16, h, w, 3), dtype=np.uint8)
     else:
-        task, info = artifact_task(artifact, annotations, Path(data))
+        task, info = artifact_task(artifact, annotations, Path(data), task_name)
         evaluation, held = evaluation_set(task, lambda: task.read_device_set(Path(data), annotations, info, {
             "artifact": artifact, "labels": labels_file, "resize": resize_policy, "warn": warn}), data,
             check=check_batches)
@@ -118,6 +123,8 @@ def bench(artifact: Path, data: Optional[Path], random_inputs: bool, threads: Op
         "first_inference_ms": m.get("first_inference_ms"), "memory": m["memory"],
         "latency": m["latency"], "latency_by_batch": m["latency_by_batch"], "accuracy": measured.get("accuracy"),
         "metrics": measured.get("metrics", {}),
+        # what the artifact answered on --data: each output's shape (a third party's file's outputs)
+        "outputs": {name: [int(d) for d in np.shape(v)] for name, v in (evaluation.outputs or {}).items()},
         # which images the metrics are of (by content): a merge judges them only on the build's own split
         "eval_set": image_set_id(held["set"].paths) if measured and held.get("set") is not None else None,
     }

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgecv.data.images import ImageDecodeError, load_image
 from edgecv.errors import DataError, InputError
-from edgecv.tasks import all_task_classes, get_task
+from edgecv.tasks import all_task_classes, get_task, known_tasks
 from edgecv.tasks.base import DeviceSet, Task
 from edgecv.validate.evaluate import EvaluationSet, evaluate_artifact
 from edgecv.build_folder import check_before_use, sidecar_input_size
@@ -43,11 +43,20 @@ def sidecar_folder(artifact: Path) -> Optional[Path]:
     return None
 
 
-def artifact_task(artifact: Path, annotations: Optional[Path], data: Optional[Path] = None) -> tuple[Task, dict]:
+def named_task(name: str) -> Task:
+    """--task NAME: a registered task (or package.module:Class), else bad input listing them."""
+    try:
+        return get_task(name)
+    except (KeyError, ValueError) as e:
+        raise InputError(f"--task {name}: {e.args[0] if e.args else e} (tasks: {', '.join(known_tasks())})") from None
+
+
+def artifact_task(artifact: Path, annotations: Optional[Path], data: Optional[Path] = None,
+                  task_name: Optional[str] = None) -> tuple[Task, dict]:
     """The artifact's task and the facts its metrics need: preprocessing.json's task, else the task
-    whose sidecar file lies beside it, else the task whose layout `data` has (Task.claims_folder),
-    else the task that takes a third party's file for these inputs (an annotation file or a folder
-    alone)."""
+    whose sidecar file lies beside it, else `task_name` (--task, for a third party's file), else the
+    task whose layout `data` has (Task.claims_folder), else the task that takes a third party's file
+    for these inputs (an annotation file or a folder alone)."""
     folder = sidecar_folder(artifact)
     task = None
     if folder is not None and (folder / PREPROCESSING).is_file():
@@ -59,6 +68,11 @@ def artifact_task(artifact: Path, annotations: Optional[Path], data: Optional[Pa
     if task is None and folder is not None:
         task = next((cls() for cls in all_task_classes() if any((folder / n).is_file() for n in cls.sidecar_names)),
                     None)
+    if task_name is not None:
+        if task is not None and task.name != named_task(task_name).name:
+            raise InputError(f"{artifact.name} is a {task.name} artifact (its files in {folder} say so): --task "
+                             f"{task_name} is for a file without edgecv's preprocessing.json")
+        task = task or named_task(task_name)
     if task is None and annotations is not None:
         task = next((cls() for cls in all_task_classes() if cls.takes_annotations(annotations)), None)
     if task is None and data is not None and annotations is None:
@@ -114,14 +128,45 @@ def metrics_text(task: Task, metrics: dict) -> str:
                      if isinstance(metrics.get(m.name), (int, float)))
 
 
+def input_range_options(artifact: Path, input_range: Optional[str], warn=None) -> tuple[dict, Callable]:
+    """(runtime options, a check of the loaded runtime) for --input-range LO,HI: the float values a
+    third party's float-input model takes for pixels 0..255 (an int8/uint8 input takes the pixels
+    through its own quantization). edgecv's artifacts take 0..255 themselves: refused there. Without
+    the option, a third party's float input gets a warning that it is fed 0..255."""
+    own = sidecar_folder(artifact) is not None
+    if input_range is not None:
+        if own:
+            raise InputError(f"--input-range: {artifact.name} is edgecv's (preprocessing.json beside it): it takes "
+                             "0..255 pixels and normalizes inside; the option is for a third party's float model")
+        try:
+            lo, hi = (float(v) for v in str(input_range).split(","))
+        except ValueError:
+            raise InputError(f"--input-range {input_range!r}: give LO,HI, the values pixels 0 and 255 become "
+                             "(e.g. -1,1 for MobileNet/BlazeFace-style inputs, 0,1)") from None
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo == hi:
+            raise InputError(f"--input-range {input_range!r}: LO and HI must be finite and differ")
+
+    def check(rt) -> None:
+        if input_range is not None and not rt.input_dtype.startswith("float"):
+            raise InputError(f"--input-range: {artifact.name} takes {rt.input_dtype} input (its quantization maps "
+                             "the pixels); the option is for a float input")
+        if input_range is None and not own and warn is not None and rt.input_dtype.startswith("float"):
+            warn(f"{artifact.name} takes {rt.input_dtype} input and no preprocessing.json says its range: fed as "
+                 "pixels 0..255; give --input-range LO,HI if it expects other values (e.g. -1,1)")
+
+    return ({"float_range": (lo, hi)} if input_range is not None else {}), check
+
+
 def validate_on_device(artifact: Path, data: Path, annotations: Optional[Path], options: dict,
                        threads: Optional[int] = None, input_size: Optional[tuple] = None) -> tuple[Task, dict]:
-    """(task, what `validate --json` writes): the artifact's task metrics on the evaluation set."""
-    task, info = artifact_task(artifact, annotations, data)
+    """(task, what `validate --json` writes): the artifact's task metrics on the evaluation set.
+    `options`: the command's own, with `task` (--task) and `input_range` (--input-range)."""
+    task, info = artifact_task(artifact, annotations, data, options.get("task"))
+    extra, check = input_range_options(artifact, options.get("input_range"), options.get("warn"))
     ev, held = evaluation_set(task, lambda: task.read_device_set(Path(data), annotations, info,
-                                                                  {**options, "artifact": artifact}), data)
+                                                                  {**options, "artifact": artifact}), data, check)
     result = evaluate_artifact(artifact, task, ev, timing=False, threads=threads,
-                               runtime_options={"input_size": input_size})
+                               runtime_options={"input_size": input_size, **extra})
     ran_here(result)
     return task, task.device_report(held["set"], result, ev.outputs, options)
 
@@ -134,7 +179,8 @@ def ran_here(result) -> None:
 
 def validate_folder(artifact, data, *, labels=None, label_offset: Optional[int] = None, resize: Optional[str] = None,
                     threads: Optional[int] = None, top_k: int = 3, input_size: Optional[tuple] = None,
-                    annotations=None, warn=None, native=None) -> FolderEval:
+                    annotations=None, warn=None, native=None, task: Optional[str] = None,
+                    input_range: Optional[str] = None) -> FolderEval:
     """`edgecv validate` as a function (edgecv.api.validate, and the package edgecv.validate called):
     the artifact's task metrics on the folder, native libraries' output kept out of the terminal."""
     from rich.console import Console
@@ -151,7 +197,7 @@ def validate_folder(artifact, data, *, labels=None, label_offset: Optional[int] 
         check_before_use(artifact, warn)
         size = input_size or sidecar_input_size(artifact)
         options = {"labels": None if labels is None else Path(labels), "label_offset": label_offset,
-                   "resize": resize, "top_k": top_k, "warn": warn}
+                   "resize": resize, "top_k": top_k, "warn": warn, "task": task, "input_range": input_range}
         with private_log("validate") as native_file, native_output(native_file, Console(stderr=True), native):
             _, report = validate_on_device(artifact, data, None if annotations is None else Path(annotations),
                                            options, threads, size)
