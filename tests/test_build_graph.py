@@ -88,6 +88,26 @@ def test_the_dry_run_graph_is_the_graph_that_runs(project, tmp_path):
     assert forced["reads"] == forced["declared"] and "train" in forced["started"]  # the model, loaded to export
 
 
+def test_artifacts_with_the_same_passes_share_one_step_and_forcing_it_remakes_their_exports(project, tmp_path):
+    root, recipe, _ = project
+    t = root / "pruned.yaml"
+    t.write_text("description: d\nruntime: {threads: 1}\ngates: {accuracy_drop_max: 100}\nartifacts:\n"
+                 "  - {name: p8, format: tflite, precision: int8, passes: [{name: prune, sparsity: 0.5, epochs: 1}]}\n"
+                 "  - {name: p32, format: tflite, passes: [{name: prune, sparsity: 0.5, epochs: 1}]}\n")
+    out = tmp_path / "out"
+    cold = build_and_trace(recipe, [str(t)], out)
+    passes = [s for s in cold["plan"] if s.startswith("passes ")]
+    assert passes == ["passes pruned/p8"]  # one step for both artifacts
+    assert will_run(cold["plan"]) == set(cold["ran"]) and "passes pruned/p8" in cold["ran"]
+    assert cold["reads"] == cold["declared"] and "passes pruned/p8" in cold["reads"]["validate pruned/p32"]
+
+    # with its exports cached, a forced passes step is asked for only because they are forced too
+    forced = build_and_trace(recipe, [str(t)], out, force=frozenset({"passes"}))
+    assert will_run(forced["plan"]) == set(forced["ran"]) == {"passes pruned/p8", "export pruned/p8",
+                                                                "validate pruned/p8", "export pruned/p32",
+                                                                "validate pruned/p32"}
+
+
 def test_a_step_cannot_read_what_it_does_not_declare(tmp_path):
     from edgecv.orchestrator.execute import Executor, UndeclaredRead
     from edgecv.orchestrator.graph import BuildGraph, Step
