@@ -59,7 +59,8 @@ def prepare_build(recipe: PathLike = "edgecv.yaml", targets: Sequence[str] = (),
                   overrides: Sequence[str] = (), all_targets: bool = False, gates: bool = True,
                   force: Sequence[str] = (), regen_reference: bool = False, console: Optional["Console"] = None,
                   native: Optional["NativeOutput"] = None) -> "Build":
-    """The build `build()` runs, checked and planned but not started (`.plan()` lists its stages)."""
+    """The build `build()` runs, checked and planned but not started (`.plan()` lists its stages' steps,
+    `.plan(every_step=True)` the whole graph `--dry-run` prints)."""
     from edgecv.config import list_targets
     from edgecv.orchestrator.runner import load_build
 

@@ -136,25 +136,26 @@ def test_clean_removes_staging_folders_and_unused_entries_of_a_build(built):
 # ---- 3. SIGKILL at every stage boundary and while writing the target folder -----------------------------
 KILLER = """
 import os, signal, sys
-from edgecv.orchestrator import publish, runner
+from edgecv.orchestrator import context, publish
+from edgecv.orchestrator.stages import export
 where = os.environ["KILL_AT"]
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
 if where.startswith("after:"):  # right after a stage completed its cache entry
-    record = runner.Build.record
+    record = context.StageContext.record
     def killing_record(self, stage, key, hit, *a, **k):
         record(self, stage, key, hit, *a, **k)
         if stage == where[6:] and not hit:
             die()
-    runner.Build.record = killing_record
+    context.StageContext.record = killing_record
 elif where == "publishing":  # the staging folder half written: one artifact copied
-    publish_files = runner.Build._publish
-    def killing_publish(self, *a):
-        publish_files(self, *a)
+    publish_files = export.publish_entry
+    def killing_publish(*a):
+        publish_files(*a)
         die()
-    runner.Build._publish = killing_publish
+    export.publish_entry = killing_publish
 elif where == "swapping":  # manifest written, marker removed, not yet swapped
     publish._exchange = lambda a, b: die()
 from edgecv.cli.main import app

@@ -279,16 +279,17 @@ SLOW_TARGET = """
 import sys, time
 from edgecv.cli.main import app
 from edgecv.orchestrator import runner
+from edgecv.orchestrator.stages import target
 
 def run(self, wait_seconds=0.0, held=None):  # straight to writing the target folder, which then takes a while
-    self.build_target(self.targets[0], None, None)
+    target.run(self.ctx, self.graph.target_step(self.targets[0]), None)
 
-def slow(self, staging, *args):
+def slow(ctx, step, inputs, staging, *args):
     (staging / "half-written.tflite").write_bytes(b"x")
     time.sleep(60)
 
 runner.Build.run = run
-runner.Build._build_target_into = slow
+target.build_into = slow
 sys.exit(app(["build", "-t", "raspberry-pi-4", "-r", sys.argv[1], "-o", sys.argv[2]]))
 """
 
@@ -344,7 +345,7 @@ def test_a_linked_target_folder_is_refused_before_building(tmp_path, tiny_recipe
     out = tmp_path / "out"
     out.mkdir()
     (out / "raspberry-pi-4").symlink_to(served)
-    monkeypatch.setattr(index_stage, "run", lambda build: pytest.fail("the build started before refusing the link"))
+    monkeypatch.setattr(index_stage, "run", lambda *step: pytest.fail("the build started before refusing the link"))
     r = invoke("build", "-t", "raspberry-pi-4", "-r", tiny_recipe_path, "-o", out)
     assert r.exit_code == 2, r.output
     assert "symbolic link" in r.output and "ln -sfn" in r.output
@@ -360,7 +361,7 @@ def test_a_build_does_not_write_its_cache_through_a_link(tmp_path, tiny_recipe_p
     out = tmp_path / "out"
     out.mkdir()
     (out / ".cache").symlink_to(other)
-    monkeypatch.setattr(index_stage, "run", lambda build: pytest.fail("the build started before refusing the link"))
+    monkeypatch.setattr(index_stage, "run", lambda *step: pytest.fail("the build started before refusing the link"))
     r = invoke("build", "-t", "raspberry-pi-4", "-r", tiny_recipe_path, "-o", out)
     assert r.exit_code == 2, r.output
     assert "symbolic link" in r.output and not any(other.iterdir())

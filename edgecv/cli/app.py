@@ -128,12 +128,25 @@ def gate_next_steps(report, folder: Optional[Path]) -> list[str]:
     return lines
 
 
+PLAN_COLORS = {"cached": "green", "run": "yellow", "each build": "dim", "not built": "dim"}
+
+
 def print_plan(rows) -> None:
-    t = Table(title="build plan")
-    for col in ("stage", "target", "artifact", "key", "status"):
+    """The build graph (`Build.plan(every_step=True)`): each step in the order it can run, the steps
+    it reads, its key and what this build will do with it. Steps of one target name each other
+    without the target (`export int8` in target pi is step `export pi/int8`)."""
+    t = Table(title="build graph (each step runs after the steps it reads; cached steps are not run)")
+    for col in ("target", "step", "reads", "key", "status"):
         t.add_column(col)
+    shown = None
     for r in rows:
-        t.add_row(r.stage, r.target or "", r.artifact or "", r.key[:12], "[green]cached[/]" if r.hit else "[yellow]run[/]")
+        own = f" {r.target}/" if r.target else None
+        short = (lambda step: step.replace(own, " ", 1)) if own else (lambda step: step)  # noqa: E731
+        color = PLAN_COLORS.get(r.status, "cyan")
+        step = "folder" if r.stage == "target" else short(r.step)  # the target's folder: sidecars, report, manifest
+        t.add_row(r.target if r.target != shown else "", step,
+                  ", ".join(map(short, r.reads)), r.key[:12], f"[{color}]{escape(short(r.status))}[/]")
+        shown = r.target
     out.print(t)
 
 

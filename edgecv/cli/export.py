@@ -59,7 +59,7 @@ def export_model(
     out_dir: Path = typer.Option(Path("build"), "--out", "-o", help="build folder: <out>/<target>/"),
     set_: List[str] = typer.Option([], "--set", help="override a recipe key: --set calibration.size=100"),
     no_gates: bool = typer.Option(False, "--no-gates", help="report gates without failing"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and stop"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the build graph and stop"),
     force: List[str] = typer.Option([], "--force", help="re-run a stage even if cached (index, train, reference, "
                                     "passes, export, validate, all)"),
     wide: bool = typer.Option(False, "--wide", help="every report column in the terminal table, not the 80-column set"),
@@ -86,7 +86,7 @@ def export_model(
                                    anchors=anchors, box_scales=box_scales, out=out_dir, overrides=set_,
                                    gates=not no_gates, force=force, console=console, native=native)
             if dry_run:
-                print_plan(b.plan())
+                print_plan(b.plan(every_step=True))
                 raise typer.Exit(0)
             result = api.run(b, check=False, held=lock)
     except EdgecvError as e:

@@ -30,7 +30,7 @@ def build(
     out_dir: Path = typer.Option(Path("build"), "--out", "-o", help="build folder: <out>/<target>/"),
     set_: List[str] = typer.Option([], "--set", help="override a recipe key: --set train.warmup.epochs=1"),
     no_gates: bool = typer.Option(False, "--no-gates", help="report gates without failing the build"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan (each stage: cached or to run) and stop"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the build graph (each step: what it reads, cached or to run) and stop"),
     force: List[str] = typer.Option([], "--force", help="re-run a stage even if cached: index, train, reference, "
                                     "passes, export, validate or all; repeatable (train also re-makes everything "
                                     "made from the model)"),
@@ -63,7 +63,7 @@ def build(
                                   gates=not no_gates, force=force, regen_reference=regen_reference, console=console,
                                   native=native)
             if dry_run:
-                print_plan(b.plan())
+                print_plan(b.plan(every_step=True))
                 raise typer.Exit(0)
             result = api.run(b, wait, check=False, held=lock)
     except EdgecvError as e:

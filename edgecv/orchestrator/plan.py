@@ -1,5 +1,5 @@
-"""Planning: stage keys from cheap facts, the plan rows `--dry-run` prints, and the checks that
-reject a bad target before any training."""
+"""Planning: stage keys from cheap facts (the build graph `--dry-run` prints is made of them, see
+`graph.py`), and the checks that reject a bad target before any training."""
 
 from __future__ import annotations
 
@@ -64,25 +64,6 @@ def artifact_keys(recipe, k: BuildKeys, target, spec) -> dict:
     out["export"] = keys.export_key(model_key, spec, k.calibration, recipe.name, searched)
     out["validate"] = keys.validate_key(out["export"], k.reference, runtime_settings(target, spec))
     return out
-
-
-def plan_rows(recipe, k: BuildKeys, targets, is_cached, validation_key=lambda akeys: None) -> list[StageRecord]:
-    """Every stage with its key and whether the cache has it (`is_cached(stage, key)`). A
-    validation is cached by the artifact's bytes too: `validation_key(akeys)` gives its entry's key
-    when the export is cached (None: the export runs first, so its validation is not known cached)."""
-    rows = [StageRecord(s, key, is_cached(s, key)) for s, key in
-            (("index", k.index), ("train", k.train), ("reference", k.reference))]
-    for t in targets:
-        for spec in t.artifacts:
-            akeys = artifact_keys(recipe, k, t, spec)
-            for stage, key in akeys.items():
-                if stage == "validate":
-                    entry = validation_key(akeys)
-                    key, cached = (entry, is_cached(stage, entry)) if entry else (key, False)
-                else:
-                    cached = is_cached(stage, key)
-                rows.append(StageRecord(stage, key, cached, target=t.name, artifact=spec.name))
-    return rows
 
 
 def check_plan(targets, task=None, recipe_gates=None) -> None:

@@ -1,5 +1,7 @@
-"""One module per build stage: index, train, reference, passes, export, validate.
+"""One module per build step: index, calibration, train, reference, passes, export, validate, target.
 
-Each takes the running `Build` (its recipe, task, cache and stage records) and returns what the
-next stage needs; a stage whose key is cached loads its entry instead of working.
+Each `run(ctx, step, inputs)` gets the build's shared context (`context.StageContext`: recipe,
+task, cache, console, decoded images), its graph step (key, target, artifact) and the outputs of
+the steps it declares (`inputs["model"]`), and returns its own output; a step whose key is cached
+loads its entry instead of working, without asking for its inputs.
 """

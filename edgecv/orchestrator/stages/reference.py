@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
 from edgecv.files import atomic_write_bytes, ensure_dir
+from edgecv.validate.intervals import as_stored
 
 PREFIX = "output:"
 
@@ -36,23 +39,40 @@ def predict_in_chunks(model, images, progress, chunk: int = 256) -> dict:
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
-def run(b, index) -> dict:
+@dataclass
+class Reference:
+    """The float model's outputs on the evaluated samples and the sha256 of reference.npz."""
+    outputs: dict
+    sha256: str
+    _scores: Optional[dict] = field(default=None, repr=False)
+
+    def scores(self, task, index) -> dict:
+        """The float model's per-sample scores on the evaluated samples (paired intervals and the
+        report's reference); targets only, no image is decoded."""
+        if self._scores is None:
+            samples = task.eval_samples(index)
+            targets = task.targets(samples, index.info) if task.needs_targets else None
+            self._scores = {} if targets is None else as_stored(task.sample_scores(
+                task.select_outputs(self.outputs, index.info), targets, index.info))
+        return self._scores
+
+
+def run(ctx, step, inputs) -> Reference:
     t0 = time.perf_counter()
-    key = b.keys.reference
-    hit = b.hit("reference", key)
+    key = step.key
+    hit = ctx.hit("reference", key)
     was_hit = hit is not None
     if hit is None:
-        images, targets = b.eval_set(index)
-        model = b.model(index)
-        with b.log_scope(), b.steps.step(f"reference outputs (float Keras, {len(images)} images)") as step:
-            outputs = predict_in_chunks(model, images, step.update)
-        with b.cache.put("reference", key) as tmp:
+        images, targets = ctx.eval_set(inputs["index"])
+        model = inputs["model"]
+        with ctx.log_scope(), ctx.steps.step(f"reference outputs (float Keras, {len(images)} images)") as progress:
+            outputs = predict_in_chunks(model, images, progress.update)
+        with ctx.cache.put("reference", key) as tmp:
             save(tmp / "reference.npz", outputs, targets)
-        hit = b.cache.get("reference", key)
+        hit = ctx.cache.get("reference", key)
     outputs, _ = load(hit / "reference.npz")
-    b.record("reference", key, was_hit, t0)
-    ensure_dir(b.out_root)
+    ctx.record("reference", key, was_hit, t0)
+    ensure_dir(ctx.out_root)
     raw = (hit / "reference.npz").read_bytes()
-    atomic_write_bytes(b.out_root / "reference.npz", raw)
-    b.reference_sha256 = hashlib.sha256(raw).hexdigest()
-    return outputs
+    atomic_write_bytes(ctx.out_root / "reference.npz", raw)
+    return Reference(outputs, hashlib.sha256(raw).hexdigest())
