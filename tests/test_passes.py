@@ -417,6 +417,23 @@ def test_swap_distills_a_smaller_student_at_its_own_input_size(tiny_model, ctx):
     assert rep["student"]["val_accuracy"] >= 80
 
 
+def test_a_pass_gives_the_same_model_whatever_ran_before_it(tiny_model, ctx):
+    # swap makes a student with new weights: built alone or after other work in the same process
+    # (another target's training moves the global random state), a target must get the same model
+    import tensorflow as tf
+
+    from edgecv.passes.base import parse_pass_config, run_pass
+
+    cls, cfg = parse_pass_config({"name": "swap", "backbone": "TinyCNN", "alpha": 0.5, "input_size": 24,
+                                  "weights": "none", "warmup_epochs": 0, "epochs": 1, "augment": False,
+                                  "teacher_views": 0, "feature_weight": 0.0})
+    first = run_pass(cls, tiny_model, cfg, ctx)
+    tf.random.uniform((7,)), np.random.rand(3), tf.keras.utils.set_random_seed(1234)  # other work
+    second = run_pass(cls, tiny_model, cfg, ctx)
+    a, b = first.keras_model.get_weights(), second.keras_model.get_weights()
+    assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
 def test_swap_config_is_checked_while_planning():
     from edgecv.passes.base import parse_pass_config
 

@@ -55,6 +55,17 @@ class PassContext:
     report: dict = field(default_factory=dict)  # a pass writes what it measured here
 
 
+def run_pass(cls: type, model, cfg, ctx: "PassContext"):
+    """Run one model pass from a fixed random state (the recipe's `train.seed`). A pass that makes
+    new weights or drops units while it trains (swap's student head, dropout in QAT or pruning's
+    fine-tuning) otherwise draws from whatever state the process is in: the same target built alone
+    and built after others would give different models, and no rebuild would be byte-identical."""
+    from edgecv._keras import keras
+
+    keras.utils.set_random_seed(ctx.recipe.train.seed)
+    return cls().run(model, cfg, ctx)
+
+
 def make_context(recipe, index, calibration=None, teacher=None, console=None) -> PassContext:
     """A context over the recipe's data: the task's train/val datasets at the recipe's input size."""
     r = recipe

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from edgecv.passes.base import make_context, parse_pass_config
+from edgecv.passes.base import make_context, parse_pass_config, run_pass
 
 
 def run(ctx, step, inputs):
@@ -27,7 +27,7 @@ def run(ctx, step, inputs):
             pass_ctx = make_context(ctx.recipe, inputs["index"], calibration=ctx.calibration_batches(inputs["calibration"]),
                                     teacher=base, console=ctx.console)
             with ctx.steps.step(f"{spec.name}: pass {cls.name}", indeterminate=True):
-                model = cls().run(model, cfg, pass_ctx)
+                model = run_pass(cls, model, cfg, pass_ctx)
             reports.append({"pass": cls.name, "config": cfg.model_dump(mode="json"), **pass_ctx.report})
         with ctx.cache.put("passes", key) as tmp:
             model.save(tmp / "model")
