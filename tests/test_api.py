@@ -195,10 +195,22 @@ def test_export_without_preprocess_says_what_to_give(tmp_path):
     inp = keras.Input((24, 24, 3))
     keras.Model(inp, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(inp))).save(tmp_path / "m.keras")
     r = CliRunner().invoke(app, ["export", str(tmp_path / "m.keras"), "--format", "onnx",
-                                 "--data", str(image_folders(tmp_path / "images"))])
+                                 "--data", str(image_folders(tmp_path / "images")), "-o", str(tmp_path / "out")])
     assert r.exit_code == 2
     text = " ".join(r.output.split())
     assert "--preprocess NAME" in text and "GlobalAveragePooling2D" in text and "(top level)" not in text
+    assert not (tmp_path / "out").exists()  # refused: no folder of a lock and an empty log left behind
+
+
+def test_a_refused_build_leaves_no_new_folder_and_keeps_an_existing_one(tmp_path):
+    args = ["build", "-t", "raspbery-pi-4", "-r", str(QUICKSTART / "edgecv.yaml")]
+    r = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "new")])
+    assert r.exit_code == 2 and "did you mean `raspberry-pi-4`" in r.output, r.output
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    r = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "kept")])
+    assert r.exit_code == 2 and (tmp_path / "kept" / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("args, message", [

@@ -161,8 +161,27 @@ def build_log(out_dir: Path, verbose: bool, dry_run: bool, wait: float = 0.0):
         with private_log("plan") as log, capture_native(log, verbose) as native:
             yield native, None
         return
-    with BuildLock(out_dir, wait) as lock, capture_native(out_dir / "build.log", verbose) as native:
-        yield native, lock
+    fresh = not Path(out_dir).exists()
+    try:
+        with BuildLock(out_dir, wait) as lock, capture_native(out_dir / "build.log", verbose) as native:
+            yield native, lock
+    except BaseException:
+        if fresh:  # refused before anything was made: leave no folder behind, as before the command
+            remove_if_untouched(Path(out_dir))
+        raise
+
+
+def remove_if_untouched(out_dir: Path) -> None:
+    """Remove a build folder this command created when it holds only the lock and an empty log."""
+    try:
+        items = {p.name: p for p in out_dir.iterdir()}
+        if set(items) <= {".lock", "build.log"} and all(p.is_file() and not p.is_symlink() and p.stat().st_size == 0
+                                                          for n, p in items.items() if n == "build.log"):
+            for p in items.values():
+                p.unlink()
+            out_dir.rmdir()
+    except OSError:  # in use or changed meanwhile: leave it
+        pass
 
 
 def _build_log_of(e: EdgecvError, out_dir: Path) -> Optional[Path]:
