@@ -70,10 +70,11 @@ def run(ctx, step, inputs) -> ArtifactResult:
     path = exported.folder / meta["path"]
     # a pass may have changed the input size (backbone swap): validate at the model's own size
     input_size = meta.get("input_size") or list(ctx.recipe.input.size)
-    entry.update({"path": meta["path"], "sha256": tree_sha256(path), "checks": meta["checks"],
+    sha256 = tree_sha256(path)  # the report's and the validation key's: hashed once (a SavedModel is a tree)
+    entry.update({"path": meta["path"], "sha256": sha256, "checks": meta["checks"],
                   "artifact_metadata": meta["metadata"], "input_size": list(input_size),
                   "quantization": (meta["metadata"].get("ptq") or {}).get("applied", [])})
-    result = _judge(ctx, step, inputs, path, meta["runtime_format"], input_size, entry)
+    result = _judge(ctx, step, inputs, path, sha256, meta["runtime_format"], input_size, entry)
     for name, why in ((meta["metadata"].get("ptq") or {}).get("not_applied") or {}).items():
         result.notes.append(f"int8 {name} not applied: {why}")
     postprocess = meta["metadata"].get("postprocess") or {}
@@ -82,10 +83,11 @@ def run(ctx, step, inputs) -> ArtifactResult:
     return result
 
 
-def _judge(ctx, step, inputs, artifact_path: Path, runtime_format: str, input_size, entry: dict) -> ArtifactResult:
+def _judge(ctx, step, inputs, artifact_path: Path, artifact_sha256: str, runtime_format: str, input_size,
+           entry: dict) -> ArtifactResult:
     spec, target = step.spec, step.target
     t0 = time.perf_counter()
-    key = validation_entry_key(step.key, tree_sha256(artifact_path))
+    key = validation_entry_key(step.key, artifact_sha256)
     hit = ctx.hit("validate", key)
     index = inputs["index"]
 
